@@ -1,0 +1,1 @@
+//! The Berth node agent: converges one Docker host to the pods bound to it.

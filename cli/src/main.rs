@@ -1,0 +1,59 @@
+//! `berth`: the one binary. `berth server` runs the control plane.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Orchestration as a service.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Server(berth_server::settings::ServerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("berth: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}
+
+async fn server(args: berth_server::settings::ServerArgs) -> ExitCode {
+    use berth_server::server::StartError;
+    let result = match args.resolve() {
+        Ok(settings) => berth_server::server::run(settings).await,
+        Err(error) => Err(StartError::Settings(error)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Settings(error)) => {
+            eprintln!("berth: {error}");
+            ExitCode::from(2)
+        }
+        Err(StartError::Other(error)) => {
+            eprintln!("berth: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

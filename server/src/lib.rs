@@ -1,0 +1,12 @@
+//! Berth's control plane.
+//!
+//! - [`store`]: the MVCC revision log with etcd's semantics, on SQLite or
+//!   PostgreSQL; everything else reads and writes desired state through it.
+//! - [`settings`]: `berth server`'s settings, their defaults and checks.
+//! - [`http`]: the HTTP listener: health, readiness and metrics.
+//! - [`server`]: starts the parts above and runs them until shutdown.
+
+pub mod http;
+pub mod server;
+pub mod settings;
+pub mod store;

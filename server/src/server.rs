@@ -1,0 +1,76 @@
+//! Runs the control plane: opens the store, serves HTTP, and stops cleanly on
+//! SIGINT or SIGTERM.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use prometheus::Registry;
+
+use crate::http::{self, AppState};
+use crate::settings::{ServerSettings, SettingsError, redact_url};
+use crate::store::Store;
+
+/// Why the server could not start: a setting (exit code 2) or anything else.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting cannot be used.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// Something else failed.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Starts the server and runs it until a shutdown signal.
+pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
+    let registry =
+        Registry::new_custom(Some("".into()), None).context("creating the metrics registry")?;
+    let store = Store::open(&settings.database_url, &registry)
+        .await
+        .map_err(|e| {
+            SettingsError::new(
+                "--database-url",
+                format!("{}: {e}", redact_url(&settings.database_url)),
+            )
+        })?;
+    let listener = TcpListener::bind(settings.http_addr).map_err(|e| {
+        SettingsError::new(
+            "--http-addr",
+            format!("cannot listen on {}: {e}", settings.http_addr),
+        )
+    })?;
+    let http_addr = listener.local_addr().context("reading the HTTP address")?;
+    let (http_server, http_handle) = http::serve(
+        listener,
+        AppState {
+            store: store.clone(),
+            registry,
+        },
+    )
+    .context("starting HTTP")?;
+    tracing::info!(%http_addr, backend = ?store.backend(), "berth server started");
+    // The one line scripts wait for.
+    println!("berth server listening on http://{http_addr}");
+
+    let http_task = tokio::spawn(http_server);
+    let reason = tokio::select! {
+        signal = shutdown_signal() => signal,
+        result = http_task => format!("the HTTP server stopped: {result:?}"),
+    };
+    tracing::info!(%reason, "shutting down");
+    http_handle.stop(true).await;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> String {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => return format!("cannot listen for SIGTERM: {error}"),
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT".into(),
+        _ = terminate.recv() => "SIGTERM".into(),
+    }
+}

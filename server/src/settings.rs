@@ -1,0 +1,103 @@
+//! `berth server`'s settings: each is a flag, then an environment variable,
+//! then a default, and this module is the one place that knows the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::store::Backend;
+
+/// The settings as given on the command line or in the environment.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Where the server keeps its files (the SQLite database, generated
+    /// secrets).
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`; default
+    /// `sqlite://<data-dir>/berth.db`.
+    #[arg(long, env = "BERTH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Address for REST, the dashboard, `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "BERTH_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+}
+
+/// Settings after their checks, ready to use.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// The data directory, which exists and is writable.
+    pub data_dir: PathBuf,
+    /// The database URL, of a known scheme.
+    pub database_url: String,
+    /// The HTTP listen address.
+    pub http_addr: SocketAddr,
+}
+
+/// A setting that cannot be used, named as the user gave it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct SettingsError {
+    /// The flag, e.g. `--database-url`.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SettingsError {
+    /// An error about `setting`.
+    pub fn new(setting: &'static str, message: impl Into<String>) -> Self {
+        SettingsError {
+            setting,
+            message: message.into(),
+        }
+    }
+}
+
+impl ServerArgs {
+    /// Checks the settings and fills in derived defaults. Creates the data
+    /// directory if it is missing.
+    pub fn resolve(self) -> Result<ServerSettings, SettingsError> {
+        ensure_writable_dir(&self.data_dir)
+            .map_err(|message| SettingsError::new("--data-dir", message))?;
+        let database_url = match self.database_url {
+            Some(url) => url,
+            None => format!("sqlite://{}", self.data_dir.join("berth.db").display()),
+        };
+        if Backend::of_url(&database_url).is_none() {
+            return Err(SettingsError::new(
+                "--database-url",
+                format!(
+                    "unknown scheme in {:?}; use sqlite://PATH or postgres://…",
+                    redact_url(&database_url)
+                ),
+            ));
+        }
+        Ok(ServerSettings {
+            data_dir: self.data_dir,
+            database_url,
+            http_addr: self.http_addr,
+        })
+    }
+}
+
+fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// A database URL with its password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}

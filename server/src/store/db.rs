@@ -1,0 +1,649 @@
+//! The SQL behind the store, for SQLite and PostgreSQL. This is the only
+//! module that knows either dialect; statements both databases understand
+//! are written once and run on either through [`on_db!`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use super::error::{StoreError, StoreResult};
+use super::types::{KeyRange, KeyValue, Revision};
+
+/// Runs the same statement on whichever database `$db` holds.
+macro_rules! on_db {
+    ($db:expr, $conn:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($conn) => $body,
+            Db::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// Runs the same statement inside whichever transaction `$tx` holds.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            WriteTx::Sqlite($conn) => $body,
+            WriteTx::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// The PostgreSQL channel on which every commit announces its revision.
+pub(crate) const NOTIFY_CHANNEL: &str = "berth_store";
+
+/// A connection pool to one of the two backends.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://path`
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of a database URL, or `None` for an unknown scheme.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        let scheme = url.split_once(':')?.0;
+        match scheme {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// A key's latest version as read from the log.
+#[derive(sqlx::FromRow)]
+struct KvRow {
+    key: Vec<u8>,
+    create_revision: i64,
+    mod_revision: i64,
+    version: i64,
+    lease: i64,
+    value: Vec<u8>,
+}
+
+impl From<KvRow> for KeyValue {
+    fn from(row: KvRow) -> Self {
+        KeyValue {
+            key: row.key,
+            create_revision: row.create_revision,
+            mod_revision: row.mod_revision,
+            version: row.version,
+            lease: row.lease,
+            value: row.value,
+        }
+    }
+}
+
+/// One row of the log, joined with the version it replaced.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LogEventRow {
+    pub revision: i64,
+    pub key: Vec<u8>,
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+    pub deleted: bool,
+    pub prev_create_revision: Option<i64>,
+    pub prev_mod_revision: Option<i64>,
+    pub prev_version: Option<i64>,
+    pub prev_lease: Option<i64>,
+    pub prev_value: Option<Vec<u8>>,
+}
+
+/// One row to append to the log.
+#[derive(Clone, Debug)]
+pub(crate) struct LogRow {
+    pub revision: i64,
+    pub sub: i32,
+    pub key: Vec<u8>,
+    pub create_revision: i64,
+    pub prev_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+    pub deleted: bool,
+}
+
+/// The store's revision counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct Meta {
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// A value length that means "the whole value" in `substr(value, 1, n)`.
+const WHOLE_VALUE: i32 = i32::MAX;
+
+const SELECT_META: &str = "SELECT revision, compact_revision FROM store_meta WHERE id = 1";
+
+const RANGE_LATEST: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, substr(l.value, 1, $4) AS value \
+     FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision \
+     WHERE c.key >= $1 AND ($2 IS NULL OR c.key < $2) ORDER BY c.key LIMIT $3";
+
+const COUNT_LATEST: &str =
+    "SELECT COUNT(*) FROM kv_current WHERE key >= $1 AND ($2 IS NULL OR key < $2)";
+
+// A key's version as of revision $3 is its newest log row at or below $3,
+// unless that row is a delete.
+const RANGE_AT: &str = "SELECT l.key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, substr(l.value, 1, $5) AS value FROM kv_log l \
+     WHERE l.key >= $1 AND ($2 IS NULL OR l.key < $2) AND l.revision <= $3 AND NOT l.deleted \
+     AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3) \
+     ORDER BY l.key LIMIT $4";
+
+const COUNT_AT: &str = "SELECT COUNT(*) FROM kv_log l \
+     WHERE l.key >= $1 AND ($2 IS NULL OR l.key < $2) AND l.revision <= $3 AND NOT l.deleted \
+     AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3)";
+
+const LOG_EVENTS: &str = "SELECT l.revision, l.key, l.create_revision, l.version, l.lease, l.value, l.deleted, \
+     p.create_revision AS prev_create_revision, p.revision AS prev_mod_revision, \
+     p.version AS prev_version, p.lease AS prev_lease, p.value AS prev_value \
+     FROM kv_log l LEFT JOIN kv_log p ON $5 AND p.key = l.key AND p.revision = l.prev_revision \
+     WHERE l.revision >= $1 AND l.revision <= $2 AND l.key >= $3 AND ($4 IS NULL OR l.key < $4) \
+     ORDER BY l.revision, l.sub";
+
+const CURRENT_BY_KEY: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, l.value FROM kv_current c \
+     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.key = $1";
+
+const CURRENT_BY_KEYS_PG: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, l.value FROM kv_current c \
+     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.key = ANY($1)";
+
+const CURRENT_BY_LEASE: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, l.value FROM kv_current c \
+     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.lease = $1 ORDER BY c.key";
+
+const INSERT_LOG: &str = "INSERT INTO kv_log \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const INSERT_LOG_PG: &str = "INSERT INTO kv_log \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::bytea[], $4::int8[], $5::int8[], \
+     $6::int8[], $7::int8[], $8::bytea[], $9::bool[])";
+
+const UPSERT_CURRENT: &str = "INSERT INTO kv_current (key, mod_revision, lease) VALUES ($1, $2, $3) \
+     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
+
+const UPSERT_CURRENT_PG: &str = "INSERT INTO kv_current (key, mod_revision, lease) \
+     SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) \
+     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
+
+const DELETE_CURRENT: &str = "DELETE FROM kv_current WHERE key = $1";
+const DELETE_CURRENT_PG: &str = "DELETE FROM kv_current WHERE key = ANY($1)";
+
+// Compaction keeps, for every key, its newest version at or below the
+// compaction point unless that version is a delete; a delete at exactly the
+// compaction point stays so that a watch from there still sees it.
+const COMPACT: &str = "DELETE FROM kv_log WHERE revision < $1 AND (deleted OR EXISTS \
+     (SELECT 1 FROM kv_log n WHERE n.key = kv_log.key AND n.revision > kv_log.revision AND n.revision <= $1))";
+
+impl Db {
+    /// Connects to `url`, creating the SQLite file if needed, and brings the
+    /// schema up to date.
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> StoreResult<Db> {
+        let db = match Backend::of_url(url) {
+            Some(Backend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidRequest(format!("database url: {e}")))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // An acknowledged write must survive power loss, not only
+                    // a process crash.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(false);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(&pool)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
+                Db::Sqlite(pool)
+            }
+            Some(Backend::Postgres) => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidRequest(format!("database url: {e}")))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("../migrations/postgres")
+                    .run(&pool)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
+                Db::Postgres(pool)
+            }
+            None => {
+                return Err(StoreError::InvalidRequest(format!(
+                    "unknown database url scheme in {url:?}; expected sqlite:// or postgres://"
+                )));
+            }
+        };
+        Ok(db)
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// (size, idle) of the connection pool.
+    pub(crate) fn pool_usage(&self) -> (u32, usize) {
+        on_db!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
+    pub(crate) async fn close(&self) {
+        on_db!(self, pool => pool.close().await)
+    }
+
+    pub(crate) async fn meta(&self) -> StoreResult<Meta> {
+        Ok(on_db!(self, pool => sqlx::query_as(SELECT_META).fetch_one(pool).await?))
+    }
+
+    /// Reads a range as one consistent snapshot, with the revision it was
+    /// taken at. `revision == 0` reads the latest versions.
+    pub(crate) async fn range(
+        &self,
+        range: &KeyRange,
+        revision: Revision,
+        limit: Option<i64>,
+        keys_only: bool,
+        count_only: bool,
+    ) -> StoreResult<(Meta, Vec<KeyValue>, i64)> {
+        let start = range.start_bound().to_vec();
+        let end = range.end_bound();
+        let value_len = if keys_only { 0 } else { WHOLE_VALUE };
+        // Ask for one more than the limit to learn whether there is more.
+        let fetch = limit.map_or(i64::MAX, |l| l.saturating_add(1));
+        on_db!(self, pool => {
+            let mut tx = begin_snapshot(pool).await?;
+            let meta: Meta = sqlx::query_as(SELECT_META).fetch_one(&mut *tx).await?;
+            check_revision(revision, meta)?;
+            let (kvs, count) = if revision == 0 || revision == meta.revision {
+                let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
+                    sqlx::query_as(RANGE_LATEST).bind(&start).bind(&end).bind(fetch).bind(value_len)
+                        .fetch_all(&mut *tx).await?
+                };
+                let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
+                    sqlx::query_scalar(COUNT_LATEST).bind(&start).bind(&end).fetch_one(&mut *tx).await?
+                } else {
+                    kvs.len() as i64
+                };
+                (kvs, count)
+            } else {
+                let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
+                    sqlx::query_as(RANGE_AT).bind(&start).bind(&end).bind(revision).bind(fetch).bind(value_len)
+                        .fetch_all(&mut *tx).await?
+                };
+                let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
+                    sqlx::query_scalar(COUNT_AT).bind(&start).bind(&end).bind(revision).fetch_one(&mut *tx).await?
+                } else {
+                    kvs.len() as i64
+                };
+                (kvs, count)
+            };
+            tx.commit().await?;
+            Ok((meta, kvs.into_iter().map(KeyValue::from).collect(), count))
+        })
+    }
+
+    /// The log rows with revisions in `[from, to]` whose keys fall in `range`,
+    /// in commit order; with the replaced versions when `with_prev`.
+    pub(crate) async fn log_events(
+        &self,
+        from: Revision,
+        to: Revision,
+        range: &KeyRange,
+        with_prev: bool,
+    ) -> StoreResult<Vec<LogEventRow>> {
+        let start = range.start_bound().to_vec();
+        let end = range.end_bound();
+        Ok(on_db!(self, pool => sqlx::query_as(LOG_EVENTS)
+            .bind(from).bind(to).bind(&start).bind(&end).bind(with_prev)
+            .fetch_all(pool).await?))
+    }
+
+    pub(crate) async fn lease(&self, id: i64) -> StoreResult<Option<(i64, i64)>> {
+        Ok(
+            on_db!(self, pool => sqlx::query_as("SELECT ttl, expires_at_ms FROM leases WHERE id = $1")
+            .bind(id).fetch_optional(pool).await?),
+        )
+    }
+
+    pub(crate) async fn lease_ids(&self) -> StoreResult<Vec<i64>> {
+        Ok(
+            on_db!(self, pool => sqlx::query_scalar("SELECT id FROM leases ORDER BY id")
+            .fetch_all(pool).await?),
+        )
+    }
+
+    pub(crate) async fn lease_keys(&self, id: i64) -> StoreResult<Vec<Vec<u8>>> {
+        Ok(
+            on_db!(self, pool => sqlx::query_scalar("SELECT key FROM kv_current WHERE lease = $1 ORDER BY key")
+            .bind(id).fetch_all(pool).await?),
+        )
+    }
+
+    pub(crate) async fn expired_leases(&self, now_ms: i64) -> StoreResult<Vec<i64>> {
+        Ok(on_db!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM leases WHERE expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT 1000")
+            .bind(now_ms).fetch_all(pool).await?))
+    }
+
+    /// Moves a lease's deadline; false when the lease does not exist.
+    pub(crate) async fn renew_lease(&self, id: i64, now_ms: i64) -> StoreResult<Option<i64>> {
+        Ok(on_db!(self, pool => sqlx::query_scalar(
+            "UPDATE leases SET expires_at_ms = $2 + ttl * 1000 WHERE id = $1 AND expires_at_ms > $2 RETURNING ttl")
+            .bind(id).bind(now_ms).fetch_optional(pool).await?))
+    }
+
+    /// Opens a write transaction that holds the store's write lock until it
+    /// ends, and reads the counters under that lock. Holding the lock from
+    /// allocating a revision until commit is what makes revisions commit in
+    /// order, also with several server processes on one PostgreSQL.
+    pub(crate) async fn begin_write(&self) -> StoreResult<(WriteTx, Meta)> {
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let meta = sqlx::query_as(SELECT_META).fetch_one(&mut *tx).await?;
+                Ok((WriteTx::Sqlite(tx), meta))
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let meta = sqlx::query_as(
+                    "SELECT revision, compact_revision FROM store_meta WHERE id = 1 FOR UPDATE",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                Ok((WriteTx::Postgres(tx), meta))
+            }
+        }
+    }
+}
+
+async fn begin_snapshot<DB: SnapshotBegin>(
+    pool: &sqlx::Pool<DB>,
+) -> StoreResult<Transaction<'static, DB>> {
+    Ok(pool.begin_with(DB::BEGIN_SNAPSHOT).await?)
+}
+
+/// How each backend opens a read transaction that sees one snapshot.
+trait SnapshotBegin: sqlx::Database {
+    const BEGIN_SNAPSHOT: &'static str;
+}
+
+impl SnapshotBegin for Sqlite {
+    // In WAL mode a read transaction sees one snapshot from its first read.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN DEFERRED";
+}
+
+impl SnapshotBegin for Postgres {
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+}
+
+/// Fails a read at a compacted or future revision.
+pub(crate) fn check_revision(revision: Revision, meta: Meta) -> StoreResult<()> {
+    if revision > meta.revision {
+        return Err(StoreError::FutureRevision {
+            requested: revision,
+            current: meta.revision,
+        });
+    }
+    if revision > 0 && revision < meta.compact_revision {
+        return Err(StoreError::Compacted {
+            requested: revision,
+            compact_revision: meta.compact_revision,
+        });
+    }
+    Ok(())
+}
+
+/// An open write transaction.
+pub(crate) enum WriteTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl WriteTx {
+    /// The latest versions of `keys` that exist.
+    pub(crate) async fn current_by_keys(&mut self, keys: &[Vec<u8>]) -> StoreResult<Vec<KeyValue>> {
+        let rows: Vec<KvRow> = match self {
+            WriteTx::Sqlite(tx) => {
+                let mut rows = Vec::with_capacity(keys.len());
+                for key in keys {
+                    if let Some(row) = sqlx::query_as(CURRENT_BY_KEY)
+                        .bind(key)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                    {
+                        rows.push(row);
+                    }
+                }
+                rows
+            }
+            WriteTx::Postgres(tx) => {
+                sqlx::query_as(CURRENT_BY_KEYS_PG)
+                    .bind(keys)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(KeyValue::from).collect())
+    }
+
+    /// The latest versions of the live keys in `range`, in key order.
+    pub(crate) async fn current_range(&mut self, range: &KeyRange) -> StoreResult<Vec<KeyValue>> {
+        let start = range.start_bound().to_vec();
+        let end = range.end_bound();
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_LATEST)
+            .bind(&start).bind(&end).bind(i64::MAX).bind(WHOLE_VALUE)
+            .fetch_all(&mut **tx).await?);
+        Ok(rows.into_iter().map(KeyValue::from).collect())
+    }
+
+    /// The versions of the live keys in `range` as of `revision`, read
+    /// through this transaction (so it sees the batch's flushed rows).
+    pub(crate) async fn range_at(
+        &mut self,
+        range: &KeyRange,
+        revision: Revision,
+    ) -> StoreResult<Vec<KeyValue>> {
+        let start = range.start_bound().to_vec();
+        let end = range.end_bound();
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_AT)
+            .bind(&start).bind(&end).bind(revision).bind(i64::MAX).bind(WHOLE_VALUE)
+            .fetch_all(&mut **tx).await?);
+        Ok(rows.into_iter().map(KeyValue::from).collect())
+    }
+
+    /// The latest versions of the keys attached to `lease`.
+    pub(crate) async fn current_by_lease(&mut self, lease: i64) -> StoreResult<Vec<KeyValue>> {
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(CURRENT_BY_LEASE).bind(lease).fetch_all(&mut **tx).await?);
+        Ok(rows.into_iter().map(KeyValue::from).collect())
+    }
+
+    /// The lease's (ttl, deadline), if it exists.
+    pub(crate) async fn lease(&mut self, id: i64) -> StoreResult<Option<(i64, i64)>> {
+        Ok(
+            on_tx!(self, tx => sqlx::query_as("SELECT ttl, expires_at_ms FROM leases WHERE id = $1")
+            .bind(id).fetch_optional(&mut **tx).await?),
+        )
+    }
+
+    pub(crate) async fn insert_lease(
+        &mut self,
+        id: i64,
+        ttl: i64,
+        expires_at_ms: i64,
+    ) -> StoreResult<()> {
+        on_tx!(self, tx => sqlx::query("INSERT INTO leases (id, ttl, expires_at_ms) VALUES ($1, $2, $3)")
+            .bind(id).bind(ttl).bind(expires_at_ms).execute(&mut **tx).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub(crate) async fn delete_lease(&mut self, id: i64) -> StoreResult<()> {
+        on_tx!(self, tx => sqlx::query("DELETE FROM leases WHERE id = $1").bind(id).execute(&mut **tx).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Appends rows to the log.
+    pub(crate) async fn insert_log(&mut self, rows: &[LogRow]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            WriteTx::Sqlite(tx) => {
+                for row in rows {
+                    sqlx::query(INSERT_LOG)
+                        .bind(row.revision)
+                        .bind(row.sub)
+                        .bind(&row.key)
+                        .bind(row.create_revision)
+                        .bind(row.prev_revision)
+                        .bind(row.version)
+                        .bind(row.lease)
+                        .bind(&row.value)
+                        .bind(row.deleted)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+            WriteTx::Postgres(tx) => {
+                let column = |f: fn(&LogRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+                sqlx::query(INSERT_LOG_PG)
+                    .bind(column(|r| r.revision))
+                    .bind(rows.iter().map(|r| r.sub).collect::<Vec<i32>>())
+                    .bind(
+                        rows.iter()
+                            .map(|r| r.key.as_slice())
+                            .collect::<Vec<&[u8]>>(),
+                    )
+                    .bind(column(|r| r.create_revision))
+                    .bind(column(|r| r.prev_revision))
+                    .bind(column(|r| r.version))
+                    .bind(column(|r| r.lease))
+                    .bind(
+                        rows.iter()
+                            .map(|r| r.value.as_slice())
+                            .collect::<Vec<&[u8]>>(),
+                    )
+                    .bind(rows.iter().map(|r| r.deleted).collect::<Vec<bool>>())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Points the live-key index at the newest versions: `live` are
+    /// (key, mod_revision, lease) of keys that exist, `gone` keys that don't.
+    pub(crate) async fn update_current(
+        &mut self,
+        live: &[(Vec<u8>, i64, i64)],
+        gone: &[Vec<u8>],
+    ) -> StoreResult<()> {
+        match self {
+            WriteTx::Sqlite(tx) => {
+                for (key, revision, lease) in live {
+                    sqlx::query(UPSERT_CURRENT)
+                        .bind(key)
+                        .bind(revision)
+                        .bind(lease)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                for key in gone {
+                    sqlx::query(DELETE_CURRENT)
+                        .bind(key)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+            WriteTx::Postgres(tx) => {
+                if !live.is_empty() {
+                    sqlx::query(UPSERT_CURRENT_PG)
+                        .bind(live.iter().map(|l| l.0.as_slice()).collect::<Vec<&[u8]>>())
+                        .bind(live.iter().map(|l| l.1).collect::<Vec<i64>>())
+                        .bind(live.iter().map(|l| l.2).collect::<Vec<i64>>())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if !gone.is_empty() {
+                    sqlx::query(DELETE_CURRENT_PG)
+                        .bind(gone)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the history that a compaction at `revision` makes unreachable.
+    pub(crate) async fn compact(&mut self, revision: Revision) -> StoreResult<()> {
+        on_tx!(self, tx => sqlx::query(COMPACT).bind(revision).execute(&mut **tx).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Stores the counters and commits; on PostgreSQL the commit also wakes
+    /// the other server processes.
+    pub(crate) async fn commit(
+        self,
+        meta: Meta,
+        notify_payload: Option<String>,
+    ) -> StoreResult<()> {
+        match self {
+            WriteTx::Sqlite(mut tx) => {
+                sqlx::query(
+                    "UPDATE store_meta SET revision = $1, compact_revision = $2 WHERE id = 1",
+                )
+                .bind(meta.revision)
+                .bind(meta.compact_revision)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            WriteTx::Postgres(mut tx) => {
+                sqlx::query(
+                    "UPDATE store_meta SET revision = $1, compact_revision = $2 WHERE id = 1",
+                )
+                .bind(meta.revision)
+                .bind(meta.compact_revision)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(payload) = notify_payload {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(NOTIFY_CHANNEL)
+                        .bind(payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! The Berth dashboard: askama templates, static assets and its routes.
