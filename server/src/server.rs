@@ -5,6 +5,7 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 use prometheus::Registry;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::http::{self, AppState};
 use crate::settings::{ServerSettings, SettingsError, redact_url};
@@ -23,8 +24,7 @@ pub enum StartError {
 
 /// Starts the server and runs it until a shutdown signal.
 pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
-    let registry =
-        Registry::new_custom(Some("".into()), None).context("creating the metrics registry")?;
+    let registry = Registry::new();
     let store = Store::open(&settings.database_url, &registry)
         .await
         .map_err(|e| {
@@ -48,29 +48,22 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         },
     )
     .context("starting HTTP")?;
+    // Signal handlers go in before the server announces itself, so that a
+    // SIGTERM sent right after the announcement still shuts down cleanly.
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     tracing::info!(%http_addr, backend = ?store.backend(), "berth server started");
     // The one line scripts wait for.
     println!("berth server listening on http://{http_addr}");
 
     let http_task = tokio::spawn(http_server);
     let reason = tokio::select! {
-        signal = shutdown_signal() => signal,
+        _ = terminate.recv() => "SIGTERM".to_owned(),
+        _ = interrupt.recv() => "SIGINT".to_owned(),
         result = http_task => format!("the HTTP server stopped: {result:?}"),
     };
     tracing::info!(%reason, "shutting down");
     http_handle.stop(true).await;
     store.close().await;
     Ok(())
-}
-
-async fn shutdown_signal() -> String {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => return format!("cannot listen for SIGTERM: {error}"),
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT".into(),
-        _ = terminate.recv() => "SIGTERM".into(),
-    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use super::error::{StoreError, StoreResult};
 use super::types::{KeyRange, KeyValue, Revision};
@@ -31,6 +31,9 @@ macro_rules! on_tx {
         }
     };
 }
+
+/// How long opening the store waits for PostgreSQL to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The PostgreSQL channel on which every commit announces its revision.
 pub(crate) const NOTIFY_CHANNEL: &str = "berth_store";
@@ -223,6 +226,18 @@ impl Db {
             Some(Backend::Postgres) => {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|e| StoreError::InvalidRequest(format!("database url: {e}")))?;
+                // One plain connection first: the pool would keep retrying an
+                // unreachable server until its acquire timeout.
+                let probe =
+                    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable(format!(
+                                "no answer within {}s",
+                                CONNECT_TIMEOUT.as_secs()
+                            ))
+                        })??;
+                probe.close().await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))

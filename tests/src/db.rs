@@ -1,17 +1,20 @@
-//! Test support: a fresh database per test, on either backend.
+//! A fresh database per test, on either backend.
 
 use berth_server::store::Store;
 use sqlx::Connection;
 
 /// Which backend a test runs on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestBackend {
+    /// An SQLite file in a temp directory.
     Sqlite,
+    /// A new database on the PostgreSQL server named by `DATABASE_URL`.
     Postgres,
 }
 
-/// A database that lives as long as the test.
+/// A database that lives as long as the value.
 pub struct TestDb {
+    /// The database URL.
     pub url: String,
     // Keeps the SQLite file's directory alive.
     _dir: Option<tempfile::TempDir>,
@@ -22,7 +25,7 @@ pub struct TestDb {
 pub fn postgres_admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| {
         panic!(
-            "DATABASE_URL is not set: the PostgreSQL half of the store suite needs a server. \
+            "DATABASE_URL is not set: the PostgreSQL half of the tests needs a server. \
              Run the tests through scripts/test, which starts one."
         )
     })
@@ -40,24 +43,10 @@ impl TestDb {
                     _dir: Some(dir),
                 }
             }
-            TestBackend::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("berth_test_{:016x}", rand::random::<u64>());
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("connecting to DATABASE_URL ({admin}): {e}"));
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("creating a test database");
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base);
-                TestDb {
-                    url: format!("{base}/{name}"),
-                    _dir: None,
-                }
-            }
+            TestBackend::Postgres => TestDb {
+                url: fresh_postgres_database().await,
+                _dir: None,
+            },
         }
     }
 
@@ -67,4 +56,21 @@ impl TestDb {
             .await
             .expect("opening the store")
     }
+}
+
+/// Creates an empty database on the `DATABASE_URL` server; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin = postgres_admin_url();
+    let name = format!("berth_test_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to DATABASE_URL ({admin}): {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("creating a test database");
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
 }

@@ -1,14 +1,12 @@
 //! The store's conformance suite. Every test body runs twice, on SQLite and on
 //! PostgreSQL, through the `conformance!` macro at the bottom.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use berth_server::store::types::*;
 use berth_server::store::{Store, StoreError, Watch};
-use support::{TestBackend, TestDb};
+use berth_tests::db::{TestBackend, TestDb};
 
 fn put(key: &str, value: &str) -> PutRequest {
     PutRequest {

@@ -1,0 +1,92 @@
+//! Berth's binaries as real processes.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The `berth` binary, built (once per test run) from the current sources
+/// with the same cargo and profile as the tests, so it is never stale.
+pub fn berth_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "berth", "--bin", "berth"]);
+            if !cfg!(debug_assertions) {
+                build.arg("--release");
+            }
+            let status = build
+                .status()
+                .expect("running cargo to build the berth binary");
+            assert!(status.success(), "building the berth binary failed");
+            // Test binaries live in target/<profile>/deps; the berth binary
+            // one level up.
+            let exe = std::env::current_exe().expect("locating the test binary");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| {
+                    if deps.ends_with("deps") {
+                        deps.parent()
+                    } else {
+                        Some(deps)
+                    }
+                })
+                .expect("the test binary has a parent directory");
+            let binary = profile_dir.join("berth");
+            assert!(binary.exists(), "{} was not built", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// A running `berth server`, stopped (SIGKILL) when dropped.
+pub struct ServerProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where its HTTP listener is.
+    pub http_addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `berth server` with `args` (plus `--http-addr 127.0.0.1:0`
+    /// unless given) and waits for its "listening" line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut command = Command::new(berth_binary());
+        command.arg("server").args(args);
+        if !args.contains(&"--http-addr") {
+            command.args(["--http-addr", "127.0.0.1:0"]);
+        }
+        command
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("starting berth server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("berth server exited before listening: {:?}", child.wait()))
+            .expect("reading berth server's output");
+        let http_addr = line
+            .strip_prefix("berth server listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .expect("a socket address");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess { child, http_addr }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
