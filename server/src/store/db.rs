@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{
+    Connection, PgConnection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool, Transaction,
+};
 
 use super::error::{StoreError, StoreResult};
 use super::types::{KeyRange, KeyValue, Revision};
@@ -90,6 +92,33 @@ impl From<KvRow> for KeyValue {
     }
 }
 
+/// A latest-version row joined with the counters (all key columns NULL when
+/// nothing matched).
+#[derive(sqlx::FromRow)]
+struct LatestRow {
+    header_revision: i64,
+    header_compact_revision: i64,
+    key: Option<Vec<u8>>,
+    create_revision: Option<i64>,
+    mod_revision: Option<i64>,
+    version: Option<i64>,
+    lease: Option<i64>,
+    value: Option<Vec<u8>>,
+}
+
+impl LatestRow {
+    fn into_kv(self) -> Option<KeyValue> {
+        Some(KeyValue {
+            key: self.key?,
+            create_revision: self.create_revision?,
+            mod_revision: self.mod_revision?,
+            version: self.version?,
+            lease: self.lease?,
+            value: self.value?,
+        })
+    }
+}
+
 /// One row of the log, joined with the version it replaced.
 #[derive(sqlx::FromRow)]
 pub(crate) struct LogEventRow {
@@ -133,25 +162,68 @@ const WHOLE_VALUE: i32 = i32::MAX;
 
 const SELECT_META: &str = "SELECT revision, compact_revision FROM store_meta WHERE id = 1";
 
-const RANGE_LATEST: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $4) AS value \
-     FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision \
-     WHERE c.key >= $1 AND ($2 IS NULL OR c.key < $2) ORDER BY c.key LIMIT $3";
+// Range statements come in two forms, picked by `bounds()`: with an upper
+// bound, and without one. (A single `$2 IS NULL OR key < $2` would keep the
+// planners from bounding the index scan.)
+macro_rules! two_forms {
+    ($head:literal, $key:literal, $tail:literal) => {
+        [
+            concat!($head, $key, " >= $1 AND ", $key, " < $2", $tail),
+            concat!($head, $key, " >= $1 AND $2 IS NULL", $tail),
+        ]
+    };
+}
 
-const COUNT_LATEST: &str =
-    "SELECT COUNT(*) FROM kv_current WHERE key >= $1 AND ($2 IS NULL OR key < $2)";
+const RANGE_LATEST: [&str; 2] = two_forms!(
+    "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, substr(l.value, 1, $4) AS value \
+     FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ",
+    "c.key",
+    " ORDER BY c.key LIMIT $3"
+);
+
+// The latest versions and the counters in one statement, so one snapshot
+// without a transaction: the counters row is joined with the matches, and
+// stands alone (with NULLs) when nothing matches.
+const RANGE_LATEST_WITH_META: [&str; 2] = two_forms!(
+    "SELECT m.revision AS header_revision, m.compact_revision AS header_compact_revision, \
+     r.key, r.create_revision, r.mod_revision, r.version, r.lease, r.value \
+     FROM store_meta m LEFT JOIN (SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, substr(l.value, 1, $4) AS value \
+     FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ",
+    "c.key",
+    " ORDER BY c.key LIMIT $3) r ON 1 = 1 WHERE m.id = 1 ORDER BY r.key"
+);
+
+const COUNT_LATEST: [&str; 2] = two_forms!("SELECT COUNT(*) FROM kv_current WHERE ", "key", "");
 
 // A key's version as of revision $3 is its newest log row at or below $3,
 // unless that row is a delete.
-const RANGE_AT: &str = "SELECT l.key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $5) AS value FROM kv_log l \
-     WHERE l.key >= $1 AND ($2 IS NULL OR l.key < $2) AND l.revision <= $3 AND NOT l.deleted \
+const RANGE_AT: [&str; 2] = two_forms!(
+    "SELECT l.key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, substr(l.value, 1, $5) AS value FROM kv_log l WHERE ",
+    "l.key",
+    " AND l.revision <= $3 AND NOT l.deleted \
      AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3) \
-     ORDER BY l.key LIMIT $4";
+     ORDER BY l.key LIMIT $4"
+);
 
-const COUNT_AT: &str = "SELECT COUNT(*) FROM kv_log l \
-     WHERE l.key >= $1 AND ($2 IS NULL OR l.key < $2) AND l.revision <= $3 AND NOT l.deleted \
-     AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3)";
+const COUNT_AT: [&str; 2] = two_forms!(
+    "SELECT COUNT(*) FROM kv_log l WHERE ",
+    "l.key",
+    " AND l.revision <= $3 AND NOT l.deleted \
+     AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3)"
+);
+
+/// The form of a two-form range statement to use, and its `$1`/`$2`.
+fn bounds(range: &KeyRange) -> (usize, Vec<u8>, Option<Vec<u8>>) {
+    let end = range.end_bound();
+    (
+        usize::from(end.is_none()),
+        range.start_bound().to_vec(),
+        end,
+    )
+}
 
 const LOG_EVENTS: &str = "SELECT l.revision, l.key, l.create_revision, l.version, l.lease, l.value, l.deleted, \
      p.create_revision AS prev_create_revision, p.revision AS prev_mod_revision, \
@@ -160,35 +232,31 @@ const LOG_EVENTS: &str = "SELECT l.revision, l.key, l.create_revision, l.version
      WHERE l.revision >= $1 AND l.revision <= $2 AND l.key >= $3 AND ($4 IS NULL OR l.key < $4) \
      ORDER BY l.revision, l.sub";
 
-const CURRENT_BY_KEY: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+const SELECT_CURRENT: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
      l.version, l.lease, l.value FROM kv_current c \
-     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.key = $1";
+     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ";
 
 const CURRENT_BY_KEYS_PG: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
      l.version, l.lease, l.value FROM kv_current c \
      JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.key = ANY($1)";
 
+/// Rows per multi-row statement on SQLite (9 parameters a row stays well
+/// under SQLite's 32,766-parameter limit).
+const SQLITE_ROWS_PER_STATEMENT: usize = 500;
+
 const CURRENT_BY_LEASE: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
      l.version, l.lease, l.value FROM kv_current c \
      JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.lease = $1 ORDER BY c.key";
-
-const INSERT_LOG: &str = "INSERT INTO kv_log \
-     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 const INSERT_LOG_PG: &str = "INSERT INTO kv_log \
      (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
      SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::bytea[], $4::int8[], $5::int8[], \
      $6::int8[], $7::int8[], $8::bytea[], $9::bool[])";
 
-const UPSERT_CURRENT: &str = "INSERT INTO kv_current (key, mod_revision, lease) VALUES ($1, $2, $3) \
-     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
-
 const UPSERT_CURRENT_PG: &str = "INSERT INTO kv_current (key, mod_revision, lease) \
      SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) \
      ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
 
-const DELETE_CURRENT: &str = "DELETE FROM kv_current WHERE key = $1";
 const DELETE_CURRENT_PG: &str = "DELETE FROM kv_current WHERE key = ANY($1)";
 
 // Compaction keeps, for every key, its newest version at or below the
@@ -288,33 +356,49 @@ impl Db {
         keys_only: bool,
         count_only: bool,
     ) -> StoreResult<(Meta, Vec<KeyValue>, i64)> {
-        let start = range.start_bound().to_vec();
-        let end = range.end_bound();
+        let (form, start, end) = bounds(range);
         let value_len = if keys_only { 0 } else { WHOLE_VALUE };
         // Ask for one more than the limit to learn whether there is more.
         let fetch = limit.map_or(i64::MAX, |l| l.saturating_add(1));
+        // The common read, the latest versions, needs no transaction unless
+        // a count beyond the limit is wanted.
+        if revision == 0 && !count_only {
+            let rows: Vec<LatestRow> = on_db!(self, pool => sqlx::query_as(RANGE_LATEST_WITH_META[form])
+                .bind(&start).bind(&end).bind(fetch).bind(value_len)
+                .fetch_all(pool).await?);
+            let meta = rows.first().map(|row| Meta {
+                revision: row.header_revision,
+                compact_revision: row.header_compact_revision,
+            });
+            let meta = meta.ok_or_else(|| StoreError::Database("store_meta has no row".into()))?;
+            let kvs: Vec<KeyValue> = rows.into_iter().filter_map(LatestRow::into_kv).collect();
+            if !limit.is_some_and(|l| kvs.len() as i64 > l) {
+                let count = kvs.len() as i64;
+                return Ok((meta, kvs, count));
+            }
+        }
         on_db!(self, pool => {
             let mut tx = begin_snapshot(pool).await?;
             let meta: Meta = sqlx::query_as(SELECT_META).fetch_one(&mut *tx).await?;
             check_revision(revision, meta)?;
             let (kvs, count) = if revision == 0 || revision == meta.revision {
                 let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
-                    sqlx::query_as(RANGE_LATEST).bind(&start).bind(&end).bind(fetch).bind(value_len)
+                    sqlx::query_as(RANGE_LATEST[form]).bind(&start).bind(&end).bind(fetch).bind(value_len)
                         .fetch_all(&mut *tx).await?
                 };
                 let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
-                    sqlx::query_scalar(COUNT_LATEST).bind(&start).bind(&end).fetch_one(&mut *tx).await?
+                    sqlx::query_scalar(COUNT_LATEST[form]).bind(&start).bind(&end).fetch_one(&mut *tx).await?
                 } else {
                     kvs.len() as i64
                 };
                 (kvs, count)
             } else {
                 let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
-                    sqlx::query_as(RANGE_AT).bind(&start).bind(&end).bind(revision).bind(fetch).bind(value_len)
+                    sqlx::query_as(RANGE_AT[form]).bind(&start).bind(&end).bind(revision).bind(fetch).bind(value_len)
                         .fetch_all(&mut *tx).await?
                 };
                 let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
-                    sqlx::query_scalar(COUNT_AT).bind(&start).bind(&end).bind(revision).fetch_one(&mut *tx).await?
+                    sqlx::query_scalar(COUNT_AT[form]).bind(&start).bind(&end).bind(revision).fetch_one(&mut *tx).await?
                 } else {
                     kvs.len() as i64
                 };
@@ -448,14 +532,15 @@ impl WriteTx {
         let rows: Vec<KvRow> = match self {
             WriteTx::Sqlite(tx) => {
                 let mut rows = Vec::with_capacity(keys.len());
-                for key in keys {
-                    if let Some(row) = sqlx::query_as(CURRENT_BY_KEY)
-                        .bind(key)
-                        .fetch_optional(&mut **tx)
-                        .await?
-                    {
-                        rows.push(row);
+                for chunk in keys.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<Sqlite>::new(SELECT_CURRENT);
+                    query.push("c.key IN (");
+                    let mut list = query.separated(", ");
+                    for key in chunk {
+                        list.push_bind(key.as_slice());
                     }
+                    query.push(")");
+                    rows.extend(query.build_query_as::<KvRow>().fetch_all(&mut **tx).await?);
                 }
                 rows
             }
@@ -471,9 +556,8 @@ impl WriteTx {
 
     /// The latest versions of the live keys in `range`, in key order.
     pub(crate) async fn current_range(&mut self, range: &KeyRange) -> StoreResult<Vec<KeyValue>> {
-        let start = range.start_bound().to_vec();
-        let end = range.end_bound();
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_LATEST)
+        let (form, start, end) = bounds(range);
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_LATEST[form])
             .bind(&start).bind(&end).bind(i64::MAX).bind(WHOLE_VALUE)
             .fetch_all(&mut **tx).await?);
         Ok(rows.into_iter().map(KeyValue::from).collect())
@@ -486,9 +570,8 @@ impl WriteTx {
         range: &KeyRange,
         revision: Revision,
     ) -> StoreResult<Vec<KeyValue>> {
-        let start = range.start_bound().to_vec();
-        let end = range.end_bound();
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_AT)
+        let (form, start, end) = bounds(range);
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_AT[form])
             .bind(&start).bind(&end).bind(revision).bind(i64::MAX).bind(WHOLE_VALUE)
             .fetch_all(&mut **tx).await?);
         Ok(rows.into_iter().map(KeyValue::from).collect())
@@ -531,19 +614,24 @@ impl WriteTx {
         }
         match self {
             WriteTx::Sqlite(tx) => {
-                for row in rows {
-                    sqlx::query(INSERT_LOG)
-                        .bind(row.revision)
-                        .bind(row.sub)
-                        .bind(&row.key)
-                        .bind(row.create_revision)
-                        .bind(row.prev_revision)
-                        .bind(row.version)
-                        .bind(row.lease)
-                        .bind(&row.value)
-                        .bind(row.deleted)
-                        .execute(&mut **tx)
-                        .await?;
+                for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO kv_log (revision, sub, key, create_revision, prev_revision, \
+                         version, lease, value, deleted) ",
+                    );
+                    query.push_values(chunk, |mut values, row| {
+                        values
+                            .push_bind(row.revision)
+                            .push_bind(row.sub)
+                            .push_bind(row.key.as_slice())
+                            .push_bind(row.create_revision)
+                            .push_bind(row.prev_revision)
+                            .push_bind(row.version)
+                            .push_bind(row.lease)
+                            .push_bind(row.value.as_slice())
+                            .push_bind(row.deleted);
+                    });
+                    query.build().execute(&mut **tx).await?;
                 }
             }
             WriteTx::Postgres(tx) => {
@@ -582,19 +670,31 @@ impl WriteTx {
     ) -> StoreResult<()> {
         match self {
             WriteTx::Sqlite(tx) => {
-                for (key, revision, lease) in live {
-                    sqlx::query(UPSERT_CURRENT)
-                        .bind(key)
-                        .bind(revision)
-                        .bind(lease)
-                        .execute(&mut **tx)
-                        .await?;
+                for chunk in live.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO kv_current (key, mod_revision, lease) ",
+                    );
+                    query.push_values(chunk, |mut values, (key, revision, lease)| {
+                        values
+                            .push_bind(key.as_slice())
+                            .push_bind(*revision)
+                            .push_bind(*lease);
+                    });
+                    query.push(
+                        " ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, \
+                         lease = excluded.lease",
+                    );
+                    query.build().execute(&mut **tx).await?;
                 }
-                for key in gone {
-                    sqlx::query(DELETE_CURRENT)
-                        .bind(key)
-                        .execute(&mut **tx)
-                        .await?;
+                for chunk in gone.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut query =
+                        QueryBuilder::<Sqlite>::new("DELETE FROM kv_current WHERE key IN (");
+                    let mut list = query.separated(", ");
+                    for key in chunk {
+                        list.push_bind(key.as_slice());
+                    }
+                    query.push(")");
+                    query.build().execute(&mut **tx).await?;
                 }
             }
             WriteTx::Postgres(tx) => {
