@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{
-    Connection, PgConnection, PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool, Transaction,
-};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use super::error::{StoreError, StoreResult};
 use super::types::{KeyRange, KeyValue, Revision};
@@ -232,17 +230,44 @@ const LOG_EVENTS: &str = "SELECT l.revision, l.key, l.create_revision, l.version
      WHERE l.revision >= $1 AND l.revision <= $2 AND l.key >= $3 AND ($4 IS NULL OR l.key < $4) \
      ORDER BY l.revision, l.sub";
 
-const SELECT_CURRENT: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, l.value FROM kv_current c \
-     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ";
-
 const CURRENT_BY_KEYS_PG: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
      l.version, l.lease, l.value FROM kv_current c \
      JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.key = ANY($1)";
 
-/// Rows per multi-row statement on SQLite (9 parameters a row stays well
-/// under SQLite's 32,766-parameter limit).
-const SQLITE_ROWS_PER_STATEMENT: usize = 500;
+// SQLite has no array parameters. A batch's rows travel as one JSON array
+// (bytes as hex) so that each statement is prepared once and runs once per
+// batch, whatever the batch's size.
+const CURRENT_BY_KEYS_SQLITE: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
+     l.version, l.lease, l.value FROM kv_current c \
+     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision \
+     WHERE c.key IN (SELECT unhex(value) FROM json_each($1))";
+
+const INSERT_LOG_SQLITE: &str = "INSERT INTO kv_log \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4, \
+     value ->> 5, value ->> 6, unhex(value ->> 7), value ->> 8 FROM json_each($1) WHERE true";
+
+const UPSERT_CURRENT_SQLITE: &str = "INSERT INTO kv_current (key, mod_revision, lease) \
+     SELECT unhex(value ->> 0), value ->> 1, value ->> 2 FROM json_each($1) WHERE true \
+     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
+
+const DELETE_CURRENT_SQLITE: &str =
+    "DELETE FROM kv_current WHERE key IN (SELECT unhex(value) FROM json_each($1))";
+
+/// Lower-case hex, as SQLite's `unhex()` reads it.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    out
+}
+
+fn json(value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Database(format!("encoding a batch: {e}")))
+}
 
 const CURRENT_BY_LEASE: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
      l.version, l.lease, l.value FROM kv_current c \
@@ -279,6 +304,8 @@ impl Db {
                     // a process crash.
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
+                    // Statement journals of multi-row writes stay in memory.
+                    .pragma("temp_store", "memory")
                     .foreign_keys(false);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
@@ -372,7 +399,7 @@ impl Db {
             });
             let meta = meta.ok_or_else(|| StoreError::Database("store_meta has no row".into()))?;
             let kvs: Vec<KeyValue> = rows.into_iter().filter_map(LatestRow::into_kv).collect();
-            if !limit.is_some_and(|l| kvs.len() as i64 > l) {
+            if limit.is_none_or(|l| kvs.len() as i64 <= l) {
                 let count = kvs.len() as i64;
                 return Ok((meta, kvs, count));
             }
@@ -531,18 +558,11 @@ impl WriteTx {
     pub(crate) async fn current_by_keys(&mut self, keys: &[Vec<u8>]) -> StoreResult<Vec<KeyValue>> {
         let rows: Vec<KvRow> = match self {
             WriteTx::Sqlite(tx) => {
-                let mut rows = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(SQLITE_ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::<Sqlite>::new(SELECT_CURRENT);
-                    query.push("c.key IN (");
-                    let mut list = query.separated(", ");
-                    for key in chunk {
-                        list.push_bind(key.as_slice());
-                    }
-                    query.push(")");
-                    rows.extend(query.build_query_as::<KvRow>().fetch_all(&mut **tx).await?);
-                }
-                rows
+                let keys: Vec<String> = keys.iter().map(|k| hex(k)).collect();
+                sqlx::query_as(CURRENT_BY_KEYS_SQLITE)
+                    .bind(json(&keys)?)
+                    .fetch_all(&mut **tx)
+                    .await?
             }
             WriteTx::Postgres(tx) => {
                 sqlx::query_as(CURRENT_BY_KEYS_PG)
@@ -614,25 +634,27 @@ impl WriteTx {
         }
         match self {
             WriteTx::Sqlite(tx) => {
-                for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO kv_log (revision, sub, key, create_revision, prev_revision, \
-                         version, lease, value, deleted) ",
-                    );
-                    query.push_values(chunk, |mut values, row| {
-                        values
-                            .push_bind(row.revision)
-                            .push_bind(row.sub)
-                            .push_bind(row.key.as_slice())
-                            .push_bind(row.create_revision)
-                            .push_bind(row.prev_revision)
-                            .push_bind(row.version)
-                            .push_bind(row.lease)
-                            .push_bind(row.value.as_slice())
-                            .push_bind(row.deleted);
-                    });
-                    query.build().execute(&mut **tx).await?;
-                }
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        let (key, value) = (hex(&r.key), hex(&r.value));
+                        (
+                            r.revision,
+                            r.sub,
+                            key,
+                            r.create_revision,
+                            r.prev_revision,
+                            r.version,
+                            r.lease,
+                            value,
+                            r.deleted,
+                        )
+                    })
+                    .collect();
+                sqlx::query(INSERT_LOG_SQLITE)
+                    .bind(json(&rows)?)
+                    .execute(&mut **tx)
+                    .await?;
             }
             WriteTx::Postgres(tx) => {
                 let column = |f: fn(&LogRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
@@ -670,31 +692,22 @@ impl WriteTx {
     ) -> StoreResult<()> {
         match self {
             WriteTx::Sqlite(tx) => {
-                for chunk in live.chunks(SQLITE_ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO kv_current (key, mod_revision, lease) ",
-                    );
-                    query.push_values(chunk, |mut values, (key, revision, lease)| {
-                        values
-                            .push_bind(key.as_slice())
-                            .push_bind(*revision)
-                            .push_bind(*lease);
-                    });
-                    query.push(
-                        " ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, \
-                         lease = excluded.lease",
-                    );
-                    query.build().execute(&mut **tx).await?;
+                if !live.is_empty() {
+                    let live: Vec<_> = live
+                        .iter()
+                        .map(|(key, revision, lease)| (hex(key), revision, lease))
+                        .collect();
+                    sqlx::query(UPSERT_CURRENT_SQLITE)
+                        .bind(json(&live)?)
+                        .execute(&mut **tx)
+                        .await?;
                 }
-                for chunk in gone.chunks(SQLITE_ROWS_PER_STATEMENT) {
-                    let mut query =
-                        QueryBuilder::<Sqlite>::new("DELETE FROM kv_current WHERE key IN (");
-                    let mut list = query.separated(", ");
-                    for key in chunk {
-                        list.push_bind(key.as_slice());
-                    }
-                    query.push(")");
-                    query.build().execute(&mut **tx).await?;
+                if !gone.is_empty() {
+                    let gone: Vec<String> = gone.iter().map(|k| hex(k)).collect();
+                    sqlx::query(DELETE_CURRENT_SQLITE)
+                        .bind(json(&gone)?)
+                        .execute(&mut **tx)
+                        .await?;
                 }
             }
             WriteTx::Postgres(tx) => {

@@ -32,6 +32,9 @@ enum Bench {
         /// Watch-latency samples per figure.
         #[arg(long, default_value_t = 2000)]
         samples: usize,
+        /// Only this backend (`sqlite` or `postgres`).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// (internal) The second process of the cross-process latency figure:
     /// watches `--database-url`, prints `ready`, then one JSON line of
@@ -49,9 +52,11 @@ const VALUE_BYTES: usize = 256;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Bench::Store { seconds, samples } => {
-            store_bench(Duration::from_secs(seconds), samples).await
-        }
+        Bench::Store {
+            seconds,
+            samples,
+            only,
+        } => store_bench(Duration::from_secs(seconds), samples, only.as_deref()).await,
         Bench::WatchPeer {
             database_url,
             samples,
@@ -59,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn store_bench(run_for: Duration, samples: usize) -> anyhow::Result<()> {
+async fn store_bench(run_for: Duration, samples: usize, only: Option<&str>) -> anyhow::Result<()> {
     println!(
         "berth store benchmark: {} cores, puts of {VALUE_BYTES}-byte values, {} s per figure",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -74,6 +79,9 @@ async fn store_bench(run_for: Duration, samples: usize) -> anyhow::Result<()> {
             TestBackend::Sqlite => "sqlite",
             TestBackend::Postgres => "postgres",
         };
+        if only.is_some_and(|only| only != name) {
+            continue;
+        }
         let db = TestDb::new(backend).await;
         let store = db.open().await;
         for writers in [1, 16, 64] {
