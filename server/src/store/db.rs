@@ -174,10 +174,10 @@ macro_rules! two_forms {
 
 const RANGE_LATEST: [&str; 2] = two_forms!(
     "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $4) AS value \
+     l.version, l.lease, substr(l.value, 1, $3) AS value \
      FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ",
     "c.key",
-    " ORDER BY c.key LIMIT $3"
+    " ORDER BY c.key {limit}"
 );
 
 // The latest versions and the counters in one statement, so one snapshot
@@ -187,10 +187,10 @@ const RANGE_LATEST_WITH_META: [&str; 2] = two_forms!(
     "SELECT m.revision AS header_revision, m.compact_revision AS header_compact_revision, \
      r.key, r.create_revision, r.mod_revision, r.version, r.lease, r.value \
      FROM store_meta m LEFT JOIN (SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $4) AS value \
+     l.version, l.lease, substr(l.value, 1, $3) AS value \
      FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ",
     "c.key",
-    " ORDER BY c.key LIMIT $3) r ON 1 = 1 WHERE m.id = 1 ORDER BY r.key"
+    " ORDER BY c.key {limit}) r ON 1 = 1 WHERE m.id = 1 ORDER BY r.key"
 );
 
 const COUNT_LATEST: [&str; 2] = two_forms!("SELECT COUNT(*) FROM kv_current WHERE ", "key", "");
@@ -199,11 +199,11 @@ const COUNT_LATEST: [&str; 2] = two_forms!("SELECT COUNT(*) FROM kv_current WHER
 // unless that row is a delete.
 const RANGE_AT: [&str; 2] = two_forms!(
     "SELECT l.key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $5) AS value FROM kv_log l WHERE ",
+     l.version, l.lease, substr(l.value, 1, $4) AS value FROM kv_log l WHERE ",
     "l.key",
     " AND l.revision <= $3 AND NOT l.deleted \
      AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3) \
-     ORDER BY l.key LIMIT $4"
+     ORDER BY l.key {limit}"
 );
 
 const COUNT_AT: [&str; 2] = two_forms!(
@@ -212,6 +212,15 @@ const COUNT_AT: [&str; 2] = two_forms!(
     " AND l.revision <= $3 AND NOT l.deleted \
      AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3)"
 );
+
+/// A range statement with its `{limit}` filled in. The limit is written into
+/// the statement rather than bound: SQLite re-plans a statement whenever a
+/// bound LIMIT changes, which costs more than caching one statement per
+/// distinct limit.
+fn with_limit(template: &str, limit: Option<i64>) -> sqlx::AssertSqlSafe<String> {
+    let clause = limit.map_or_else(String::new, |n| format!("LIMIT {n}"));
+    sqlx::AssertSqlSafe(template.replace("{limit}", &clause))
+}
 
 /// The form of a two-form range statement to use, and its `$1`/`$2`.
 fn bounds(range: &KeyRange) -> (usize, Vec<u8>, Option<Vec<u8>>) {
@@ -386,12 +395,13 @@ impl Db {
         let (form, start, end) = bounds(range);
         let value_len = if keys_only { 0 } else { WHOLE_VALUE };
         // Ask for one more than the limit to learn whether there is more.
-        let fetch = limit.map_or(i64::MAX, |l| l.saturating_add(1));
+        let fetch = limit.map(|l| l.saturating_add(1));
         // The common read, the latest versions, needs no transaction unless
         // a count beyond the limit is wanted.
         if revision == 0 && !count_only {
-            let rows: Vec<LatestRow> = on_db!(self, pool => sqlx::query_as(RANGE_LATEST_WITH_META[form])
-                .bind(&start).bind(&end).bind(fetch).bind(value_len)
+            let sql = with_limit(RANGE_LATEST_WITH_META[form], fetch);
+            let rows: Vec<LatestRow> = on_db!(self, pool => sqlx::query_as(sql)
+                .bind(&start).bind(&end).bind(value_len)
                 .fetch_all(pool).await?);
             let meta = rows.first().map(|row| Meta {
                 revision: row.header_revision,
@@ -410,7 +420,7 @@ impl Db {
             check_revision(revision, meta)?;
             let (kvs, count) = if revision == 0 || revision == meta.revision {
                 let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
-                    sqlx::query_as(RANGE_LATEST[form]).bind(&start).bind(&end).bind(fetch).bind(value_len)
+                    sqlx::query_as(with_limit(RANGE_LATEST[form], fetch)).bind(&start).bind(&end).bind(value_len)
                         .fetch_all(&mut *tx).await?
                 };
                 let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
@@ -421,7 +431,7 @@ impl Db {
                 (kvs, count)
             } else {
                 let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
-                    sqlx::query_as(RANGE_AT[form]).bind(&start).bind(&end).bind(revision).bind(fetch).bind(value_len)
+                    sqlx::query_as(with_limit(RANGE_AT[form], fetch)).bind(&start).bind(&end).bind(revision).bind(value_len)
                         .fetch_all(&mut *tx).await?
                 };
                 let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
@@ -577,8 +587,8 @@ impl WriteTx {
     /// The latest versions of the live keys in `range`, in key order.
     pub(crate) async fn current_range(&mut self, range: &KeyRange) -> StoreResult<Vec<KeyValue>> {
         let (form, start, end) = bounds(range);
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_LATEST[form])
-            .bind(&start).bind(&end).bind(i64::MAX).bind(WHOLE_VALUE)
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(with_limit(RANGE_LATEST[form], None))
+            .bind(&start).bind(&end).bind(WHOLE_VALUE)
             .fetch_all(&mut **tx).await?);
         Ok(rows.into_iter().map(KeyValue::from).collect())
     }
@@ -591,8 +601,8 @@ impl WriteTx {
         revision: Revision,
     ) -> StoreResult<Vec<KeyValue>> {
         let (form, start, end) = bounds(range);
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(RANGE_AT[form])
-            .bind(&start).bind(&end).bind(revision).bind(i64::MAX).bind(WHOLE_VALUE)
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(with_limit(RANGE_AT[form], None))
+            .bind(&start).bind(&end).bind(revision).bind(WHOLE_VALUE)
             .fetch_all(&mut **tx).await?);
         Ok(rows.into_iter().map(KeyValue::from).collect())
     }
