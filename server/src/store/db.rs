@@ -287,11 +287,18 @@ const INSERT_LOG_PG: &str = "INSERT INTO kv_log \
      SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::bytea[], $4::int8[], $5::int8[], \
      $6::int8[], $7::int8[], $8::bytea[], $9::bool[])";
 
-const UPSERT_CURRENT_PG: &str = "INSERT INTO kv_current (key, mod_revision, lease) \
-     SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) \
-     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
-
-const DELETE_CURRENT_PG: &str = "DELETE FROM kv_current WHERE key = ANY($1)";
+// The end of a PostgreSQL batch as one statement (one round trip): data-
+// modifying CTEs all run, each on rows the others do not touch.
+const FINISH_BATCH_PG: &str = "WITH log AS (INSERT INTO kv_log \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::bytea[], $4::int8[], $5::int8[], \
+     $6::int8[], $7::int8[], $8::bytea[], $9::bool[])), \
+     live AS (INSERT INTO kv_current (key, mod_revision, lease) \
+     SELECT * FROM UNNEST($10::bytea[], $11::int8[], $12::int8[]) \
+     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease), \
+     gone AS (DELETE FROM kv_current WHERE key = ANY($13::bytea[])), \
+     meta AS (UPDATE store_meta SET revision = $14, compact_revision = $15 WHERE id = 1) \
+     SELECT pg_notify($16, $17) WHERE $17::text IS NOT NULL";
 
 // Compaction keeps, for every key, its newest version at or below the
 // compaction point unless that version is a delete; a delete at exactly the
@@ -315,6 +322,10 @@ impl Db {
                     .busy_timeout(Duration::from_secs(10))
                     // Statement journals of multi-row writes stay in memory.
                     .pragma("temp_store", "memory")
+                    // B-tree pages stay cached rather than being read back
+                    // through system calls.
+                    .pragma("cache_size", "-16384")
+                    .pragma("mmap_size", "268435456")
                     .foreign_keys(false);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
@@ -644,97 +655,25 @@ impl WriteTx {
         }
         match self {
             WriteTx::Sqlite(tx) => {
-                let rows: Vec<_> = rows
-                    .iter()
-                    .map(|r| {
-                        let (key, value) = (hex(&r.key), hex(&r.value));
-                        (
-                            r.revision,
-                            r.sub,
-                            key,
-                            r.create_revision,
-                            r.prev_revision,
-                            r.version,
-                            r.lease,
-                            value,
-                            r.deleted,
-                        )
-                    })
-                    .collect();
                 sqlx::query(INSERT_LOG_SQLITE)
-                    .bind(json(&rows)?)
+                    .bind(sqlite_log_rows(rows)?)
                     .execute(&mut **tx)
                     .await?;
             }
             WriteTx::Postgres(tx) => {
-                let column = |f: fn(&LogRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+                let columns = PgLogColumns::of(rows);
                 sqlx::query(INSERT_LOG_PG)
-                    .bind(column(|r| r.revision))
-                    .bind(rows.iter().map(|r| r.sub).collect::<Vec<i32>>())
-                    .bind(
-                        rows.iter()
-                            .map(|r| r.key.as_slice())
-                            .collect::<Vec<&[u8]>>(),
-                    )
-                    .bind(column(|r| r.create_revision))
-                    .bind(column(|r| r.prev_revision))
-                    .bind(column(|r| r.version))
-                    .bind(column(|r| r.lease))
-                    .bind(
-                        rows.iter()
-                            .map(|r| r.value.as_slice())
-                            .collect::<Vec<&[u8]>>(),
-                    )
-                    .bind(rows.iter().map(|r| r.deleted).collect::<Vec<bool>>())
+                    .bind(&columns.revision)
+                    .bind(&columns.sub)
+                    .bind(&columns.key)
+                    .bind(&columns.create_revision)
+                    .bind(&columns.prev_revision)
+                    .bind(&columns.version)
+                    .bind(&columns.lease)
+                    .bind(&columns.value)
+                    .bind(&columns.deleted)
                     .execute(&mut **tx)
                     .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Points the live-key index at the newest versions: `live` are
-    /// (key, mod_revision, lease) of keys that exist, `gone` keys that don't.
-    pub(crate) async fn update_current(
-        &mut self,
-        live: &[(Vec<u8>, i64, i64)],
-        gone: &[Vec<u8>],
-    ) -> StoreResult<()> {
-        match self {
-            WriteTx::Sqlite(tx) => {
-                if !live.is_empty() {
-                    let live: Vec<_> = live
-                        .iter()
-                        .map(|(key, revision, lease)| (hex(key), revision, lease))
-                        .collect();
-                    sqlx::query(UPSERT_CURRENT_SQLITE)
-                        .bind(json(&live)?)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                if !gone.is_empty() {
-                    let gone: Vec<String> = gone.iter().map(|k| hex(k)).collect();
-                    sqlx::query(DELETE_CURRENT_SQLITE)
-                        .bind(json(&gone)?)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
-            WriteTx::Postgres(tx) => {
-                if !live.is_empty() {
-                    sqlx::query(UPSERT_CURRENT_PG)
-                        .bind(live.iter().map(|l| l.0.as_slice()).collect::<Vec<&[u8]>>())
-                        .bind(live.iter().map(|l| l.1).collect::<Vec<i64>>())
-                        .bind(live.iter().map(|l| l.2).collect::<Vec<i64>>())
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                if !gone.is_empty() {
-                    sqlx::query(DELETE_CURRENT_PG)
-                        .bind(gone)
-                        .execute(&mut **tx)
-                        .await?;
-                }
             }
         }
         Ok(())
@@ -746,15 +685,44 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Stores the counters and commits; on PostgreSQL the commit also wakes
-    /// the other server processes.
-    pub(crate) async fn commit(
+    /// Ends a batch: appends `rows` to the log, points the live-key index at
+    /// the newest versions (`live`: key, mod_revision, lease of keys that
+    /// exist; `gone`: keys that don't), stores the counters and commits. On
+    /// PostgreSQL all of it is one statement, and the commit also wakes the
+    /// other server processes with `notify_payload`.
+    pub(crate) async fn finish(
         self,
+        rows: &[LogRow],
+        live: &[(Vec<u8>, i64, i64)],
+        gone: &[Vec<u8>],
         meta: Meta,
         notify_payload: Option<String>,
     ) -> StoreResult<()> {
         match self {
             WriteTx::Sqlite(mut tx) => {
+                if !rows.is_empty() {
+                    sqlx::query(INSERT_LOG_SQLITE)
+                        .bind(sqlite_log_rows(rows)?)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !live.is_empty() {
+                    let live: Vec<_> = live
+                        .iter()
+                        .map(|(key, revision, lease)| (hex(key), revision, lease))
+                        .collect();
+                    sqlx::query(UPSERT_CURRENT_SQLITE)
+                        .bind(json(&live)?)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !gone.is_empty() {
+                    let gone: Vec<String> = gone.iter().map(|k| hex(k)).collect();
+                    sqlx::query(DELETE_CURRENT_SQLITE)
+                        .bind(json(&gone)?)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query(
                     "UPDATE store_meta SET revision = $1, compact_revision = $2 WHERE id = 1",
                 )
@@ -765,23 +733,81 @@ impl WriteTx {
                 tx.commit().await?;
             }
             WriteTx::Postgres(mut tx) => {
-                sqlx::query(
-                    "UPDATE store_meta SET revision = $1, compact_revision = $2 WHERE id = 1",
-                )
-                .bind(meta.revision)
-                .bind(meta.compact_revision)
-                .execute(&mut *tx)
-                .await?;
-                if let Some(payload) = notify_payload {
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(NOTIFY_CHANNEL)
-                        .bind(payload)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                let columns = PgLogColumns::of(rows);
+                sqlx::query(FINISH_BATCH_PG)
+                    .bind(&columns.revision)
+                    .bind(&columns.sub)
+                    .bind(&columns.key)
+                    .bind(&columns.create_revision)
+                    .bind(&columns.prev_revision)
+                    .bind(&columns.version)
+                    .bind(&columns.lease)
+                    .bind(&columns.value)
+                    .bind(&columns.deleted)
+                    .bind(live.iter().map(|l| l.0.as_slice()).collect::<Vec<&[u8]>>())
+                    .bind(live.iter().map(|l| l.1).collect::<Vec<i64>>())
+                    .bind(live.iter().map(|l| l.2).collect::<Vec<i64>>())
+                    .bind(gone)
+                    .bind(meta.revision)
+                    .bind(meta.compact_revision)
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(notify_payload)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
             }
         }
         Ok(())
+    }
+}
+
+/// A batch's log rows as SQLite's JSON parameter.
+fn sqlite_log_rows(rows: &[LogRow]) -> StoreResult<String> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let (key, value) = (hex(&r.key), hex(&r.value));
+            (
+                r.revision,
+                r.sub,
+                key,
+                r.create_revision,
+                r.prev_revision,
+                r.version,
+                r.lease,
+                value,
+                r.deleted,
+            )
+        })
+        .collect();
+    json(&rows)
+}
+
+/// A batch's log rows as PostgreSQL arrays, one per column.
+struct PgLogColumns<'a> {
+    revision: Vec<i64>,
+    sub: Vec<i32>,
+    key: Vec<&'a [u8]>,
+    create_revision: Vec<i64>,
+    prev_revision: Vec<i64>,
+    version: Vec<i64>,
+    lease: Vec<i64>,
+    value: Vec<&'a [u8]>,
+    deleted: Vec<bool>,
+}
+
+impl<'a> PgLogColumns<'a> {
+    fn of(rows: &'a [LogRow]) -> Self {
+        PgLogColumns {
+            revision: rows.iter().map(|r| r.revision).collect(),
+            sub: rows.iter().map(|r| r.sub).collect(),
+            key: rows.iter().map(|r| r.key.as_slice()).collect(),
+            create_revision: rows.iter().map(|r| r.create_revision).collect(),
+            prev_revision: rows.iter().map(|r| r.prev_revision).collect(),
+            version: rows.iter().map(|r| r.version).collect(),
+            lease: rows.iter().map(|r| r.lease).collect(),
+            value: rows.iter().map(|r| r.value.as_slice()).collect(),
+            deleted: rows.iter().map(|r| r.deleted).collect(),
+        }
     }
 }

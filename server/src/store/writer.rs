@@ -170,7 +170,6 @@ impl Writer {
             }
         }
 
-        tx.insert_log(&batch.log[batch.flushed..]).await?;
         let mut live = Vec::new();
         let mut gone = Vec::new();
         for key in &batch.touched {
@@ -179,16 +178,17 @@ impl Writer {
                 None => gone.push(key.clone()),
             }
         }
-        tx.update_current(&live, &gone).await?;
         let wrote = batch.meta.revision > meta.revision;
         let notify = wrote.then(|| format!("{}:{}", self.server_id, batch.meta.revision));
-        if batch.meta != meta {
-            tx.commit(batch.meta, notify).await?;
-        } else {
-            // Nothing changed (only reads, lost compares or lease grants):
-            // still commit, for the lease rows.
-            tx.commit(meta, None).await?;
-        }
+        // Even a batch that changed no key commits: lease grants are rows too.
+        tx.finish(
+            &batch.log[batch.flushed..],
+            &live,
+            &gone,
+            batch.meta,
+            notify,
+        )
+        .await?;
         let committed = wrote.then(|| CommittedBatch {
             first_revision: meta.revision + 1,
             last_revision: batch.meta.revision,
