@@ -662,16 +662,8 @@ impl WriteTx {
             }
             WriteTx::Postgres(tx) => {
                 let columns = PgLogColumns::of(rows);
-                sqlx::query(INSERT_LOG_PG)
-                    .bind(&columns.revision)
-                    .bind(&columns.sub)
-                    .bind(&columns.key)
-                    .bind(&columns.create_revision)
-                    .bind(&columns.prev_revision)
-                    .bind(&columns.version)
-                    .bind(&columns.lease)
-                    .bind(&columns.value)
-                    .bind(&columns.deleted)
+                columns
+                    .bind(sqlx::query(INSERT_LOG_PG))
                     .execute(&mut **tx)
                     .await?;
             }
@@ -734,16 +726,8 @@ impl WriteTx {
             }
             WriteTx::Postgres(mut tx) => {
                 let columns = PgLogColumns::of(rows);
-                sqlx::query(FINISH_BATCH_PG)
-                    .bind(&columns.revision)
-                    .bind(&columns.sub)
-                    .bind(&columns.key)
-                    .bind(&columns.create_revision)
-                    .bind(&columns.prev_revision)
-                    .bind(&columns.version)
-                    .bind(&columns.lease)
-                    .bind(&columns.value)
-                    .bind(&columns.deleted)
+                columns
+                    .bind(sqlx::query(FINISH_BATCH_PG))
                     .bind(live.iter().map(|l| l.0.as_slice()).collect::<Vec<&[u8]>>())
                     .bind(live.iter().map(|l| l.1).collect::<Vec<i64>>())
                     .bind(live.iter().map(|l| l.2).collect::<Vec<i64>>())
@@ -797,6 +781,23 @@ struct PgLogColumns<'a> {
 }
 
 impl<'a> PgLogColumns<'a> {
+    /// Binds the columns as `$1`…`$9`.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.revision)
+            .bind(&self.sub)
+            .bind(&self.key)
+            .bind(&self.create_revision)
+            .bind(&self.prev_revision)
+            .bind(&self.version)
+            .bind(&self.lease)
+            .bind(&self.value)
+            .bind(&self.deleted)
+    }
+
     fn of(rows: &'a [LogRow]) -> Self {
         PgLogColumns {
             revision: rows.iter().map(|r| r.revision).collect(),

@@ -220,6 +220,17 @@ async fn paced_writes(store: &Store, samples: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A watch on the keys the latency figures write.
+async fn watch_latency_keys(store: &Store) -> anyhow::Result<berth_server::store::Watch> {
+    Ok(store
+        .watch(WatchRequest {
+            range: KeyRange::prefix("/bench/lat/"),
+            start_revision: 0,
+            prev_kv: false,
+        })
+        .await?)
+}
+
 /// Collects `samples` latencies from a watch on `/bench/lat/`.
 async fn collect_latencies(
     mut watch: berth_server::store::Watch,
@@ -248,13 +259,7 @@ async fn watch_latency_in_process(store: &Store, samples: usize) -> anyhow::Resu
             prev_kv: false,
         })
         .await?;
-    let watch = store
-        .watch(WatchRequest {
-            range: KeyRange::prefix("/bench/lat/"),
-            start_revision: 0,
-            prev_kv: false,
-        })
-        .await?;
+    let watch = watch_latency_keys(store).await?;
     let collector = tokio::spawn(collect_latencies(watch, samples));
     paced_writes(store, samples).await?;
     collector.await?
@@ -300,13 +305,7 @@ async fn watch_latency_cross_process(
 
 async fn watch_peer(url: &str, samples: usize) -> anyhow::Result<()> {
     let store = Store::open(url, &prometheus::Registry::new()).await?;
-    let watch = store
-        .watch(WatchRequest {
-            range: KeyRange::prefix("/bench/lat/"),
-            start_revision: 0,
-            prev_kv: false,
-        })
-        .await?;
+    let watch = watch_latency_keys(&store).await?;
     println!("ready");
     let latencies = collect_latencies(watch, samples).await?;
     let micros: Vec<u64> = latencies.iter().map(|d| d.as_micros() as u64).collect();
