@@ -1,1 +1,21 @@
-//! Berth resource types, validation and protocol definitions. This crate does no I/O.
+//! Berth's protocol definitions and, as they land, its resource types and
+//! their validation. This crate does no I/O.
+//!
+//! - [`etcd`]: the etcd v3 API (messages and gRPC services), generated from
+//!   `proto/etcd` with etcd's own field numbers.
+
+pub mod etcd {
+    //! The etcd v3 API as Berth serves it.
+
+    /// `etcdserverpb`: requests, answers and the services.
+    #[expect(missing_docs, reason = "generated from the .proto files")]
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+
+    /// `mvccpb`: keys, values and events.
+    #[expect(missing_docs, reason = "generated from the .proto files")]
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+}

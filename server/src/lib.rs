@@ -3,9 +3,11 @@
 //! - [`store`]: the MVCC revision log with etcd's semantics, on SQLite or
 //!   PostgreSQL; everything else reads and writes desired state through it.
 //! - [`settings`]: `berth server`'s settings, their defaults and checks.
+//! - [`etcd`]: the etcd v3 API (gRPC) over the store.
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
 //! - [`server`]: starts the parts above and runs them until shutdown.
 
+pub mod etcd;
 pub mod http;
 pub mod server;
 pub mod settings;

@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use anyhow::Context;
 use prometheus::Registry;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
+use crate::etcd;
 use crate::http::{self, AppState};
 use crate::settings::{ServerSettings, SettingsError, redact_url};
 use crate::store::Store;
@@ -40,6 +42,17 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         )
     })?;
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
+    let grpc_listener = tokio::net::TcpListener::bind(settings.grpc_addr)
+        .await
+        .map_err(|e| {
+            SettingsError::new(
+                "--grpc-addr",
+                format!("cannot listen on {}: {e}", settings.grpc_addr),
+            )
+        })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .context("reading the gRPC address")?;
     let (http_server, http_handle) = http::serve(
         listener,
         AppState {
@@ -48,21 +61,30 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         },
     )
     .context("starting HTTP")?;
+    let grpc_shutdown = CancellationToken::new();
+    let grpc_task = tokio::spawn(etcd::serve(
+        store.clone(),
+        grpc_listener,
+        settings.etcd_auth,
+        grpc_shutdown.clone(),
+    ));
     // Signal handlers go in before the server announces itself, so that a
     // SIGTERM sent right after the announcement still shuts down cleanly.
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    tracing::info!(%http_addr, backend = ?store.backend(), "berth server started");
+    tracing::info!(%http_addr, %grpc_addr, backend = ?store.backend(), "berth server started");
     // The one line scripts wait for.
-    println!("berth server listening on http://{http_addr}");
+    println!("berth server listening on http://{http_addr} and grpc://{grpc_addr}");
 
     let http_task = tokio::spawn(http_server);
     let reason = tokio::select! {
         _ = terminate.recv() => "SIGTERM".to_owned(),
         _ = interrupt.recv() => "SIGINT".to_owned(),
         result = http_task => format!("the HTTP server stopped: {result:?}"),
+        result = grpc_task => format!("the gRPC server stopped: {result:?}"),
     };
     tracing::info!(%reason, "shutting down");
+    grpc_shutdown.cancel();
     http_handle.stop(true).await;
     store.close().await;
     Ok(())

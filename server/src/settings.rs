@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::etcd::EtcdAuth;
 use crate::store::Backend;
 
 /// The settings as given on the command line or in the environment.
@@ -20,6 +21,13 @@ pub struct ServerArgs {
     /// Address for REST, the dashboard, `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "BERTH_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Address for gRPC: the etcd v3 API (and, later, the node API).
+    #[arg(long, env = "BERTH_GRPC_ADDR", default_value = "127.0.0.1:2379")]
+    pub grpc_addr: SocketAddr,
+    /// Who may use the etcd API: `users` (a token from Auth.Authenticate on
+    /// every call) or `none` (anyone, every key: local development only).
+    #[arg(long, env = "BERTH_ETCD_AUTH", value_enum, default_value = "users")]
+    pub etcd_auth: EtcdAuth,
 }
 
 /// Settings after their checks, ready to use.
@@ -31,6 +39,10 @@ pub struct ServerSettings {
     pub database_url: String,
     /// The HTTP listen address.
     pub http_addr: SocketAddr,
+    /// The gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Who may use the etcd API.
+    pub etcd_auth: EtcdAuth,
 }
 
 /// A setting that cannot be used, named as the user gave it.
@@ -76,6 +88,8 @@ impl ServerArgs {
             data_dir: self.data_dir,
             database_url,
             http_addr: self.http_addr,
+            grpc_addr: self.grpc_addr,
+            etcd_auth: self.etcd_auth,
         })
     }
 }

@@ -46,6 +46,8 @@ pub struct ServerProcess {
     pub child: std::process::Child,
     /// Where its HTTP listener is.
     pub http_addr: std::net::SocketAddr,
+    /// Where its gRPC listener (the etcd API) is.
+    pub grpc_addr: std::net::SocketAddr,
 }
 
 impl ServerProcess {
@@ -58,6 +60,9 @@ impl ServerProcess {
         if !args.contains(&"--http-addr") {
             command.args(["--http-addr", "127.0.0.1:0"]);
         }
+        if !args.contains(&"--grpc-addr") {
+            command.args(["--grpc-addr", "127.0.0.1:0"]);
+        }
         command
             .envs(envs.iter().copied())
             .stdout(std::process::Stdio::piped());
@@ -68,14 +73,19 @@ impl ServerProcess {
             .next()
             .unwrap_or_else(|| panic!("berth server exited before listening: {:?}", child.wait()))
             .expect("reading berth server's output");
-        let http_addr = line
+        let (http_addr, grpc_addr) = line
             .strip_prefix("berth server listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .expect("a socket address");
+            .and_then(|rest| rest.split_once(" and grpc://"))
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        let http_addr = http_addr.parse().expect("a socket address");
+        let grpc_addr = grpc_addr.parse().expect("a socket address");
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        ServerProcess { child, http_addr }
+        ServerProcess {
+            child,
+            http_addr,
+            grpc_addr,
+        }
     }
 
     /// `http://ADDR` + `path`.

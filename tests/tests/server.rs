@@ -15,7 +15,7 @@ fn refused(args: &[&str]) -> (Option<i32>, String, Duration) {
     let output = Command::new(binary)
         .arg("server")
         .args(args)
-        .args(["--http-addr", "127.0.0.1:0"])
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .output()
         .expect("running berth server");

@@ -234,6 +234,7 @@ pub(crate) fn event_of_row(row: LogEventRow) -> Event {
 /// splitting the events of one revision across groups.
 pub struct Watch {
     events: mpsc::Receiver<StoreResult<Vec<Event>>>,
+    position: Arc<AtomicI64>,
     task: tokio::task::JoinHandle<()>,
     metrics: Arc<StoreMetrics>,
 }
@@ -243,6 +244,24 @@ impl Watch {
     /// error the watch ends.
     pub async fn next(&mut self) -> Option<StoreResult<Vec<Event>>> {
         self.events.recv().await
+    }
+
+    /// The next group of events if one is ready: `Ok(None)` when none is
+    /// waiting, `Err(())` once the watch has ended.
+    #[expect(clippy::result_unit_err, reason = "the only error is \"ended\"")]
+    pub fn try_next(&mut self) -> Result<Option<StoreResult<Vec<Event>>>, ()> {
+        match self.events.try_recv() {
+            Ok(item) => Ok(Some(item)),
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(()),
+        }
+    }
+
+    /// Every event of this watch up to this revision has been handed to
+    /// [`Watch::next`]. Read it *before* seeing the watch empty, and the
+    /// two together prove the caller has received everything up to it.
+    pub fn position(&self) -> Revision {
+        self.position.load(Ordering::SeqCst)
     }
 }
 
@@ -269,6 +288,7 @@ pub(crate) fn start_watch(
         hub.published() + 1
     };
     let (sender, events) = mpsc::channel(64);
+    let position = Arc::new(AtomicI64::new(next - 1));
     metrics.open_watches.inc();
     let task = tokio::spawn(run_watch(
         db,
@@ -278,9 +298,11 @@ pub(crate) fn start_watch(
         next,
         receiver,
         sender,
+        position.clone(),
     ));
     Watch {
         events,
+        position,
         task,
         metrics,
     }
@@ -294,6 +316,7 @@ async fn run_watch(
     mut next: Revision,
     mut receiver: broadcast::Receiver<Arc<CommittedBatch>>,
     sender: mpsc::Sender<StoreResult<Vec<Event>>>,
+    position: Arc<AtomicI64>,
 ) {
     let deliver = |events: Vec<Event>| {
         let sender = &sender;
@@ -321,6 +344,7 @@ async fn run_watch(
                 return;
             }
             next = to + 1;
+            position.store(to, Ordering::SeqCst);
         }
         match receiver.recv().await {
             Ok(batch) => {
@@ -342,6 +366,7 @@ async fn run_watch(
                 if !deliver(events).await {
                     return;
                 }
+                position.store(batch.last_revision, Ordering::SeqCst);
             }
             // Too slow for the broadcast: the catch-up above reads the log.
             Err(broadcast::error::RecvError::Lagged(_)) => {}

@@ -1,0 +1,169 @@
+//! The etcd v3 API over the store, so that `etcdctl` and etcd client
+//! libraries work against Berth unchanged.
+//!
+//! - `convert`: wire messages ↔ store types, store errors → etcd's statuses.
+//! - `kv`: KV (Range, Put, DeleteRange, Txn, Compact).
+//! - `watch`: the Watch stream.
+//! - `lease`: Lease (Grant, Revoke, KeepAlive, TimeToLive, Leases).
+//! - this module: Maintenance.Status, Cluster.MemberList, Auth, the access
+//!   check every call passes, and the gRPC server that serves them all.
+
+mod convert;
+mod kv;
+mod lease;
+mod watch;
+
+use std::net::SocketAddr;
+
+use berth_api::etcd::etcdserverpb as pb;
+use berth_api::etcd::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::store::Store;
+use convert::Headers;
+
+/// Who may use the etcd API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EtcdAuth {
+    /// Every call carries a token from `Auth.Authenticate` with a Berth
+    /// user's email and password.
+    Users,
+    /// No authentication: every call reaches every key. For local
+    /// development only.
+    None,
+}
+
+/// What every etcd service shares.
+#[derive(Clone)]
+pub(crate) struct Etcd {
+    store: Store,
+    headers: Headers,
+    member_name: String,
+    client_url: String,
+}
+
+impl Etcd {
+    async fn current_revision(&self) -> Result<i64, Status> {
+        self.store.current_revision().await.map_err(convert::status)
+    }
+}
+
+/// Serves the etcd API on `listener` until `shutdown`.
+pub async fn serve(
+    store: Store,
+    listener: tokio::net::TcpListener,
+    auth: EtcdAuth,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let addr: SocketAddr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let etcd = Etcd {
+        store,
+        // One member per server process; the cluster is the database.
+        headers: Headers {
+            cluster_id: 0x6265_7274_6800_0001,
+            member_id: rand::random::<u64>() >> 1,
+        },
+        member_name: format!("berth-{}", std::process::id()),
+        client_url: format!("http://{addr}"),
+    };
+    let check = move |request: Request<()>| authorize(auth, request);
+    tonic::transport::Server::builder()
+        .add_service(KvServer::with_interceptor(etcd.clone(), check))
+        .add_service(WatchServer::with_interceptor(etcd.clone(), check))
+        .add_service(LeaseServer::with_interceptor(etcd.clone(), check))
+        .add_service(ClusterServer::with_interceptor(etcd.clone(), check))
+        .add_service(MaintenanceServer::with_interceptor(etcd.clone(), check))
+        .add_service(AuthServer::new(etcd))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+}
+
+/// The one access check of the etcd API.
+fn authorize(auth: EtcdAuth, request: Request<()>) -> Result<Request<()>, Status> {
+    match auth {
+        EtcdAuth::None => Ok(request),
+        EtcdAuth::Users => match request.metadata().get("token") {
+            // Berth's accounts (and so the tokens Authenticate hands out)
+            // arrive with the REST API; until then no token is valid.
+            Some(_) => Err(Status::unauthenticated("etcdserver: invalid auth token")),
+            None => Err(Status::unauthenticated(
+                "etcdserver: this server requires a token: authenticate first, or run it with --etcd-auth=none",
+            )),
+        },
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for Etcd {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let revision = self.current_revision().await?;
+        Ok(Response::new(pb::StatusResponse {
+            header: self.headers.at(revision),
+            version: format!("3.4.0-berth-{}", env!("CARGO_PKG_VERSION")),
+            db_size: 0,
+            leader: self.headers.member_id,
+            raft_index: revision as u64,
+            raft_term: 1,
+            raft_applied_index: revision as u64,
+            errors: Vec::new(),
+            db_size_in_use: 0,
+            is_learner: false,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for Etcd {
+    async fn member_list(
+        &self,
+        _: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let revision = self.current_revision().await?;
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.headers.at(revision),
+            members: vec![pb::Member {
+                id: self.headers.member_id,
+                name: self.member_name.clone(),
+                peer_ur_ls: Vec::new(),
+                client_ur_ls: vec![self.client_url.clone()],
+                is_learner: false,
+            }],
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::auth_server::Auth for Etcd {
+    async fn auth_status(
+        &self,
+        _: Request<pb::AuthStatusRequest>,
+    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
+        let revision = self.current_revision().await?;
+        Ok(Response::new(pb::AuthStatusResponse {
+            header: self.headers.at(revision),
+            enabled: true,
+            auth_revision: 1,
+        }))
+    }
+
+    async fn authenticate(
+        &self,
+        _: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        Err(Status::invalid_argument(
+            "etcdserver: authentication failed, invalid user ID or password",
+        ))
+    }
+}

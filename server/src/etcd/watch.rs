@@ -1,0 +1,279 @@
+//! The Watch service: one bidirectional stream carrying many watches.
+//!
+//! Each watch is a forwarding task from a store [`Watch`] to the stream.
+//! A progress request is answered once every watch on the stream has
+//! forwarded everything up to the revision current when it was asked.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use berth_api::etcd::etcdserverpb as pb;
+use berth_api::etcd::etcdserverpb::watch_create_request::FilterType;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Etcd;
+use super::convert::{self, status};
+use crate::store::types::{EventKind, KeyRange, Revision, WatchRequest};
+use crate::store::{StoreError, Watch};
+
+/// The watch id etcd uses for answers that belong to no one watch.
+const NO_WATCH: i64 = -1;
+
+/// How long a progress request waits for the stream's watches to catch up.
+const PROGRESS_WAIT: Duration = Duration::from_secs(10);
+
+type Outbound = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+struct Forwarder {
+    task: JoinHandle<()>,
+    /// Every event up to this revision has been sent on the stream.
+    forwarded: Arc<AtomicI64>,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tonic::async_trait]
+impl pb::watch_server::Watch for Etcd {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let inbound = request.into_inner();
+        let (outbound, receiver) = mpsc::channel(256);
+        tokio::spawn(self.clone().run_stream(inbound, outbound));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+}
+
+impl Etcd {
+    /// Serves one watch stream until the client closes it.
+    async fn run_stream(self, mut inbound: Streaming<pb::WatchRequest>, outbound: Outbound) {
+        use pb::watch_request::RequestUnion;
+        let mut watches: HashMap<i64, Forwarder> = HashMap::new();
+        let mut next_id = 0;
+        while let Ok(Some(request)) = inbound.message().await {
+            let answer = match request.request_union {
+                Some(RequestUnion::CreateRequest(create)) => {
+                    self.create(create, &mut watches, &mut next_id, &outbound)
+                        .await
+                }
+                Some(RequestUnion::CancelRequest(cancel)) => match watches.remove(&cancel.watch_id)
+                {
+                    Some(forwarder) => {
+                        drop(forwarder);
+                        Some(self.answer(cancel.watch_id, |r| r.canceled = true).await)
+                    }
+                    None => None,
+                },
+                Some(RequestUnion::ProgressRequest(_)) => {
+                    self.progress(&watches, outbound.clone()).await;
+                    None
+                }
+                None => None,
+            };
+            if let Some(answer) = answer
+                && outbound.send(answer).await.is_err()
+            {
+                break;
+            }
+        }
+    }
+
+    /// A response for `watch_id` at the current revision, shaped by `fill`.
+    async fn answer(
+        &self,
+        watch_id: i64,
+        fill: impl FnOnce(&mut pb::WatchResponse),
+    ) -> Result<pb::WatchResponse, Status> {
+        let revision = self.current_revision().await?;
+        let mut response = pb::WatchResponse {
+            header: self.headers.at(revision),
+            watch_id,
+            ..Default::default()
+        };
+        fill(&mut response);
+        Ok(response)
+    }
+
+    /// Starts a watch; answers what is left to answer after "created".
+    async fn create(
+        &self,
+        create: pb::WatchCreateRequest,
+        watches: &mut HashMap<i64, Forwarder>,
+        next_id: &mut i64,
+        outbound: &Outbound,
+    ) -> Option<Result<pb::WatchResponse, Status>> {
+        let id = if create.watch_id != 0 {
+            if watches.contains_key(&create.watch_id) {
+                return Some(
+                    self.answer(create.watch_id, |r| {
+                        r.created = true;
+                        r.canceled = true;
+                        r.cancel_reason = "etcdserver: duplicate watch ID".into();
+                    })
+                    .await,
+                );
+            }
+            create.watch_id
+        } else {
+            while watches.contains_key(next_id) {
+                *next_id += 1;
+            }
+            *next_id
+        };
+        let no_put = create.filters.contains(&(FilterType::Noput as i32));
+        let no_delete = create.filters.contains(&(FilterType::Nodelete as i32));
+        let started = self
+            .store
+            .watch(WatchRequest {
+                range: KeyRange {
+                    key: create.key,
+                    range_end: create.range_end,
+                },
+                start_revision: create.start_revision.max(0),
+                prev_kv: create.prev_kv,
+            })
+            .await;
+        // "created" goes out before any event of the watch.
+        let created = self.answer(id, |r| r.created = true).await;
+        if outbound.send(created).await.is_err() {
+            return None;
+        }
+        match started {
+            Ok(watch) => {
+                let forwarded = Arc::new(AtomicI64::new(watch.position()));
+                let task = tokio::spawn(self.clone().forward(
+                    id,
+                    watch,
+                    no_put,
+                    no_delete,
+                    forwarded.clone(),
+                    outbound.clone(),
+                ));
+                watches.insert(id, Forwarder { task, forwarded });
+                None
+            }
+            Err(error) => Some(self.cancelled(id, error).await),
+        }
+    }
+
+    /// The answer that ends a watch because of `error`.
+    async fn cancelled(&self, id: i64, error: StoreError) -> Result<pb::WatchResponse, Status> {
+        let compact_revision = match &error {
+            StoreError::Compacted {
+                compact_revision, ..
+            } => *compact_revision,
+            _ => 0,
+        };
+        let reason = status(error).message().to_owned();
+        self.answer(id, |r| {
+            r.canceled = true;
+            r.compact_revision = compact_revision;
+            r.cancel_reason = reason;
+        })
+        .await
+    }
+
+    /// Sends one watch's events on the stream until it ends.
+    async fn forward(
+        self,
+        id: i64,
+        mut watch: Watch,
+        no_put: bool,
+        no_delete: bool,
+        forwarded: Arc<AtomicI64>,
+        outbound: Outbound,
+    ) {
+        loop {
+            // Read the position before finding the watch empty: together
+            // they prove everything up to it has been forwarded.
+            let position = watch.position();
+            let item = match watch.try_next() {
+                Ok(Some(item)) => Some(item),
+                Ok(None) => {
+                    forwarded.fetch_max(position, Ordering::SeqCst);
+                    watch.next().await
+                }
+                Err(()) => None,
+            };
+            let events = match item {
+                Some(Ok(events)) => events,
+                Some(Err(error)) => {
+                    let _ = outbound.send(self.cancelled(id, error).await).await;
+                    return;
+                }
+                None => return,
+            };
+            let Some(last) = events.last().map(|e| e.revision()) else {
+                continue;
+            };
+            let events: Vec<_> = events
+                .into_iter()
+                .filter(|e| {
+                    !(no_put && e.kind == EventKind::Put
+                        || no_delete && e.kind == EventKind::Delete)
+                })
+                .map(convert::event_to_pb)
+                .collect();
+            if !events.is_empty() {
+                let response = pb::WatchResponse {
+                    header: self.headers.at(last),
+                    watch_id: id,
+                    events,
+                    ..Default::default()
+                };
+                if outbound.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+            forwarded.fetch_max(last, Ordering::SeqCst);
+        }
+    }
+
+    /// Answers a progress request once every watch has forwarded all events
+    /// up to the current revision.
+    async fn progress(&self, watches: &HashMap<i64, Forwarder>, outbound: Outbound) {
+        let revision: Revision = match self.current_revision().await {
+            Ok(revision) => revision,
+            Err(error) => {
+                let _ = outbound.send(Err(error)).await;
+                return;
+            }
+        };
+        let positions: Vec<Arc<AtomicI64>> =
+            watches.values().map(|w| w.forwarded.clone()).collect();
+        let headers = self.headers;
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + PROGRESS_WAIT;
+            while positions
+                .iter()
+                .any(|p| p.load(Ordering::SeqCst) < revision)
+            {
+                if tokio::time::Instant::now() > deadline {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let response = pb::WatchResponse {
+                header: headers.at(revision),
+                watch_id: NO_WATCH,
+                ..Default::default()
+            };
+            let _ = outbound.send(Ok(response)).await;
+        });
+    }
+}
