@@ -1,7 +1,9 @@
 //! The harness behind Berth's end-to-end tests and benchmarks.
 //!
 //! - [`db`]: a fresh database per test, on SQLite or PostgreSQL.
+//! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`process`]: building and running Berth's binaries as real processes.
 
 pub mod db;
+pub mod etcd;
 pub mod process;

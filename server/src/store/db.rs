@@ -74,7 +74,8 @@ struct KvRow {
     mod_revision: i64,
     version: i64,
     lease: i64,
-    value: Vec<u8>,
+    // NULL where SQLite's substr() cut an empty value.
+    value: Option<Vec<u8>>,
 }
 
 impl From<KvRow> for KeyValue {
@@ -85,7 +86,7 @@ impl From<KvRow> for KeyValue {
             mod_revision: row.mod_revision,
             version: row.version,
             lease: row.lease,
-            value: row.value,
+            value: row.value.unwrap_or_default(),
         }
     }
 }
@@ -112,7 +113,8 @@ impl LatestRow {
             mod_revision: self.mod_revision?,
             version: self.version?,
             lease: self.lease?,
-            value: self.value?,
+            // SQLite's substr() of an empty value is NULL.
+            value: self.value.unwrap_or_default(),
         })
     }
 }
@@ -301,9 +303,9 @@ const FINISH_BATCH_PG: &str = "WITH log AS (INSERT INTO kv_log \
      SELECT pg_notify($16, $17) WHERE $17::text IS NOT NULL";
 
 // Compaction keeps, for every key, its newest version at or below the
-// compaction point unless that version is a delete; a delete at exactly the
-// compaction point stays so that a watch from there still sees it.
-const COMPACT: &str = "DELETE FROM kv_log WHERE revision < $1 AND (deleted OR EXISTS \
+// compaction point unless that version is a delete (a delete at exactly the
+// compaction point goes too, as in etcd: a watch from there starts after it).
+const COMPACT: &str = "DELETE FROM kv_log WHERE revision <= $1 AND (deleted OR EXISTS \
      (SELECT 1 FROM kv_log n WHERE n.key = kv_log.key AND n.revision > kv_log.revision AND n.revision <= $1))";
 
 impl Db {

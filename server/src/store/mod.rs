@@ -452,7 +452,8 @@ impl Store {
         Ok(LeaseInfo {
             id,
             granted_ttl: ttl,
-            remaining_ttl: (remaining_ms + 999) / 1000,
+            // Whole seconds left, rounded down as etcd does.
+            remaining_ttl: remaining_ms / 1000,
             keys,
         })
     }
