@@ -1,0 +1,356 @@
+//! Berth's etcd API through the Rust `etcd-client` crate: the same calls
+//! against a real etcd and against Berth, two Berth servers on one
+//! PostgreSQL, a watcher that stops reading, and the access check.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::etcd::RealEtcd;
+use berth_tests::process::ServerProcess;
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions,
+    PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
+};
+
+/// A Berth server on `url` with the etcd API open, and its data dir.
+struct Berth {
+    server: ServerProcess,
+    _dir: tempfile::TempDir,
+}
+
+fn berth_on(url: &str) -> Berth {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            url,
+            "--etcd-auth",
+            "none",
+        ],
+        &[],
+    );
+    Berth { server, _dir: dir }
+}
+
+async fn connect(endpoint: &str) -> Client {
+    Client::connect([endpoint], None)
+        .await
+        .expect("connecting with etcd-client")
+}
+
+/// A scenario through etcd-client; returns a transcript of what a user of
+/// the crate sees (no server identities, no random ids).
+async fn client_scenario(endpoint: &str) -> Vec<String> {
+    let mut client = connect(endpoint).await;
+    let mut out = Vec::new();
+    for (key, value) in [("/s/a", "1"), ("/s/b", "2"), ("/s/a", "3")] {
+        let put = client
+            .put(key, value, Some(PutOptions::new().with_prev_key()))
+            .await
+            .unwrap();
+        out.push(format!(
+            "put {key} rev={} prev={:?}",
+            put.header().unwrap().revision(),
+            put.prev_key().map(|kv| kv.value_str().unwrap().to_owned())
+        ));
+    }
+    let txn = Txn::new()
+        .when([
+            Compare::version("/s/a", CompareOp::Equal, 2),
+            Compare::value("/s/b", CompareOp::Equal, "2"),
+        ])
+        .and_then([
+            TxnOp::put("/s/c", "txn", None),
+            TxnOp::get("/s/", Some(GetOptions::new().with_prefix())),
+        ])
+        .or_else([TxnOp::delete("/s/a", None)]);
+    let answer = client.txn(txn).await.unwrap();
+    out.push(format!(
+        "txn succeeded={} rev={}",
+        answer.succeeded(),
+        answer.header().unwrap().revision()
+    ));
+    let failed = Txn::new()
+        .when([Compare::value("/s/missing", CompareOp::Equal, "")])
+        .and_then([TxnOp::put("/s/d", "then", None)])
+        .or_else([TxnOp::put("/s/d", "else", None)]);
+    out.push(format!(
+        "txn succeeded={}",
+        client.txn(failed).await.unwrap().succeeded()
+    ));
+    let duplicate =
+        Txn::new().and_then([TxnOp::put("/s/x", "1", None), TxnOp::put("/s/x", "2", None)]);
+    out.push(format!(
+        "duplicate: {}",
+        client.txn(duplicate).await.unwrap_err()
+    ));
+    let keys = client
+        .get("/s/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    for kv in keys.kvs() {
+        out.push(format!(
+            "{}={} create={} mod={} version={}",
+            kv.key_str().unwrap(),
+            kv.value_str().unwrap(),
+            kv.create_revision(),
+            kv.mod_revision(),
+            kv.version()
+        ));
+    }
+
+    // Leases with a client-chosen id.
+    let lease = client
+        .lease_grant(30, Some(LeaseGrantOptions::new().with_id(777)))
+        .await
+        .unwrap();
+    out.push(format!("lease id={} ttl={}", lease.id(), lease.ttl()));
+    let again = client
+        .lease_grant(30, Some(LeaseGrantOptions::new().with_id(777)))
+        .await;
+    out.push(format!("grant again: {}", again.unwrap_err()));
+    client
+        .put("/s/leased", "v", Some(PutOptions::new().with_lease(777)))
+        .await
+        .unwrap();
+    let (mut keeper, mut responses) = client.lease_keep_alive(777).await.unwrap();
+    keeper.keep_alive().await.unwrap();
+    let kept = responses.message().await.unwrap().unwrap();
+    out.push(format!("keep-alive id={} ttl={}", kept.id(), kept.ttl()));
+    let ttl = client
+        .lease_time_to_live(777, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .unwrap();
+    out.push(format!(
+        "time-to-live granted={} keys={:?}",
+        ttl.granted_ttl(),
+        ttl.keys()
+    ));
+    client.lease_revoke(777).await.unwrap();
+    out.push(format!(
+        "revoke again: {}",
+        client.lease_revoke(777).await.unwrap_err()
+    ));
+    let gone = client.get("/s/leased", None).await.unwrap();
+    out.push(format!("leased key after revoke: {}", gone.kvs().len()));
+
+    // A watch of deletes only, from the start, then a progress request.
+    let mut watch = client
+        .watch(
+            "/s/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(2)
+                    .with_filters([WatchFilterType::NoPut]),
+            ),
+        )
+        .await
+        .unwrap();
+    let current = client
+        .get("/s/a", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let mut deletes = Vec::new();
+    while deletes.is_empty() {
+        let response = watch.message().await.unwrap().unwrap();
+        for event in response.events() {
+            assert_eq!(
+                event.event_type(),
+                EventType::Delete,
+                "NOPUT lets no put through"
+            );
+            deletes.push(format!(
+                "{} at {}",
+                event.kv().unwrap().key_str().unwrap(),
+                event.kv().unwrap().mod_revision()
+            ));
+        }
+    }
+    out.push(format!("deletes seen: {deletes:?}"));
+    watch.request_progress().await.unwrap();
+    loop {
+        let response = watch.message().await.unwrap().unwrap();
+        if response.events().is_empty() && !response.created() {
+            out.push(format!(
+                "progress watch_id={} at current revision: {}",
+                response.watch_id(),
+                response.header().unwrap().revision() == current
+            ));
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_client_sees_the_same_answers_from_berth_as_from_etcd() {
+    let etcd = RealEtcd::start();
+    let expected = client_scenario(&etcd.endpoint).await;
+    drop(etcd);
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let berth = berth_on(&db.url);
+        let actual = client_scenario(&berth.server.grpc_addr.to_string()).await;
+        assert_eq!(actual, expected, "Berth on {backend:?} differs from etcd");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_one_server_sees_puts_through_another_within_50_ms() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let a = berth_on(&db.url);
+    let b = berth_on(&db.url);
+    let mut writer = connect(&a.server.grpc_addr.to_string()).await;
+    let mut reader = connect(&b.server.grpc_addr.to_string()).await;
+    let mut watch = reader
+        .watch("/x/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    const PUTS: usize = 1000;
+    let receiver = tokio::spawn(async move {
+        let mut seen = HashMap::new();
+        while seen.len() < PUTS {
+            let response = tokio::time::timeout(Duration::from_secs(10), watch.message())
+                .await
+                .expect("events keep coming")
+                .unwrap()
+                .unwrap();
+            for event in response.events() {
+                seen.insert(
+                    event.kv().unwrap().key_str().unwrap().to_owned(),
+                    Instant::now(),
+                );
+            }
+        }
+        seen
+    });
+    let mut sent = HashMap::new();
+    for i in 0..PUTS {
+        let key = format!("/x/{i:04}");
+        sent.insert(key.clone(), Instant::now());
+        writer.put(key, "v", None).await.unwrap();
+    }
+    let seen = receiver.await.unwrap();
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .map(|(key, at)| seen[key].duration_since(*at))
+        .collect();
+    latencies.sort();
+    let p99 = latencies[PUTS * 99 / 100];
+    assert!(
+        p99 <= Duration::from_millis(50),
+        "p99 {p99:?} (p50 {:?})",
+        latencies[PUTS / 2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_stalls_nobody_and_then_gets_every_event() {
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let berth = berth_on(&db.url);
+    let endpoint = berth.server.grpc_addr.to_string();
+    let mut stalled_client = connect(&endpoint).await;
+    let stalled = stalled_client
+        .watch("/y/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let mut live_client = connect(&endpoint).await;
+    let live = live_client
+        .watch("/y/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let mut writer = connect(&endpoint).await;
+    // 3,000 events of 4 KiB: far more than the stalled stream's windows and
+    // buffers hold.
+    const PUTS: usize = 3000;
+    let value = vec![b'v'; 4096];
+    let collect = |mut stream: etcd_client::WatchStream, deadline: Duration| async move {
+        let mut revisions = Vec::new();
+        let until = tokio::time::Instant::now() + deadline;
+        while revisions.len() < PUTS {
+            let response = tokio::time::timeout_at(until, stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("only {} events in time", revisions.len()))
+                .unwrap()
+                .unwrap();
+            assert!(
+                !response.canceled(),
+                "cancelled: {}",
+                response.cancel_reason()
+            );
+            revisions.extend(
+                response
+                    .events()
+                    .iter()
+                    .map(|e| e.kv().unwrap().mod_revision()),
+            );
+        }
+        revisions
+    };
+    let live_task = tokio::spawn(collect(live, Duration::from_secs(60)));
+    let started = Instant::now();
+    let mut first = 0;
+    for i in 0..PUTS {
+        let put = writer
+            .put(format!("/y/{i}"), value.clone(), None)
+            .await
+            .unwrap();
+        if i == 0 {
+            first = put.header().unwrap().revision();
+        }
+    }
+    let writes_took = started.elapsed();
+    let live_revisions = live_task.await.unwrap();
+    let expected: Vec<i64> = (first..first + PUTS as i64).collect();
+    assert_eq!(
+        live_revisions, expected,
+        "the reading watcher got everything, in order"
+    );
+    assert!(
+        writes_took < Duration::from_secs(60),
+        "writes were held up: {writes_took:?}"
+    );
+    // The stalled watcher resumes and misses nothing.
+    let stalled_revisions = collect(stalled, Duration::from_secs(60)).await;
+    assert_eq!(
+        stalled_revisions, expected,
+        "the stalled watcher caught up without a gap"
+    );
+    drop(stalled_client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_etcd_api_answers_unauthenticated() {
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The default: --etcd-auth=users.
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ],
+        &[],
+    );
+    let mut client = connect(&server.grpc_addr.to_string()).await;
+    let error = client.put("/k", "v", None).await.unwrap_err();
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            assert_eq!(status.code(), tonic::Code::Unauthenticated)
+        }
+        other => panic!("expected Unauthenticated, got {other}"),
+    }
+    let error = client.get("/k", None).await.unwrap_err();
+    assert!(
+        error.to_string().contains("Unauthenticated") || error.to_string().contains("token"),
+        "{error}"
+    );
+}
