@@ -80,11 +80,22 @@ pub async fn serve(
         .add_service(ClusterServer::with_interceptor(etcd.clone(), check))
         .add_service(MaintenanceServer::with_interceptor(etcd.clone(), check))
         .add_service(AuthServer::new(etcd))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        )
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await
+}
+
+/// The accepted connections, with Nagle's algorithm off: answers are small
+/// and each one is awaited by a client, so holding them back for an ACK
+/// costs a delayed-ACK timeout (tens of milliseconds) per call.
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// The one access check of the etcd API.

@@ -5,6 +5,9 @@
 //! `--postgres-url`, default `$DATABASE_URL`): writes/s at 1, 16 and 64
 //! concurrent writers, single-key reads/s at 64 readers, and watch delivery
 //! latency within the process and, on PostgreSQL, in a second process.
+//!
+//! `bench etcd [--seconds N]` drives the etcd API with `etcd-client` against
+//! a real etcd 3.4 and against `berth server` on SQLite and PostgreSQL.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +39,15 @@ enum Bench {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The etcd API against a real etcd and against Berth on both backends.
+    Etcd {
+        /// Seconds each throughput figure runs for.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Watch-latency samples per target.
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+    },
     /// (internal) The second process of the cross-process latency figure:
     /// watches `--database-url`, prints `ready`, then one JSON line of
     /// latencies in microseconds once `--samples` events have arrived.
@@ -47,6 +59,8 @@ enum Bench {
     },
 }
 
+mod etcd_api;
+
 const VALUE_BYTES: usize = 256;
 
 #[tokio::main]
@@ -57,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
             samples,
             only,
         } => store_bench(Duration::from_secs(seconds), samples, only.as_deref()).await,
+        Bench::Etcd { seconds, samples } => {
+            etcd_api::run(Duration::from_secs(seconds), samples).await
+        }
         Bench::WatchPeer {
             database_url,
             samples,

@@ -1,0 +1,220 @@
+//! `bench etcd`: the etcd API driven by the same client (`etcd-client`),
+//! side by side, against a real etcd 3.4 and against Berth on SQLite and on
+//! PostgreSQL, with Berth/etcd ratios.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::etcd::RealEtcd;
+use berth_tests::process::ServerProcess;
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp, WatchOptions};
+
+use super::{ms, now_micros, percentile};
+
+/// One figure for every target.
+struct Figures {
+    puts_1: f64,
+    puts_64: f64,
+    ranges_64: f64,
+    cas_16: f64,
+    watch_p50: Duration,
+    watch_p99: Duration,
+}
+
+pub async fn run(run_for: Duration, samples: usize) -> anyhow::Result<()> {
+    println!(
+        "berth etcd API benchmark: etcd-client, {} cores, {} s per figure, 256-byte values",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        run_for.as_secs()
+    );
+    let etcd = RealEtcd::start();
+    let etcd_figures = measure("etcd 3.4", &etcd.endpoint, run_for, samples).await?;
+    drop(etcd);
+    let mut rows = vec![("etcd 3.4".to_owned(), etcd_figures)];
+    for (name, backend) in [
+        ("berth sqlite", TestBackend::Sqlite),
+        ("berth postgres", TestBackend::Postgres),
+    ] {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir()?;
+        let server = ServerProcess::start(
+            &[
+                "--data-dir",
+                dir.path().to_str().context("utf-8 path")?,
+                "--database-url",
+                &db.url,
+                "--etcd-auth",
+                "none",
+            ],
+            &[],
+        );
+        let figures = measure(name, &server.grpc_addr.to_string(), run_for, samples).await?;
+        rows.push((name.to_owned(), figures));
+    }
+    println!();
+    println!(
+        "{:<16} {:>10} {:>10} {:>12} {:>12} {:>10} {:>10}",
+        "target", "put/s 1", "put/s 64", "range/s 64", "cas txn/s 16", "watch p50", "watch p99"
+    );
+    for (name, f) in &rows {
+        println!(
+            "{name:<16} {:>10.0} {:>10.0} {:>12.0} {:>12.0} {:>10} {:>10}",
+            f.puts_1,
+            f.puts_64,
+            f.ranges_64,
+            f.cas_16,
+            ms(f.watch_p50),
+            ms(f.watch_p99)
+        );
+    }
+    let base = &rows[0].1;
+    for (name, f) in &rows[1..] {
+        println!(
+            "{name:<16} {:>9.2}x {:>9.2}x {:>11.2}x {:>11.2}x {:>9.2}x {:>9.2}x   (Berth/etcd; latency: lower is better)",
+            f.puts_1 / base.puts_1,
+            f.puts_64 / base.puts_64,
+            f.ranges_64 / base.ranges_64,
+            f.cas_16 / base.cas_16,
+            f.watch_p50.as_secs_f64() / base.watch_p50.as_secs_f64(),
+            f.watch_p99.as_secs_f64() / base.watch_p99.as_secs_f64(),
+        );
+    }
+    Ok(())
+}
+
+async fn measure(
+    name: &str,
+    endpoint: &str,
+    run_for: Duration,
+    samples: usize,
+) -> anyhow::Result<Figures> {
+    eprintln!("measuring {name} at {endpoint}");
+    let puts_1 = rate(endpoint, 1, run_for, |mut c, w, i| async move {
+        c.put(format!("/bench/p1/{w}/{i}"), vec![b'v'; 256], None)
+            .await
+            .map(|_| ())
+    })
+    .await?;
+    let puts_64 = rate(endpoint, 64, run_for, |mut c, w, i| async move {
+        c.put(format!("/bench/p64/{w}/{i}"), vec![b'v'; 256], None)
+            .await
+            .map(|_| ())
+    })
+    .await?;
+    let ranges_64 = rate(endpoint, 64, run_for, |mut c, w, i| async move {
+        let answer = c.get(format!("/bench/p64/{w}/{}", i % 10), None).await?;
+        assert_eq!(
+            answer.kvs().len(),
+            1,
+            "the key was written by the put figure"
+        );
+        Ok(())
+    })
+    .await?;
+    // Compare-and-swap: each client bumps its own key guarded by its
+    // mod_revision; every round is a read and a txn whose compare holds.
+    let cas_16 = rate(endpoint, 16, run_for, |mut c, w, i| async move {
+        let key = format!("/bench/cas/{w}");
+        let current = c.get(key.clone(), None).await?;
+        let revision = current.kvs().first().map_or(0, |kv| kv.mod_revision());
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::put(key, i.to_string(), None)]);
+        let answer = c.txn(txn).await?;
+        assert!(answer.succeeded(), "a lone client's compare-and-swap holds");
+        Ok(())
+    })
+    .await?;
+    let (watch_p50, watch_p99) = watch_latency(endpoint, samples).await?;
+    Ok(Figures {
+        puts_1,
+        puts_64,
+        ranges_64,
+        cas_16,
+        watch_p50,
+        watch_p99,
+    })
+}
+
+/// Runs `op` from `clients` connections for `run_for`; returns operations/s.
+/// Each rate counts the round trips a client completes.
+async fn rate<F, Fut>(
+    endpoint: &str,
+    clients: usize,
+    run_for: Duration,
+    op: F,
+) -> anyhow::Result<f64>
+where
+    F: Fn(Client, usize, u64) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Result<(), etcd_client::Error>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let client = Client::connect([endpoint], None).await?;
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                op(client.clone(), w, i).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(run_for).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Paced puts, one a millisecond, each carrying its send time; a watcher on
+/// another connection measures when each arrives.
+async fn watch_latency(endpoint: &str, samples: usize) -> anyhow::Result<(Duration, Duration)> {
+    let mut watcher = Client::connect([endpoint], None).await?;
+    let mut stream = watcher
+        .watch("/bench/lat/", Some(WatchOptions::new().with_prefix()))
+        .await?;
+    let collector = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(samples);
+        while latencies.len() < samples {
+            let response = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                .await
+                .context("no watch event for 30 s")??
+                .context("the watch ended")?;
+            let now = now_micros();
+            for event in response.events() {
+                let sent: u64 = event
+                    .kv()
+                    .context("an event without kv")?
+                    .value_str()?
+                    .parse()?;
+                latencies.push(Duration::from_micros(now.saturating_sub(sent)));
+            }
+        }
+        latencies.sort();
+        anyhow::Ok(latencies)
+    });
+    let mut writer = Client::connect([endpoint], None).await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    for i in 0..samples {
+        tick.tick().await;
+        writer
+            .put(format!("/bench/lat/{i}"), now_micros().to_string(), None)
+            .await?;
+    }
+    let latencies = collector.await??;
+    Ok((percentile(&latencies, 0.50), percentile(&latencies, 0.99)))
+}
