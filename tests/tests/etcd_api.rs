@@ -354,3 +354,48 @@ async fn without_a_token_the_etcd_api_answers_unauthenticated() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_list_shows_every_server_process_on_the_database() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let a = berth_on(&db.url);
+    let mut b = berth_on(&db.url);
+    let mut client = connect(&a.server.grpc_addr.to_string()).await;
+    let urls = |members: &[etcd_client::Member]| -> Vec<String> {
+        let mut urls: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.client_urls().to_vec())
+            .collect();
+        urls.sort();
+        urls
+    };
+    let mut both = vec![
+        format!("http://{}", a.server.grpc_addr),
+        format!("http://{}", b.server.grpc_addr),
+    ];
+    both.sort();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let members = client.member_list().await.unwrap();
+        if urls(members.members()) == both {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members: {:?}",
+            urls(members.members())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A server that stops leaves the list.
+    let pid = nix::unistd::Pid::from_raw(b.server.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    b.server.child.wait().unwrap();
+    let members = client.member_list().await.unwrap();
+    assert_eq!(
+        urls(members.members()),
+        [format!("http://{}", a.server.grpc_addr)]
+    );
+    let status = client.status().await.unwrap();
+    assert_eq!(status.leader(), members.members()[0].id());
+}

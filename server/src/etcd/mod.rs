@@ -14,6 +14,7 @@ mod lease;
 mod watch;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use berth_api::etcd::etcdserverpb as pb;
 use berth_api::etcd::etcdserverpb::{
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::store::Store;
+use crate::store::types::MemberInfo;
 use convert::Headers;
 
 /// Who may use the etcd API.
@@ -42,9 +44,14 @@ pub enum EtcdAuth {
 pub(crate) struct Etcd {
     store: Store,
     headers: Headers,
-    member_name: String,
-    client_url: String,
 }
+
+/// How often a server process refreshes its member row.
+const MEMBER_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// A member whose row is older than this is gone (crashed without removing
+/// it).
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Etcd {
     async fn current_revision(&self) -> Result<i64, Status> {
@@ -62,18 +69,22 @@ pub async fn serve(
     let addr: SocketAddr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let etcd = Etcd {
-        store,
-        // One member per server process; the cluster is the database.
-        headers: Headers {
-            cluster_id: 0x6265_7274_6800_0001,
-            member_id: rand::random::<u64>() >> 1,
-        },
-        member_name: format!("berth-{}", std::process::id()),
+    // One member per server process; the cluster is the database.
+    let member = MemberInfo {
+        id: rand::random_range(1..i64::MAX),
+        name: format!("berth-{}", std::process::id()),
         client_url: format!("http://{addr}"),
     };
+    let etcd = Etcd {
+        store: store.clone(),
+        headers: Headers {
+            cluster_id: 0x6265_7274_6800_0001,
+            member_id: member.id as u64,
+        },
+    };
+    let heartbeat = tokio::spawn(run_member_heartbeat(store, member, shutdown.clone()));
     let check = move |request: Request<()>| authorize(auth, request);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(KvServer::with_interceptor(etcd.clone(), check))
         .add_service(WatchServer::with_interceptor(etcd.clone(), check))
         .add_service(LeaseServer::with_interceptor(etcd.clone(), check))
@@ -81,7 +92,27 @@ pub async fn serve(
         .add_service(MaintenanceServer::with_interceptor(etcd.clone(), check))
         .add_service(AuthServer::new(etcd))
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
-        .await
+        .await;
+    let _ = heartbeat.await;
+    served
+}
+
+/// Keeps this process's member row fresh until `shutdown`, then removes it.
+async fn run_member_heartbeat(store: Store, member: MemberInfo, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(MEMBER_HEARTBEAT);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(error) = store.heartbeat_member(&member).await {
+                    tracing::warn!(%error, "refreshing this server's member row failed");
+                }
+            }
+        }
+    }
+    if let Err(error) = store.remove_member(member.id).await {
+        tracing::warn!(%error, "removing this server's member row failed");
+    }
 }
 
 /// The accepted connections, with Nagle's algorithm off: answers are small
@@ -142,15 +173,23 @@ impl pb::cluster_server::Cluster for Etcd {
         _: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
         let revision = self.current_revision().await?;
+        let members = self
+            .store
+            .members(MEMBER_TIMEOUT)
+            .await
+            .map_err(convert::status)?;
         Ok(Response::new(pb::MemberListResponse {
             header: self.headers.at(revision),
-            members: vec![pb::Member {
-                id: self.headers.member_id,
-                name: self.member_name.clone(),
-                peer_ur_ls: Vec::new(),
-                client_ur_ls: vec![self.client_url.clone()],
-                is_learner: false,
-            }],
+            members: members
+                .into_iter()
+                .map(|member| pb::Member {
+                    id: member.id as u64,
+                    name: member.name,
+                    peer_ur_ls: Vec::new(),
+                    client_ur_ls: vec![member.client_url],
+                    is_learner: false,
+                })
+                .collect(),
         }))
     }
 }

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use super::error::{StoreError, StoreResult};
-use super::types::{KeyRange, KeyValue, Revision};
+use super::types::{KeyRange, KeyValue, MemberInfo, Revision};
 
 /// Runs the same statement on whichever database `$db` holds.
 macro_rules! on_db {
@@ -507,6 +507,33 @@ impl Db {
         Ok(on_db!(self, pool => sqlx::query_scalar(
             "UPDATE leases SET expires_at_ms = $2 + ttl * 1000 WHERE id = $1 AND expires_at_ms > $2 RETURNING ttl")
             .bind(id).bind(now_ms).fetch_optional(pool).await?))
+    }
+
+    /// Records that server process `member` is alive now.
+    pub(crate) async fn heartbeat_member(
+        &self,
+        member: &MemberInfo,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO members (id, name, client_url, heartbeat_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms")
+            .bind(member.id).bind(&member.name).bind(&member.client_url).bind(now_ms)
+            .execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// The server processes seen alive since `since_ms`, oldest id first.
+    pub(crate) async fn members(&self, since_ms: i64) -> StoreResult<Vec<MemberInfo>> {
+        Ok(on_db!(self, pool => sqlx::query_as(
+            "SELECT id, name, client_url FROM members WHERE heartbeat_ms >= $1 ORDER BY id")
+            .bind(since_ms).fetch_all(pool).await?))
+    }
+
+    pub(crate) async fn remove_member(&self, id: i64) -> StoreResult<()> {
+        on_db!(self, pool => sqlx::query("DELETE FROM members WHERE id = $1")
+            .bind(id).execute(pool).await.map(|_| ())?);
+        Ok(())
     }
 
     /// Opens a write transaction that holds the store's write lock until it

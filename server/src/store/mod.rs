@@ -463,6 +463,25 @@ impl Store {
         self.inner.db.lease_ids().await
     }
 
+    /// Records that this server process is alive (call it every few
+    /// seconds while serving).
+    pub async fn heartbeat_member(&self, member: &MemberInfo) -> StoreResult<()> {
+        self.inner.db.heartbeat_member(member, now_ms()).await
+    }
+
+    /// The server processes that have sent a heartbeat within `max_age`.
+    pub async fn members(&self, max_age: Duration) -> StoreResult<Vec<MemberInfo>> {
+        self.inner
+            .db
+            .members(now_ms() - max_age.as_millis() as i64)
+            .await
+    }
+
+    /// Forgets a server process (as it stops).
+    pub async fn remove_member(&self, id: i64) -> StoreResult<()> {
+        self.inner.db.remove_member(id).await
+    }
+
     async fn write(&self, command: WriteCommand) -> StoreResult<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
         self.inner

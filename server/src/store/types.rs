@@ -340,3 +340,14 @@ pub struct LeaseInfo {
     /// The keys attached to it, when asked for.
     pub keys: Vec<Vec<u8>>,
 }
+
+/// A server process serving this database.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct MemberInfo {
+    /// Its member id (positive).
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Where clients reach its etcd API.
+    pub client_url: String,
+}
