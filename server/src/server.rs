@@ -8,6 +8,7 @@ use prometheus::Registry;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth;
 use crate::etcd;
 use crate::http::{self, AppState};
 use crate::settings::{ServerSettings, SettingsError, redact_url};
@@ -35,6 +36,22 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
                 format!("{}: {e}", redact_url(&settings.database_url)),
             )
         })?;
+    let generated = auth::bootstrap_admin(
+        &store,
+        &settings.admin_email,
+        settings.admin_password.as_ref().map(|p| p.0.as_str()),
+        &settings.data_dir,
+    )
+    .await
+    .context("creating the platform admin")?;
+    if let Some(password) = generated {
+        // Shown once; the file keeps it for whoever runs the server.
+        eprintln!(
+            "berth: created the platform admin {} with password {password} (also in {})",
+            settings.admin_email,
+            settings.data_dir.join("admin-password").display()
+        );
+    }
     let listener = TcpListener::bind(settings.http_addr).map_err(|e| {
         SettingsError::new(
             "--http-addr",

@@ -28,6 +28,31 @@ pub struct ServerArgs {
     /// every call) or `none` (anyone, every key: local development only).
     #[arg(long, env = "BERTH_ETCD_AUTH", value_enum, default_value = "users")]
     pub etcd_auth: EtcdAuth,
+    /// The platform admin created at first start.
+    #[arg(long, env = "BERTH_ADMIN_EMAIL", default_value = "admin@berth.local")]
+    pub admin_email: String,
+    /// The first admin's password; generated, printed once and kept in
+    /// `<data-dir>/admin-password` when not given. Ignored once an admin
+    /// exists.
+    #[arg(long, env = "BERTH_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Password>,
+}
+
+/// A password given as a setting; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Password(s.to_owned()))
+    }
 }
 
 /// Settings after their checks, ready to use.
@@ -43,6 +68,10 @@ pub struct ServerSettings {
     pub grpc_addr: SocketAddr,
     /// Who may use the etcd API.
     pub etcd_auth: EtcdAuth,
+    /// The first admin's email.
+    pub admin_email: String,
+    /// The first admin's password, if given.
+    pub admin_password: Option<Password>,
 }
 
 /// A setting that cannot be used, named as the user gave it.
@@ -75,6 +104,18 @@ impl ServerArgs {
             Some(url) => url,
             None => format!("sqlite://{}", self.data_dir.join("berth.db").display()),
         };
+        if !self.admin_email.contains('@') {
+            return Err(SettingsError::new(
+                "--admin-email",
+                format!("{:?} is not an email address", self.admin_email),
+            ));
+        }
+        if self.admin_password.as_ref().is_some_and(|p| p.0.len() < 8) {
+            return Err(SettingsError::new(
+                "--admin-password",
+                "must be at least 8 characters",
+            ));
+        }
         if Backend::of_url(&database_url).is_none() {
             return Err(SettingsError::new(
                 "--database-url",
@@ -90,6 +131,8 @@ impl ServerArgs {
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
             etcd_auth: self.etcd_auth,
+            admin_email: self.admin_email,
+            admin_password: self.admin_password,
         })
     }
 }

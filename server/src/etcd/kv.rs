@@ -3,8 +3,10 @@
 use berth_api::etcd::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
-use super::Etcd;
 use super::convert::{self, status};
+use super::{Etcd, check, check_admin};
+use crate::auth::{Access, Subject};
+use crate::store::types::{KeyRange, Op, TxnRequest};
 
 #[tonic::async_trait]
 impl pb::kv_server::Kv for Etcd {
@@ -13,8 +15,10 @@ impl pb::kv_server::Kv for Etcd {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let subject = self.subject(&request).await?;
         let request = request.into_inner();
         let mut range = convert::range_from_pb(&request);
+        check(&subject, Access::Read, &range.range)?;
         let post_process = convert::needs_post_processing(&request);
         if post_process {
             // Filters and sort orders other than by key need every match.
@@ -34,11 +38,10 @@ impl pb::kv_server::Kv for Etcd {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let response = self
-            .store
-            .put(convert::put_from_pb(request.into_inner()))
-            .await
-            .map_err(status)?;
+        let subject = self.subject(&request).await?;
+        let put = convert::put_from_pb(request.into_inner());
+        check(&subject, Access::Write, &KeyRange::single(put.key.clone()))?;
+        let response = self.store.put(put).await.map_err(status)?;
         Ok(Response::new(self.headers.put(response)))
     }
 
@@ -47,11 +50,10 @@ impl pb::kv_server::Kv for Etcd {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let response = self
-            .store
-            .delete(convert::delete_from_pb(request.into_inner()))
-            .await
-            .map_err(status)?;
+        let subject = self.subject(&request).await?;
+        let delete = convert::delete_from_pb(request.into_inner());
+        check(&subject, Access::Write, &delete.range)?;
+        let response = self.store.delete(delete).await.map_err(status)?;
         Ok(Response::new(self.headers.delete(response)))
     }
 
@@ -60,7 +62,9 @@ impl pb::kv_server::Kv for Etcd {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        let subject = self.subject(&request).await?;
         let txn = convert::txn_from_pb(request.into_inner())?;
+        check_txn(&subject, &txn)?;
         let response = self.store.txn(txn).await.map_err(status)?;
         Ok(Response::new(self.headers.txn(response)))
     }
@@ -70,6 +74,7 @@ impl pb::kv_server::Kv for Etcd {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        check_admin(&self.subject(&request).await?)?;
         let revision = self
             .store
             .compact(request.into_inner().revision)
@@ -79,4 +84,20 @@ impl pb::kv_server::Kv for Etcd {
             header: self.headers.at(revision),
         }))
     }
+}
+
+/// Every key a transaction compares, reads or writes must be the caller's.
+fn check_txn(subject: &Option<Subject>, txn: &TxnRequest) -> Result<(), Status> {
+    for compare in &txn.compares {
+        check(subject, Access::Read, &compare.range)?;
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match op {
+            Op::Range(range) => check(subject, Access::Read, &range.range)?,
+            Op::Put(put) => check(subject, Access::Write, &KeyRange::single(put.key.clone()))?,
+            Op::Delete(delete) => check(subject, Access::Write, &delete.range)?,
+            Op::Txn(nested) => check_txn(subject, nested)?,
+        }
+    }
+    Ok(())
 }

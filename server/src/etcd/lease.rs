@@ -21,6 +21,7 @@ impl pb::lease_server::Lease for Etcd {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        self.subject(&request).await?;
         let request = request.into_inner();
         if request.ttl > crate::store::MAX_LEASE_TTL {
             return Err(Status::out_of_range("etcdserver: too large lease TTL"));
@@ -43,6 +44,7 @@ impl pb::lease_server::Lease for Etcd {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        self.subject(&request).await?;
         let revision = self
             .store
             .lease_revoke(request.into_inner().id)
@@ -60,6 +62,7 @@ impl pb::lease_server::Lease for Etcd {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.subject(&request).await?;
         let mut inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(16);
         let etcd = self.clone();
@@ -96,6 +99,7 @@ impl pb::lease_server::Lease for Etcd {
         &self,
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        self.subject(&request).await?;
         let request = request.into_inner();
         let revision = self.current_revision().await?;
         let response = match self
@@ -125,8 +129,9 @@ impl pb::lease_server::Lease for Etcd {
 
     async fn lease_leases(
         &self,
-        _: Request<pb::LeaseLeasesRequest>,
+        request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.subject(&request).await?;
         let ids = self.store.leases().await.map_err(status)?;
         let revision = self.current_revision().await?;
         Ok(Response::new(pb::LeaseLeasesResponse {

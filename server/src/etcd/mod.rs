@@ -24,8 +24,9 @@ use berth_api::etcd::etcdserverpb::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{self, Access, AuthError, Subject, Tokens};
 use crate::store::Store;
-use crate::store::types::MemberInfo;
+use crate::store::types::{KeyRange, MemberInfo};
 use convert::Headers;
 
 /// Who may use the etcd API.
@@ -44,6 +45,8 @@ pub enum EtcdAuth {
 pub(crate) struct Etcd {
     store: Store,
     headers: Headers,
+    auth: EtcdAuth,
+    tokens: Tokens,
 }
 
 /// How often a server process refreshes its member row.
@@ -53,9 +56,48 @@ const MEMBER_HEARTBEAT: Duration = Duration::from_secs(2);
 /// it).
 const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The user a request's token names, put there by [`authorize`].
+#[derive(Clone, Copy, Debug)]
+struct TokenUser(i64);
+
 impl Etcd {
     async fn current_revision(&self) -> Result<i64, Status> {
         self.store.current_revision().await.map_err(convert::status)
+    }
+
+    /// The caller of a request; `None` when the API is open
+    /// (`--etcd-auth=none`) and every key is reachable.
+    async fn subject<T>(&self, request: &Request<T>) -> Result<Option<Subject>, Status> {
+        match request.extensions().get::<TokenUser>() {
+            None => match self.auth {
+                EtcdAuth::None => Ok(None),
+                EtcdAuth::Users => Err(Status::unauthenticated("etcdserver: invalid auth token")),
+            },
+            Some(TokenUser(user_id)) => Subject::load(&self.store, *user_id)
+                .await
+                .map(Some)
+                .map_err(|e| Status::unauthenticated(format!("etcdserver: {e}"))),
+        }
+    }
+}
+
+/// Refuses what the caller may not do to `range`.
+fn check(subject: &Option<Subject>, access: Access, range: &KeyRange) -> Result<(), Status> {
+    match subject {
+        Some(subject) if !subject.may(access, range) => {
+            Err(Status::permission_denied("etcdserver: permission denied"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a call only the platform admin may make.
+fn check_admin(subject: &Option<Subject>) -> Result<(), Status> {
+    match subject {
+        Some(subject) if !subject.platform_admin => {
+            Err(Status::permission_denied("etcdserver: permission denied"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -65,7 +107,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     auth: EtcdAuth,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
     let addr: SocketAddr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -75,26 +117,42 @@ pub async fn serve(
         name: format!("berth-{}", std::process::id()),
         client_url: format!("http://{addr}"),
     };
+    let tokens = Tokens::from_store(&store)
+        .await
+        .map_err(|e| ServeError::Tokens(e.to_string()))?;
     let etcd = Etcd {
         store: store.clone(),
         headers: Headers {
             cluster_id: 0x6265_7274_6800_0001,
             member_id: member.id as u64,
         },
+        auth,
+        tokens: tokens.clone(),
     };
     let heartbeat = tokio::spawn(run_member_heartbeat(store, member, shutdown.clone()));
-    let check = move |request: Request<()>| authorize(auth, request);
+    let check = move |request: Request<()>| authorize(auth, &tokens, request);
     let served = tonic::transport::Server::builder()
-        .add_service(KvServer::with_interceptor(etcd.clone(), check))
-        .add_service(WatchServer::with_interceptor(etcd.clone(), check))
-        .add_service(LeaseServer::with_interceptor(etcd.clone(), check))
-        .add_service(ClusterServer::with_interceptor(etcd.clone(), check))
+        .add_service(KvServer::with_interceptor(etcd.clone(), check.clone()))
+        .add_service(WatchServer::with_interceptor(etcd.clone(), check.clone()))
+        .add_service(LeaseServer::with_interceptor(etcd.clone(), check.clone()))
+        .add_service(ClusterServer::with_interceptor(etcd.clone(), check.clone()))
         .add_service(MaintenanceServer::with_interceptor(etcd.clone(), check))
         .add_service(AuthServer::new(etcd))
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await;
     let _ = heartbeat.await;
-    served
+    served.map_err(ServeError::Transport)
+}
+
+/// Why the etcd API stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The token signing secret could not be read.
+    #[error("reading the token signing secret: {0}")]
+    Tokens(String),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
 }
 
 /// Keeps this process's member row fresh until `shutdown`, then removes it.
@@ -129,27 +187,40 @@ fn incoming(
     })
 }
 
-/// The one access check of the etcd API.
-fn authorize(auth: EtcdAuth, request: Request<()>) -> Result<Request<()>, Status> {
-    match auth {
-        EtcdAuth::None => Ok(request),
-        EtcdAuth::Users => match request.metadata().get("token") {
-            // Berth's accounts (and so the tokens Authenticate hands out)
-            // arrive with the REST API; until then no token is valid.
-            Some(_) => Err(Status::unauthenticated("etcdserver: invalid auth token")),
-            None => Err(Status::unauthenticated(
-                "etcdserver: this server requires a token: authenticate first, or run it with --etcd-auth=none",
-            )),
-        },
+/// The one authentication check of the etcd API: with `users`, every call
+/// but `Auth.Authenticate` carries a valid token in its `token` metadata, as
+/// etcd's clients send it. Which keys the caller may touch is decided per
+/// call by [`check`].
+fn authorize(
+    auth: EtcdAuth,
+    tokens: &Tokens,
+    mut request: Request<()>,
+) -> Result<Request<()>, Status> {
+    if auth == EtcdAuth::None {
+        return Ok(request);
     }
+    let Some(token) = request.metadata().get("token") else {
+        return Err(Status::unauthenticated(
+            "etcdserver: this server requires a token: authenticate first (etcdctl --user EMAIL:PASSWORD)",
+        ));
+    };
+    let token = token
+        .to_str()
+        .map_err(|_| Status::unauthenticated("etcdserver: invalid auth token"))?;
+    let user_id = tokens
+        .verify(token)
+        .map_err(|e| Status::unauthenticated(format!("etcdserver: invalid auth token: {e}")))?;
+    request.extensions_mut().insert(TokenUser(user_id));
+    Ok(request)
 }
 
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for Etcd {
     async fn status(
         &self,
-        _: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.subject(&request).await?;
         let revision = self.current_revision().await?;
         Ok(Response::new(pb::StatusResponse {
             header: self.headers.at(revision),
@@ -170,8 +241,9 @@ impl pb::maintenance_server::Maintenance for Etcd {
 impl pb::cluster_server::Cluster for Etcd {
     async fn member_list(
         &self,
-        _: Request<pb::MemberListRequest>,
+        request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        self.subject(&request).await?;
         let revision = self.current_revision().await?;
         let members = self
             .store
@@ -203,17 +275,32 @@ impl pb::auth_server::Auth for Etcd {
         let revision = self.current_revision().await?;
         Ok(Response::new(pb::AuthStatusResponse {
             header: self.headers.at(revision),
-            enabled: true,
+            enabled: self.auth == EtcdAuth::Users,
             auth_revision: 1,
         }))
     }
 
     async fn authenticate(
         &self,
-        _: Request<pb::AuthenticateRequest>,
+        request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        Err(Status::invalid_argument(
-            "etcdserver: authentication failed, invalid user ID or password",
-        ))
+        let request = request.into_inner();
+        let token =
+            match auth::authenticate(&self.store, &self.tokens, &request.name, &request.password)
+                .await
+            {
+                Ok(token) => token,
+                Err(AuthError::BadCredentials) => {
+                    return Err(Status::invalid_argument(
+                        "etcdserver: authentication failed, invalid user ID or password",
+                    ));
+                }
+                Err(error) => return Err(Status::unavailable(error.to_string())),
+            };
+        let revision = self.current_revision().await?;
+        Ok(Response::new(pb::AuthenticateResponse {
+            header: self.headers.at(revision),
+            token,
+        }))
     }
 }

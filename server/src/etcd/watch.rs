@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Etcd;
 use super::convert::{self, status};
+use super::{Etcd, check};
+use crate::auth::{Access, Subject};
 use crate::store::types::{EventKind, KeyRange, Revision, WatchRequest};
 use crate::store::{StoreError, Watch};
 
@@ -50,9 +51,10 @@ impl pb::watch_server::Watch for Etcd {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let subject = self.subject(&request).await?;
         let inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(256);
-        tokio::spawn(self.clone().run_stream(inbound, outbound));
+        tokio::spawn(self.clone().run_stream(subject, inbound, outbound));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(receiver),
         )))
@@ -61,14 +63,19 @@ impl pb::watch_server::Watch for Etcd {
 
 impl Etcd {
     /// Serves one watch stream until the client closes it.
-    async fn run_stream(self, mut inbound: Streaming<pb::WatchRequest>, outbound: Outbound) {
+    async fn run_stream(
+        self,
+        subject: Option<Subject>,
+        mut inbound: Streaming<pb::WatchRequest>,
+        outbound: Outbound,
+    ) {
         use pb::watch_request::RequestUnion;
         let mut watches: HashMap<i64, Forwarder> = HashMap::new();
         let mut next_id = 0;
         while let Ok(Some(request)) = inbound.message().await {
             let answer = match request.request_union {
                 Some(RequestUnion::CreateRequest(create)) => {
-                    self.create(create, &mut watches, &mut next_id, &outbound)
+                    self.create(&subject, create, &mut watches, &mut next_id, &outbound)
                         .await
                 }
                 Some(RequestUnion::CancelRequest(cancel)) => match watches.remove(&cancel.watch_id)
@@ -112,6 +119,7 @@ impl Etcd {
     /// Starts a watch; answers what is left to answer after "created".
     async fn create(
         &self,
+        subject: &Option<Subject>,
         create: pb::WatchCreateRequest,
         watches: &mut HashMap<i64, Forwarder>,
         next_id: &mut i64,
@@ -135,15 +143,27 @@ impl Etcd {
             }
             *next_id
         };
+        let range = KeyRange {
+            key: create.key,
+            range_end: create.range_end,
+        };
+        if let Err(denied) = check(subject, Access::Read, &range) {
+            let reason = denied.message().to_owned();
+            return Some(
+                self.answer(id, |r| {
+                    r.created = true;
+                    r.canceled = true;
+                    r.cancel_reason = reason;
+                })
+                .await,
+            );
+        }
         let no_put = create.filters.contains(&(FilterType::Noput as i32));
         let no_delete = create.filters.contains(&(FilterType::Nodelete as i32));
         let started = self
             .store
             .watch(WatchRequest {
-                range: KeyRange {
-                    key: create.key,
-                    range_end: create.range_end,
-                },
+                range,
                 start_revision: create.start_revision.max(0),
                 prev_kv: create.prev_kv,
             })

@@ -328,7 +328,7 @@ impl Db {
                     // through system calls.
                     .pragma("cache_size", "-16384")
                     .pragma("mmap_size", "268435456")
-                    .foreign_keys(false);
+                    .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))

@@ -7,10 +7,13 @@
 //! - `writer`: the single writer task, group commit and write evaluation.
 //! - `watch`: broadcast of committed events, catch-up from the log, and
 //!   cross-process wake-ups through PostgreSQL `LISTEN/NOTIFY`.
+//! - [`identity`]: users, tenants, memberships, the token signing key.
 //! - [`metrics`]: Prometheus figures.
 
+#[macro_use]
 mod db;
 pub mod error;
+pub mod identity;
 pub mod metrics;
 pub mod types;
 mod watch;
@@ -539,7 +542,7 @@ async fn run_lease_expiry(
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
