@@ -82,7 +82,10 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     let grpc_task = tokio::spawn(etcd::serve(
         store.clone(),
         grpc_listener,
-        settings.etcd_auth,
+        etcd::EtcdOptions {
+            auth: settings.etcd_auth,
+            progress_notify_interval: settings.etcd_progress_notify,
+        },
         grpc_shutdown.clone(),
     ));
     // Signal handlers go in before the server announces itself, so that a

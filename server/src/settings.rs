@@ -28,6 +28,10 @@ pub struct ServerArgs {
     /// every call) or `none` (anyone, every key: local development only).
     #[arg(long, env = "BERTH_ETCD_AUTH", value_enum, default_value = "users")]
     pub etcd_auth: EtcdAuth,
+    /// Milliseconds an idle etcd watch that asked for progress
+    /// notifications waits before one (etcd's default: 10 minutes).
+    #[arg(long, env = "BERTH_ETCD_PROGRESS_NOTIFY_MS", default_value_t = 600_000)]
+    pub etcd_progress_notify_ms: u64,
     /// The platform admin created at first start.
     #[arg(long, env = "BERTH_ADMIN_EMAIL", default_value = "admin@berth.local")]
     pub admin_email: String,
@@ -68,6 +72,8 @@ pub struct ServerSettings {
     pub grpc_addr: SocketAddr,
     /// Who may use the etcd API.
     pub etcd_auth: EtcdAuth,
+    /// The idle interval of etcd watch progress notifications.
+    pub etcd_progress_notify: std::time::Duration,
     /// The first admin's email.
     pub admin_email: String,
     /// The first admin's password, if given.
@@ -131,6 +137,9 @@ impl ServerArgs {
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
             etcd_auth: self.etcd_auth,
+            etcd_progress_notify: std::time::Duration::from_millis(
+                self.etcd_progress_notify_ms.max(1),
+            ),
             admin_email: self.admin_email,
             admin_password: self.admin_password,
         })

@@ -399,3 +399,179 @@ async fn member_list_shows_every_server_process_on_the_database() {
     let status = client.status().await.unwrap();
     assert_eq!(status.leader(), members.members()[0].id());
 }
+
+/// A raw watch stream: one create request, kept open.
+async fn raw_watch(
+    endpoint: std::net::SocketAddr,
+    create: berth_api::etcd::etcdserverpb::WatchCreateRequest,
+) -> tonic::Streaming<berth_api::etcd::etcdserverpb::WatchResponse> {
+    use berth_api::etcd::etcdserverpb as pb;
+    use futures::StreamExt;
+    let mut client = pb::watch_client::WatchClient::connect(format!("http://{endpoint}"))
+        .await
+        .unwrap();
+    let request = pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)),
+    };
+    let requests = futures::stream::iter(vec![request]).chain(futures::stream::pending());
+    client.watch(requests).await.unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_that_asked_for_progress_notifications_gets_them() {
+    use berth_api::etcd::etcdserverpb as pb;
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &db.url,
+            "--etcd-auth",
+            "none",
+        ],
+        &[("BERTH_ETCD_PROGRESS_NOTIFY_MS", "300")],
+    );
+    let mut client = connect(&server.grpc_addr.to_string()).await;
+    let revision = client
+        .put("/elsewhere", "v", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let create = pb::WatchCreateRequest {
+        key: b"/idle".to_vec(),
+        progress_notify: true,
+        ..Default::default()
+    };
+    let mut stream = raw_watch(server.grpc_addr, create).await;
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created);
+    let started = Instant::now();
+    let progress = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        progress.events.is_empty() && !progress.canceled,
+        "{progress:?}"
+    );
+    assert_eq!(
+        progress.header.unwrap().revision,
+        revision,
+        "progress says how far the watch is synced"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "not before the interval"
+    );
+    // A watch that did not ask gets nothing while idle.
+    let quiet = pb::WatchCreateRequest {
+        key: b"/idle".to_vec(),
+        ..Default::default()
+    };
+    let mut quiet = raw_watch(server.grpc_addr, quiet).await;
+    assert!(quiet.message().await.unwrap().unwrap().created);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(900), quiet.message())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_watch_answers_are_split_at_revisions_and_fragmented_on_request() {
+    use berth_api::etcd::etcdserverpb as pb;
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let berth = berth_on(&db.url);
+    let mut client = connect(&berth.server.grpc_addr.to_string()).await;
+    let big = vec![b'x'; 600 * 1024];
+    // Three revisions of 600 KiB each, then one revision of three such keys.
+    let mut first = 0;
+    for i in 0..3 {
+        let put = client
+            .put(format!("/big/{i}"), big.clone(), None)
+            .await
+            .unwrap();
+        if i == 0 {
+            first = put.header().unwrap().revision();
+        }
+    }
+    let txn = Txn::new().and_then([
+        TxnOp::put("/big/t0", big.clone(), None),
+        TxnOp::put("/big/t1", big.clone(), None),
+        TxnOp::put("/big/t2", big.clone(), None),
+    ]);
+    let last = client.txn(txn).await.unwrap().header().unwrap().revision();
+    for fragment in [false, true] {
+        let create = pb::WatchCreateRequest {
+            key: b"/big/".to_vec(),
+            range_end: b"/big0".to_vec(),
+            start_revision: first,
+            fragment,
+            ..Default::default()
+        };
+        let mut stream = raw_watch(berth.server.grpc_addr, create).await;
+        assert!(stream.message().await.unwrap().unwrap().created);
+        let mut responses = Vec::new();
+        let mut events = 0;
+        while events < 6 {
+            let response = stream.message().await.unwrap().unwrap();
+            events += response.events.len();
+            responses.push(response);
+        }
+        // A response holds several revisions only within the 1 MiB budget.
+        let revisions: Vec<Vec<i64>> = responses
+            .iter()
+            .map(|r| {
+                r.events
+                    .iter()
+                    .map(|e| e.kv.as_ref().unwrap().mod_revision)
+                    .collect()
+            })
+            .collect();
+        for (response, revs) in responses.iter().zip(&revisions) {
+            if !fragment {
+                assert!(!response.fragment);
+            }
+            let distinct: std::collections::BTreeSet<_> = revs.iter().collect();
+            let bytes: usize = response
+                .events
+                .iter()
+                .map(|e| e.kv.as_ref().unwrap().value.len())
+                .sum();
+            assert!(distinct.len() == 1 || bytes <= 1024 * 1024, "{revisions:?}");
+        }
+        let flat: Vec<i64> = revisions.concat();
+        assert_eq!(flat, [first, first + 1, first + 2, last, last, last]);
+        if fragment {
+            // The last revision (1.8 MiB) came in pieces, all but the last
+            // marked as fragments.
+            let pieces: Vec<&pb::WatchResponse> = responses
+                .iter()
+                .filter(|r| {
+                    r.events
+                        .iter()
+                        .any(|e| e.kv.as_ref().unwrap().mod_revision == last)
+                })
+                .collect();
+            assert!(pieces.len() > 1, "{revisions:?}");
+            assert!(pieces[..pieces.len() - 1].iter().all(|r| r.fragment));
+            assert!(!pieces[pieces.len() - 1].fragment);
+        } else {
+            let whole = responses.iter().find(|r| {
+                r.events
+                    .iter()
+                    .any(|e| e.kv.as_ref().unwrap().mod_revision == last)
+            });
+            assert_eq!(
+                whole.unwrap().events.len(),
+                3,
+                "without fragment, a revision goes out whole"
+            );
+        }
+    }
+}

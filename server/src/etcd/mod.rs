@@ -40,6 +40,16 @@ pub enum EtcdAuth {
     None,
 }
 
+/// How the etcd API is served.
+#[derive(Clone, Copy, Debug)]
+pub struct EtcdOptions {
+    /// Who may use it.
+    pub auth: EtcdAuth,
+    /// How long an idle watch that asked for progress notifications waits
+    /// before one (etcd's default: 10 minutes).
+    pub progress_notify_interval: Duration,
+}
+
 /// What every etcd service shares.
 #[derive(Clone)]
 pub(crate) struct Etcd {
@@ -47,6 +57,9 @@ pub(crate) struct Etcd {
     headers: Headers,
     auth: EtcdAuth,
     tokens: Tokens,
+    /// How long an idle watch with `progress_notify` waits before a progress
+    /// response.
+    progress_every: Duration,
 }
 
 /// How often a server process refreshes its member row.
@@ -105,9 +118,10 @@ fn check_admin(subject: &Option<Subject>) -> Result<(), Status> {
 pub async fn serve(
     store: Store,
     listener: tokio::net::TcpListener,
-    auth: EtcdAuth,
+    options: EtcdOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let auth = options.auth;
     let addr: SocketAddr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -128,6 +142,7 @@ pub async fn serve(
         },
         auth,
         tokens: tokens.clone(),
+        progress_every: options.progress_notify_interval,
     };
     let heartbeat = tokio::spawn(run_member_heartbeat(store, member, shutdown.clone()));
     let check = move |request: Request<()>| authorize(auth, &tokens, request);

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{self, status};
 use super::{Etcd, check};
 use crate::auth::{Access, Subject};
-use crate::store::types::{EventKind, KeyRange, Revision, WatchRequest};
+use crate::store::types::{Event, EventKind, KeyRange, Revision, WatchRequest};
 use crate::store::{StoreError, Watch};
 
 /// The watch id etcd uses for answers that belong to no one watch.
@@ -30,6 +30,78 @@ const NO_WATCH: i64 = -1;
 const PROGRESS_WAIT: Duration = Duration::from_secs(10);
 
 type Outbound = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+/// How one watch's events are shaped.
+struct ForwardOptions {
+    id: i64,
+    no_put: bool,
+    no_delete: bool,
+    /// Split a revision too large for one response into fragments.
+    fragment: bool,
+    /// Send an empty response after an idle progress interval.
+    progress_notify: bool,
+}
+
+/// The size one watch response aims to stay under. Responses hold whole
+/// revisions; a single revision larger than this goes out whole, or in
+/// fragments when the watch asked for them.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+fn event_size(event: &Event) -> usize {
+    let prev = event
+        .prev_kv
+        .as_ref()
+        .map_or(0, |kv| kv.key.len() + kv.value.len());
+    64 + event.kv.key.len() + event.kv.value.len() + prev
+}
+
+/// Cuts events (in revision order) into responses: `(events, fragment)`
+/// where `fragment` says more of the same revision follows.
+fn split_response(events: Vec<Event>, fragment: bool) -> Vec<(Vec<Event>, bool)> {
+    // Whole revisions first.
+    let mut revisions: Vec<Vec<Event>> = Vec::new();
+    for event in events {
+        match revisions.last_mut() {
+            Some(group) if group[0].revision() == event.revision() => group.push(event),
+            _ => revisions.push(vec![event]),
+        }
+    }
+    let mut responses: Vec<(Vec<Event>, bool)> = Vec::new();
+    let mut current: Vec<Event> = Vec::new();
+    let mut current_size = 0;
+    for group in revisions {
+        let size: usize = group.iter().map(event_size).sum();
+        if !current.is_empty() && current_size + size > MAX_RESPONSE_BYTES {
+            responses.push((std::mem::take(&mut current), false));
+            current_size = 0;
+        }
+        if size > MAX_RESPONSE_BYTES && fragment {
+            if !current.is_empty() {
+                responses.push((std::mem::take(&mut current), false));
+                current_size = 0;
+            }
+            let mut piece: Vec<Event> = Vec::new();
+            let mut piece_size = 0;
+            for event in group {
+                let event_bytes = event_size(&event);
+                if !piece.is_empty() && piece_size + event_bytes > MAX_RESPONSE_BYTES {
+                    responses.push((std::mem::take(&mut piece), true));
+                    piece_size = 0;
+                }
+                piece_size += event_bytes;
+                piece.push(event);
+            }
+            responses.push((piece, false));
+            continue;
+        }
+        current_size += size;
+        current.extend(group);
+    }
+    if !current.is_empty() {
+        responses.push((current, false));
+    }
+    responses
+}
 
 struct Forwarder {
     task: JoinHandle<()>,
@@ -176,11 +248,16 @@ impl Etcd {
         match started {
             Ok(watch) => {
                 let forwarded = Arc::new(AtomicI64::new(watch.position()));
-                let task = tokio::spawn(self.clone().forward(
+                let options = ForwardOptions {
                     id,
-                    watch,
                     no_put,
                     no_delete,
+                    fragment: create.fragment,
+                    progress_notify: create.progress_notify,
+                };
+                let task = tokio::spawn(self.clone().forward(
+                    options,
+                    watch,
                     forwarded.clone(),
                     outbound.clone(),
                 ));
@@ -211,13 +288,12 @@ impl Etcd {
     /// Sends one watch's events on the stream until it ends.
     async fn forward(
         self,
-        id: i64,
+        options: ForwardOptions,
         mut watch: Watch,
-        no_put: bool,
-        no_delete: bool,
         forwarded: Arc<AtomicI64>,
         outbound: Outbound,
     ) {
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             // Read the position before finding the watch empty: together
             // they prove everything up to it has been forwarded.
@@ -226,14 +302,36 @@ impl Etcd {
                 Ok(Some(item)) => Some(item),
                 Ok(None) => {
                     forwarded.fetch_max(position, Ordering::SeqCst);
-                    watch.next().await
+                    if !options.progress_notify {
+                        watch.next().await
+                    } else {
+                        let idle_until = last_sent + self.progress_every;
+                        match tokio::time::timeout_at(idle_until, watch.next()).await {
+                            Ok(item) => item,
+                            Err(_) => {
+                                // Idle for a whole interval: say how far the
+                                // watch has come.
+                                let synced = forwarded.load(Ordering::SeqCst);
+                                let response = pb::WatchResponse {
+                                    header: self.headers.at(synced),
+                                    watch_id: options.id,
+                                    ..Default::default()
+                                };
+                                if outbound.send(Ok(response)).await.is_err() {
+                                    return;
+                                }
+                                last_sent = tokio::time::Instant::now();
+                                continue;
+                            }
+                        }
+                    }
                 }
                 Err(()) => None,
             };
             let events = match item {
                 Some(Ok(events)) => events,
                 Some(Err(error)) => {
-                    let _ = outbound.send(self.cancelled(id, error).await).await;
+                    let _ = outbound.send(self.cancelled(options.id, error).await).await;
                     return;
                 }
                 None => return,
@@ -244,21 +342,23 @@ impl Etcd {
             let events: Vec<_> = events
                 .into_iter()
                 .filter(|e| {
-                    !(no_put && e.kind == EventKind::Put
-                        || no_delete && e.kind == EventKind::Delete)
+                    !(options.no_put && e.kind == EventKind::Put
+                        || options.no_delete && e.kind == EventKind::Delete)
                 })
-                .map(convert::event_to_pb)
                 .collect();
-            if !events.is_empty() {
+            for (events, fragment) in split_response(events, options.fragment) {
+                let revision = events.last().map_or(last, |e| e.revision());
                 let response = pb::WatchResponse {
-                    header: self.headers.at(last),
-                    watch_id: id,
-                    events,
+                    header: self.headers.at(revision),
+                    watch_id: options.id,
+                    events: events.into_iter().map(convert::event_to_pb).collect(),
+                    fragment,
                     ..Default::default()
                 };
                 if outbound.send(Ok(response)).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
             }
             forwarded.fetch_max(last, Ordering::SeqCst);
         }
