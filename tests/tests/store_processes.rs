@@ -1,176 +1,210 @@
-//! The store across processes: two processes writing to one PostgreSQL, and a
-//! writer killed with SIGKILL mid-stream, on both backends.
+//! The store across `berth server` processes: two servers writing to one
+//! PostgreSQL, and a server killed with SIGKILL in the middle of a write
+//! stream, on both backends. Clients reach the servers through the etcd API.
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use berth_server::store::types::{KeyRange, RangeRequest};
 use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::process::ServerProcess;
+use etcd_client::{Client, GetOptions, WatchOptions};
 
-fn probe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_store-probe"))
+/// A server on `url` with the etcd API open, and its data dir.
+struct Server {
+    process: ServerProcess,
+    _dir: tempfile::TempDir,
 }
 
-/// Reads one line from a child's stdout, failing the test on EOF.
-fn read_line(reader: &mut impl BufRead, what: &str) -> String {
-    let mut line = String::new();
-    let n = reader
-        .read_line(&mut line)
-        .unwrap_or_else(|e| panic!("reading {what}: {e}"));
-    assert!(n > 0, "{what}: the process ended without answering");
-    line.trim_end().to_owned()
+fn server_on(url: &str, dir: Option<tempfile::TempDir>) -> Server {
+    let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+    let process = ServerProcess::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            url,
+            "--etcd-auth",
+            "none",
+        ],
+        &[],
+    );
+    Server { process, _dir: dir }
 }
 
-struct KillOnDrop(Child);
+async fn connect(server: &Server) -> Client {
+    Client::connect([server.process.grpc_addr.to_string()], None)
+        .await
+        .unwrap()
+}
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Writes `count` distinct keys under `prefix` from `writers` tasks; returns
+/// the acknowledged revisions.
+async fn write_keys(client: Client, prefix: &str, count: usize, writers: usize) -> Vec<i64> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (mut client, next, prefix) = (client.clone(), next.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= count {
+                        return acked;
+                    }
+                    let put = client
+                        .put(format!("{prefix}{i:06}"), "v", None)
+                        .await
+                        .unwrap();
+                    acked.push(put.header().unwrap().revision());
+                }
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.unwrap());
     }
+    acked
+}
+
+/// Collects the revisions of `total` events from a watch on every key.
+async fn watch_revisions(mut client: Client, total: usize) -> Vec<i64> {
+    let mut stream = client
+        .watch(
+            "/",
+            Some(WatchOptions::new().with_prefix().with_start_revision(2)),
+        )
+        .await
+        .unwrap();
+    let mut revisions = Vec::with_capacity(total);
+    while revisions.len() < total {
+        let response = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no event for 30 s after {}", revisions.len()))
+            .unwrap()
+            .unwrap();
+        assert!(!response.canceled(), "{}", response.cancel_reason());
+        revisions.extend(
+            response
+                .events()
+                .iter()
+                .map(|e| e.kv().unwrap().mod_revision()),
+        );
+    }
+    revisions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_on_one_postgres_see_the_same_gap_free_revision_sequence() {
+async fn two_servers_on_one_postgres_see_the_same_gap_free_revision_sequence() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    // Create the schema before both processes start.
-    db.open().await.close().await;
-    const PER_PROCESS: usize = 2500;
-    let total = 2 * PER_PROCESS;
-    let mut processes: Vec<KillOnDrop> = ["/a/", "/b/"]
-        .iter()
-        .map(|prefix| {
-            let child = probe()
-                .args(["watch-write", "--database-url", &db.url, "--prefix", prefix])
-                .args(["--count", &PER_PROCESS.to_string(), "--concurrency", "16"])
-                .args(["--from", "2", "--expect", &total.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("starting store-probe");
-            KillOnDrop(child)
-        })
-        .collect();
-    let mut outputs: Vec<_> = processes
-        .iter_mut()
-        .map(|p| BufReader::new(p.0.stdout.take().expect("stdout")))
-        .collect();
-    for output in &mut outputs {
-        assert_eq!(read_line(output, "the ready line"), "ready");
-    }
-    // Both start writing together.
-    for process in &mut processes {
-        process
-            .0
-            .stdin
-            .as_mut()
-            .expect("stdin")
-            .write_all(b"go\n")
-            .expect("starting the writes");
-    }
-    let results: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {
-        outputs
-            .iter_mut()
-            .map(|o| serde_json::from_str(&read_line(o, "the result line")).expect("a JSON result"))
-            .collect()
-    })
-    .await
-    .unwrap();
-
-    let expected: Vec<i64> = (2..2 + total as i64).collect();
-    let mut acked = BTreeSet::new();
-    for (i, result) in results.iter().enumerate() {
-        let watched: Vec<i64> = serde_json::from_value(result["watched"].clone()).unwrap();
-        assert_eq!(watched.len(), total, "process {i} saw every write once");
-        assert_eq!(
-            watched, expected,
-            "process {i} saw the revisions gap-free and in order"
-        );
-        let own: Vec<i64> = serde_json::from_value(result["acked"].clone()).unwrap();
-        assert_eq!(own.len(), PER_PROCESS);
-        acked.extend(own);
-    }
-    assert_eq!(
-        acked.into_iter().collect::<Vec<_>>(),
-        expected,
-        "each revision was given to exactly one write"
+    let a = server_on(&db.url, None);
+    let b = server_on(&db.url, None);
+    const PER_SERVER: usize = 2500;
+    let total = 2 * PER_SERVER;
+    let watch_a = tokio::spawn(watch_revisions(connect(&a).await, total));
+    let watch_b = tokio::spawn(watch_revisions(connect(&b).await, total));
+    // Both servers take writes at the same time.
+    let (acked_a, acked_b) = tokio::join!(
+        write_keys(connect(&a).await, "/a/", PER_SERVER, 16),
+        write_keys(connect(&b).await, "/b/", PER_SERVER, 16)
     );
+    let expected: Vec<i64> = (2..2 + total as i64).collect();
+    for (name, watch) in [("a", watch_a), ("b", watch_b)] {
+        let seen = watch.await.unwrap();
+        assert_eq!(
+            seen, expected,
+            "the watcher on server {name} saw every revision once, in order"
+        );
+    }
+    let mut acked: Vec<i64> = acked_a.into_iter().chain(acked_b).collect();
+    acked.sort();
+    assert_eq!(acked, expected, "each revision went to exactly one write");
 }
 
-/// Kills a writer mid-stream; every acknowledged write must be there after a
-/// restart, and the revisions must still run without a gap.
+/// Kills a server mid-stream; after a restart every acknowledged write is
+/// there with its revision, and the revisions run without a gap.
 async fn acknowledged_writes_survive_sigkill(backend: TestBackend) {
     let db = TestDb::new(backend).await;
-    db.open().await.close().await;
-    let mut child = KillOnDrop(
-        probe()
-            .args(["write", "--database-url", &db.url, "--prefix", "/crash/"])
-            .args(["--count", "1000000", "--concurrency", "16"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting store-probe"),
-    );
-    let mut output = BufReader::new(child.0.stdout.take().expect("stdout"));
-    let mut acked = Vec::new();
-    let started = Instant::now();
-    while acked.len() < 3000 {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+    let mut server = server_on(&db.url, Some(dir));
+    let client = connect(&server).await;
+    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let (mut client, acked) = (client.clone(), acked.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let key = format!("/crash/{w:02}/{i:06}");
+                    match client.put(key.clone(), "v", None).await {
+                        Ok(put) => acked
+                            .lock()
+                            .unwrap()
+                            .push((key, put.header().unwrap().revision())),
+                        // The server is gone.
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 3000 {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the writer is too slow"
+            tokio::time::Instant::now() < deadline,
+            "the writes are too slow"
         );
-        acked.push(read_line(&mut output, "an ack line"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SIGKILL: no chance to flush or shut down.
-    child.0.kill().expect("killing the writer");
-    child.0.wait().expect("reaping the writer");
-    // Lines already in the pipe were acknowledged too.
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
-    acked.extend(rest.lines().map(str::to_owned));
+    server.process.child.kill().unwrap();
+    server.process.child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
 
-    let store = db.open().await;
-    let current = store.current_revision().await.unwrap();
-    let all = store
-        .range(RangeRequest {
-            range: KeyRange::prefix("/crash/"),
-            ..Default::default()
-        })
+    let restarted = ServerProcess::start(
+        &[
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--database-url",
+            &db.url,
+            "--etcd-auth",
+            "none",
+        ],
+        &[],
+    );
+    let mut client = Client::connect([restarted.grpc_addr.to_string()], None)
         .await
         .unwrap();
-    let mut revisions: Vec<i64> = all.kvs.iter().map(|kv| kv.mod_revision).collect();
+    let all = client
+        .get("/crash/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let current = all.header().unwrap().revision();
+    let mut revisions: Vec<i64> = all.kvs().iter().map(|kv| kv.mod_revision()).collect();
     revisions.sort();
     assert_eq!(
         revisions,
         (2..=current).collect::<Vec<_>>(),
         "the revision sequence is intact"
     );
-    for line in &acked {
-        let mut parts = line.split(' ');
-        let (Some("ack"), Some(revision), Some(key)) = (parts.next(), parts.next(), parts.next())
-        else {
-            panic!("not an ack line: {line:?}");
-        };
-        let kv = store
-            .get(key.as_bytes(), 0)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged {key} was lost"));
+    let stored: std::collections::HashMap<String, i64> = all
+        .kvs()
+        .iter()
+        .map(|kv| (kv.key_str().unwrap().to_owned(), kv.mod_revision()))
+        .collect();
+    for (key, revision) in &acked {
         assert_eq!(
-            kv.mod_revision.to_string(),
-            revision,
-            "{key} kept its revision"
+            stored.get(key),
+            Some(revision),
+            "acknowledged {key} was lost or changed"
         );
     }
-    assert!(acked.len() >= 3000);
     // The store goes on from where it was.
-    let next = store.put(berth_server::store::types::PutRequest {
-        key: b"/after".to_vec(),
-        value: b"v".to_vec(),
-        ..Default::default()
-    });
-    assert_eq!(next.await.unwrap().revision, current + 1);
+    let next = client.put("/after", "v", None).await.unwrap();
+    assert_eq!(next.header().unwrap().revision(), current + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
