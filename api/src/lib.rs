@@ -3,6 +3,12 @@
 //!
 //! - [`etcd`]: the etcd v3 API (messages and gRPC services), generated from
 //!   `proto/etcd` with etcd's own field numbers.
+//! - [`quantity`]: resource quantities (`500m`, `128Mi`).
+//! - [`labels`]: label selectors and the name rules (DNS-1123) of keys,
+//!   values and object names.
+
+pub mod labels;
+pub mod quantity;
 
 pub mod etcd {
     //! The etcd v3 API as Berth serves it.
