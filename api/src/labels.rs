@@ -264,27 +264,28 @@ pub fn validate_value(value: &str) -> Result<(), String> {
 }
 
 fn is_label_name(name: &str) -> bool {
+    is_name(name, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+    })
+}
+
+/// At most 63 bytes that `allowed` accepts, starting and ending with an
+/// alphanumeric.
+fn is_name(name: &str, allowed: fn(u8) -> bool) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.iter().all(|b| allowed(*b))
 }
 
 /// A DNS-1123 label: at most 63 lower-case alphanumerics or `-`, starting
 /// and ending alphanumeric (the form of object and tenant names).
 pub fn is_dns_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    is_name(name, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+    })
 }
 
 /// A DNS-1123 subdomain: dot-separated DNS labels, at most 253 characters.
