@@ -1,5 +1,5 @@
-//! The HTTP listener: `/healthz`, `/readyz` and `/metrics`. Later the REST API
-//! and the dashboard mount here too.
+//! The HTTP listener: `/healthz`, `/readyz`, `/metrics` and the REST API
+//! ([`crate::rest`]); the dashboard will mount here too.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -16,6 +16,10 @@ pub struct AppState {
     pub store: Store,
     /// Where every metric is registered.
     pub registry: Registry,
+    /// Issues and checks access tokens.
+    pub tokens: crate::auth::Tokens,
+    /// Failed sign-ins of this process.
+    pub throttle: std::sync::Arc<crate::rest::throttle::LoginThrottle>,
 }
 
 /// Builds the HTTP server on `listener`. The caller runs the returned future
@@ -28,6 +32,7 @@ pub fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .configure(crate::rest::configure)
             .service(healthz)
             .service(readyz)
             .service(metrics)

@@ -6,11 +6,13 @@
 //! - [`auth`]: passwords, access tokens, the first admin, the key decision.
 //! - [`etcd`]: the etcd v3 API (gRPC) over the store.
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
+//! - [`rest`]: the REST API under `/api/v1`.
 //! - [`server`]: starts the parts above and runs them until shutdown.
 
 pub mod auth;
 pub mod etcd;
 pub mod http;
+pub mod rest;
 pub mod server;
 pub mod settings;
 pub mod store;

@@ -75,6 +75,10 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         AppState {
             store: store.clone(),
             registry,
+            tokens: auth::Tokens::from_store(&store)
+                .await
+                .context("reading the token signing key")?,
+            throttle: Default::default(),
         },
     )
     .context("starting HTTP")?;

@@ -137,3 +137,36 @@ async fn signing_secret(db: &Db, fresh: Vec<u8>) -> StoreResult<Vec<u8>> {
         Ok(sqlx::query_scalar("SELECT secret FROM signing_keys WHERE id = 1").fetch_one(pool).await?)
     })
 }
+
+impl Store {
+    /// Stores a refresh token's hash for `user_id` until `expires_at_ms`.
+    pub async fn create_refresh_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at_ms: i64,
+    ) -> StoreResult<()> {
+        on_db!(&self.inner.db, pool => sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, expires_at_ms, revoked) VALUES ($1, $2, $3, false)")
+            .bind(token_hash).bind(user_id).bind(expires_at_ms).execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Spends a refresh token: revokes it and returns its user, if it was
+    /// valid (known, unexpired, unrevoked). A token spends only once, also
+    /// when two requests race with it.
+    pub async fn spend_refresh_token(&self, token_hash: &str) -> StoreResult<Option<i64>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+            "UPDATE refresh_tokens SET revoked = true \
+             WHERE token_hash = $1 AND NOT revoked AND expires_at_ms > $2 RETURNING user_id")
+            .bind(token_hash).bind(now_ms()).fetch_optional(pool).await?))
+    }
+
+    /// Revokes a refresh token; false when it was unknown or spent.
+    pub async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let revoked = on_db!(&self.inner.db, pool => sqlx::query(
+            "UPDATE refresh_tokens SET revoked = true WHERE token_hash = $1 AND NOT revoked")
+            .bind(token_hash).execute(pool).await?.rows_affected());
+        Ok(revoked > 0)
+    }
+}

@@ -1,0 +1,143 @@
+//! `POST /api/v1/auth/login`, `/auth/refresh` and `/auth/logout`: short-lived
+//! access tokens and long-lived, sliding, revocable refresh tokens.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use sha2::Digest;
+
+use super::error::ApiError;
+use crate::auth::{self, ACCESS_TOKEN_TTL, AuthError};
+use crate::http::AppState;
+use crate::store::identity::User;
+
+/// How long a refresh token lives; each use replaces it with a new one.
+const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `POST /auth/login`'s body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+/// `POST /auth/refresh` and `/auth/logout`'s body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// A signed-in session.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    token: String,
+    expires_at: String,
+    refresh_token: String,
+}
+
+fn hash_refresh_token(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// A new access token and a new refresh token for `user`.
+async fn new_session(state: &AppState, user: &User) -> Result<Session, ApiError> {
+    let token = state
+        .tokens
+        .issue(user)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let refresh_token = hex::encode((0..32).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
+    let expires =
+        chrono::Utc::now() + chrono::Duration::from_std(REFRESH_TOKEN_TTL).unwrap_or_default();
+    state
+        .store
+        .create_refresh_token(
+            &hash_refresh_token(&refresh_token),
+            user.id,
+            expires.timestamp_millis(),
+        )
+        .await?;
+    let access_expires =
+        chrono::Utc::now() + chrono::Duration::from_std(ACCESS_TOKEN_TTL).unwrap_or_default();
+    Ok(Session {
+        token,
+        expires_at: access_expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        refresh_token,
+    })
+}
+
+/// Signs in with email and password. The answer never tells whether the
+/// email exists; repeated failures are slowed, then refused for a while.
+#[post("/api/v1/auth/login")]
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { email, password } = body.into_inner();
+    if email.is_empty() {
+        return Err(ApiError::field("email", "must not be empty"));
+    }
+    let address = request
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    state
+        .throttle
+        .check(&email, &address)
+        .map_err(|retry| ApiError::TooManyRequests {
+            retry_after_secs: retry.as_secs().max(1),
+        })?;
+    match auth::authenticate(&state.store, &state.tokens, &email, &password).await {
+        Ok(_) => {}
+        Err(AuthError::BadCredentials) => {
+            let delay = state.throttle.failed(&email, &address);
+            tokio::time::sleep(delay).await;
+            return Err(ApiError::Unauthorized("wrong email or password".into()));
+        }
+        Err(AuthError::Store(error)) => return Err(error.into()),
+        Err(other) => return Err(ApiError::Internal(other.to_string())),
+    }
+    state.throttle.succeeded(&email);
+    let user = state
+        .store
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
+    Ok(HttpResponse::Ok().json(new_session(&state, &user).await?))
+}
+
+/// Trades a refresh token for a new session; the old refresh token is spent.
+#[post("/api/v1/auth/refresh")]
+#[tracing::instrument(skip_all)]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let refused =
+        || ApiError::Unauthorized("the refresh token is unknown, expired or revoked".into());
+    let user_id = state
+        .store
+        .spend_refresh_token(&hash_refresh_token(&body.refresh_token))
+        .await?
+        .ok_or_else(refused)?;
+    let user = state.store.user_by_id(user_id).await?.ok_or_else(refused)?;
+    Ok(HttpResponse::Ok().json(new_session(&state, &user).await?))
+}
+
+/// Revokes a refresh token.
+#[post("/api/v1/auth/logout")]
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .store
+        .revoke_refresh_token(&hash_refresh_token(&body.refresh_token))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

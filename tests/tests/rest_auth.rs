@@ -1,0 +1,234 @@
+//! Sign-in sessions over REST: login, refresh, logout, throttling, and the
+//! error envelope for bad bodies.
+
+use berth_server::auth::hash_password;
+use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::process::ServerProcess;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin@berth.local";
+const ADMIN_PASSWORD: &str = "admin-secret-1";
+
+fn start(db: &TestDb, dir: &tempfile::TempDir) -> ServerProcess {
+    ServerProcess::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &db.url,
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ],
+        &[],
+    )
+}
+
+async fn post(server: &ServerProcess, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refresh_and_logout_make_and_end_sessions() {
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&db, &dir);
+    let (status, session) = post(
+        &server,
+        "/api/v1/auth/login",
+        json!({"email": ADMIN, "password": ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    for field in ["token", "expiresAt", "refreshToken"] {
+        assert!(
+            session[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field} missing: {session}"
+        );
+    }
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(session["expiresAt"].as_str().unwrap()).unwrap();
+    let minutes = (expires.timestamp() - chrono::Utc::now().timestamp()) / 60;
+    assert!(
+        (14..=15).contains(&minutes),
+        "access tokens live 15 minutes, not {minutes}"
+    );
+
+    // A refresh token buys a new session once.
+    let refresh = session["refreshToken"].clone();
+    let (status, renewed) = post(
+        &server,
+        "/api/v1/auth/refresh",
+        json!({"refreshToken": refresh}),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_ne!(renewed["refreshToken"], refresh, "refresh tokens rotate");
+    let (status, again) = post(
+        &server,
+        "/api/v1/auth/refresh",
+        json!({"refreshToken": refresh}),
+    )
+    .await;
+    assert_eq!(status, 401, "a spent refresh token is refused: {again}");
+    assert_eq!(again["error"]["code"], "Unauthorized");
+
+    // Logout revokes.
+    let current = renewed["refreshToken"].clone();
+    let logout = reqwest::Client::new()
+        .post(server.url("/api/v1/auth/logout"))
+        .json(&json!({"refreshToken": current}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let (status, _) = post(
+        &server,
+        "/api/v1/auth/refresh",
+        json!({"refreshToken": current}),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_never_tell_whether_the_email_exists_and_end_in_429() {
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&db, &dir);
+    let store = db.open().await;
+    store
+        .create_user(
+            "alice@acme.test",
+            &hash_password("alice-password").unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+
+    let (unknown_status, unknown) = post(
+        &server,
+        "/api/v1/auth/login",
+        json!({"email": "nobody@acme.test", "password": "x"}),
+    )
+    .await;
+    let (wrong_status, wrong) = post(
+        &server,
+        "/api/v1/auth/login",
+        json!({"email": "alice@acme.test", "password": "x"}),
+    )
+    .await;
+    assert_eq!((unknown_status, wrong_status), (401, 401));
+    assert_eq!(
+        unknown, wrong,
+        "the same answer for an unknown email and a wrong password"
+    );
+
+    // Alice's account locks after five failures, even for the right password.
+    for _ in 0..4 {
+        let (status, _) = post(
+            &server,
+            "/api/v1/auth/login",
+            json!({"email": "alice@acme.test", "password": "x"}),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let response = reqwest::Client::new()
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"email": "alice@acme.test", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 60, "locked for a while, not {retry_after} s");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TooManyRequests");
+    // Another account from the same address still signs in.
+    let (status, _) = post(
+        &server,
+        "/api/v1/auth/login",
+        json!({"email": ADMIN, "password": ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_answer_the_error_envelope_with_a_4xx() {
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&db, &dir);
+    let client = reqwest::Client::new();
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "malformed JSON",
+            client
+                .post(server.url("/api/v1/auth/login"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+        ),
+        (
+            "wrong content type",
+            client
+                .post(server.url("/api/v1/auth/login"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+        ),
+        (
+            "missing field",
+            client
+                .post(server.url("/api/v1/auth/login"))
+                .json(&json!({"email": ADMIN})),
+        ),
+        (
+            "unknown field",
+            client
+                .post(server.url("/api/v1/auth/login"))
+                .json(&json!({"email": ADMIN, "password": "x", "admin": true})),
+        ),
+        (
+            "wrong type",
+            client
+                .post(server.url("/api/v1/auth/login"))
+                .json(&json!({"email": 5, "password": "x"})),
+        ),
+        (
+            "oversize",
+            client
+                .post(server.url("/api/v1/auth/login"))
+                .header("content-type", "application/json")
+                .body(vec![b' '; 2 * 1024 * 1024]),
+        ),
+    ];
+    for (name, request) in cases {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let (want_status, want_code) = if name == "wrong content type" {
+            (415, "UnsupportedMediaType")
+        } else {
+            (400, "BadRequest")
+        };
+        assert_eq!(status, want_status, "{name}: {body}");
+        assert_eq!(body["error"]["code"], want_code, "{name}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}: {body}"
+        );
+        assert!(body["error"]["details"].is_array(), "{name}: {body}");
+    }
+}
