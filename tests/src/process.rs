@@ -100,3 +100,48 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A `berth server` on a given database with a data dir of its own, which
+/// lives as long as the value.
+pub struct TestServer {
+    /// The process.
+    pub process: ServerProcess,
+    /// Its data dir.
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server on `database_url` with `extra` arguments.
+    pub fn start(database_url: &str, extra: &[&str]) -> TestServer {
+        Self::start_in(
+            tempfile::tempdir().expect("a data dir"),
+            database_url,
+            extra,
+        )
+    }
+
+    /// Starts a server in an existing data dir (a restart).
+    pub fn start_in(data_dir: tempfile::TempDir, database_url: &str, extra: &[&str]) -> TestServer {
+        let dir = data_dir
+            .path()
+            .to_str()
+            .expect("a UTF-8 temp path")
+            .to_owned();
+        let mut args = vec!["--data-dir", dir.as_str(), "--database-url", database_url];
+        args.extend_from_slice(extra);
+        TestServer {
+            process: ServerProcess::start(&args, &[]),
+            data_dir,
+        }
+    }
+
+    /// A server with the etcd API open to every caller.
+    pub fn open(database_url: &str) -> TestServer {
+        Self::start(database_url, &["--etcd-auth", "none"])
+    }
+
+    /// `HOST:PORT` of its etcd API.
+    pub fn etcd_endpoint(&self) -> String {
+        self.process.grpc_addr.to_string()
+    }
+}

@@ -7,33 +7,11 @@ use std::time::{Duration, Instant};
 
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::etcd::RealEtcd;
-use berth_tests::process::ServerProcess;
+use berth_tests::process::{ServerProcess, TestServer};
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions,
     PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
 };
-
-/// A Berth server on `url` with the etcd API open, and its data dir.
-struct Berth {
-    server: ServerProcess,
-    _dir: tempfile::TempDir,
-}
-
-fn berth_on(url: &str) -> Berth {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            url,
-            "--etcd-auth",
-            "none",
-        ],
-        &[],
-    );
-    Berth { server, _dir: dir }
-}
 
 async fn connect(endpoint: &str) -> Client {
     Client::connect([endpoint], None)
@@ -196,8 +174,8 @@ async fn etcd_client_sees_the_same_answers_from_berth_as_from_etcd() {
     drop(etcd);
     for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
         let db = TestDb::new(backend).await;
-        let berth = berth_on(&db.url);
-        let actual = client_scenario(&berth.server.grpc_addr.to_string()).await;
+        let berth = TestServer::open(&db.url);
+        let actual = client_scenario(&berth.process.grpc_addr.to_string()).await;
         assert_eq!(actual, expected, "Berth on {backend:?} differs from etcd");
     }
 }
@@ -205,10 +183,10 @@ async fn etcd_client_sees_the_same_answers_from_berth_as_from_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_on_one_server_sees_puts_through_another_within_50_ms() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    let a = berth_on(&db.url);
-    let b = berth_on(&db.url);
-    let mut writer = connect(&a.server.grpc_addr.to_string()).await;
-    let mut reader = connect(&b.server.grpc_addr.to_string()).await;
+    let a = TestServer::open(&db.url);
+    let b = TestServer::open(&db.url);
+    let mut writer = connect(&a.process.grpc_addr.to_string()).await;
+    let mut reader = connect(&b.process.grpc_addr.to_string()).await;
     let mut watch = reader
         .watch("/x/", Some(WatchOptions::new().with_prefix()))
         .await
@@ -254,8 +232,8 @@ async fn a_watch_on_one_server_sees_puts_through_another_within_50_ms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_stalls_nobody_and_then_gets_every_event() {
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let berth = berth_on(&db.url);
-    let endpoint = berth.server.grpc_addr.to_string();
+    let berth = TestServer::open(&db.url);
+    let endpoint = berth.process.grpc_addr.to_string();
     let mut stalled_client = connect(&endpoint).await;
     let stalled = stalled_client
         .watch("/y/", Some(WatchOptions::new().with_prefix()))
@@ -358,9 +336,9 @@ async fn without_a_token_the_etcd_api_answers_unauthenticated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_list_shows_every_server_process_on_the_database() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    let a = berth_on(&db.url);
-    let mut b = berth_on(&db.url);
-    let mut client = connect(&a.server.grpc_addr.to_string()).await;
+    let a = TestServer::open(&db.url);
+    let mut b = TestServer::open(&db.url);
+    let mut client = connect(&a.process.grpc_addr.to_string()).await;
     let urls = |members: &[etcd_client::Member]| -> Vec<String> {
         let mut urls: Vec<String> = members
             .iter()
@@ -370,8 +348,8 @@ async fn member_list_shows_every_server_process_on_the_database() {
         urls
     };
     let mut both = vec![
-        format!("http://{}", a.server.grpc_addr),
-        format!("http://{}", b.server.grpc_addr),
+        format!("http://{}", a.process.grpc_addr),
+        format!("http://{}", b.process.grpc_addr),
     ];
     both.sort();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -388,13 +366,13 @@ async fn member_list_shows_every_server_process_on_the_database() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A server that stops leaves the list.
-    let pid = nix::unistd::Pid::from_raw(b.server.child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(b.process.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    b.server.child.wait().unwrap();
+    b.process.child.wait().unwrap();
     let members = client.member_list().await.unwrap();
     assert_eq!(
         urls(members.members()),
-        [format!("http://{}", a.server.grpc_addr)]
+        [format!("http://{}", a.process.grpc_addr)]
     );
     let status = client.status().await.unwrap();
     assert_eq!(status.leader(), members.members()[0].id());
@@ -486,8 +464,8 @@ async fn an_idle_watch_that_asked_for_progress_notifications_gets_them() {
 async fn large_watch_answers_are_split_at_revisions_and_fragmented_on_request() {
     use berth_api::etcd::etcdserverpb as pb;
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let berth = berth_on(&db.url);
-    let mut client = connect(&berth.server.grpc_addr.to_string()).await;
+    let berth = TestServer::open(&db.url);
+    let mut client = connect(&berth.process.grpc_addr.to_string()).await;
     let big = vec![b'x'; 600 * 1024];
     // Three revisions of 600 KiB each, then one revision of three such keys.
     let mut first = 0;
@@ -514,7 +492,7 @@ async fn large_watch_answers_are_split_at_revisions_and_fragmented_on_request() 
             fragment,
             ..Default::default()
         };
-        let mut stream = raw_watch(berth.server.grpc_addr, create).await;
+        let mut stream = raw_watch(berth.process.grpc_addr, create).await;
         assert!(stream.message().await.unwrap().unwrap().created);
         let mut responses = Vec::new();
         let mut events = 0;

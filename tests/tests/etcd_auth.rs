@@ -6,30 +6,19 @@ use std::time::Duration;
 use berth_api::etcd::etcdserverpb as pb;
 use berth_server::auth::hash_password;
 use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::ServerProcess;
+use berth_tests::process::TestServer;
 use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions};
 
 const ADMIN: &str = "admin@berth.local";
 const ADMIN_PASSWORD: &str = "admin-secret-1";
 
-fn start(db: &TestDb, dir: &tempfile::TempDir, extra: &[&str]) -> ServerProcess {
-    let mut args = vec![
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--database-url",
-        &db.url,
-    ];
-    args.extend_from_slice(extra);
-    ServerProcess::start(&args, &[])
-}
-
 async fn sign_in(
-    server: &ServerProcess,
+    server: &TestServer,
     email: &str,
     password: &str,
 ) -> Result<Client, etcd_client::Error> {
     Client::connect(
-        [server.grpc_addr.to_string()],
+        [server.etcd_endpoint()],
         Some(ConnectOptions::new().with_user(email, password)),
     )
     .await
@@ -46,9 +35,8 @@ fn code(error: etcd_client::Error) -> tonic::Code {
 async fn the_first_start_creates_the_admin_once_with_a_generated_password_kept_0600() {
     use std::os::unix::fs::PermissionsExt;
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&db, &dir, &[]);
-    let file = dir.path().join("admin-password");
+    let server = TestServer::start(&db.url, &[]);
+    let file = server.data_dir.path().join("admin-password");
     let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
     assert!(password.len() >= 20, "a strong generated password");
     assert_eq!(
@@ -57,9 +45,10 @@ async fn the_first_start_creates_the_admin_once_with_a_generated_password_kept_0
     );
     let mut admin = sign_in(&server, ADMIN, &password).await.unwrap();
     admin.put("/any", "v", None).await.unwrap();
-    drop(server);
     // A restart, even with another password given, keeps the admin as it was.
-    let server = start(&db, &dir, &["--admin-password", "another-password"]);
+    let TestServer { process, data_dir } = server;
+    drop(process);
+    let server = TestServer::start_in(data_dir, &db.url, &["--admin-password", "another-password"]);
     assert!(sign_in(&server, ADMIN, "another-password").await.is_err());
     let mut admin = sign_in(&server, ADMIN, &password).await.unwrap();
     assert_eq!(admin.get("/any", None).await.unwrap().kvs().len(), 1);
@@ -68,8 +57,7 @@ async fn the_first_start_creates_the_admin_once_with_a_generated_password_kept_0
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_user_cannot_read_write_or_watch_another_tenants_keys() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&db, &dir, &["--admin-password", ADMIN_PASSWORD]);
+    let server = TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD]);
     // Accounts straight in the store (the REST API for them comes later).
     let store = db.open().await;
     for tenant in ["acme", "globex"] {
@@ -233,12 +221,13 @@ async fn a_tenant_user_cannot_read_write_or_watch_another_tenants_keys() {
 
 /// A KV call with `token` in its metadata, as etcd's clients send it.
 async fn range_with_token(
-    server: &ServerProcess,
+    server: &TestServer,
     token: &str,
 ) -> Result<pb::RangeResponse, tonic::Status> {
-    let mut client = pb::kv_client::KvClient::connect(format!("http://{}", server.grpc_addr))
-        .await
-        .unwrap();
+    let mut client =
+        pb::kv_client::KvClient::connect(format!("http://{}", server.process.grpc_addr))
+            .await
+            .unwrap();
     let mut request = tonic::Request::new(pb::RangeRequest {
         key: b"/k".to_vec(),
         ..Default::default()
@@ -253,11 +242,11 @@ async fn range_with_token(
 async fn forged_tampered_and_foreign_tokens_are_refused() {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&db, &dir, &["--admin-password", ADMIN_PASSWORD]);
-    let mut auth = pb::auth_client::AuthClient::connect(format!("http://{}", server.grpc_addr))
-        .await
-        .unwrap();
+    let server = TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD]);
+    let mut auth =
+        pb::auth_client::AuthClient::connect(format!("http://{}", server.process.grpc_addr))
+            .await
+            .unwrap();
     let good = auth
         .authenticate(pb::AuthenticateRequest {
             name: ADMIN.into(),

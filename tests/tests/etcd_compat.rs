@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::etcd::{Output, RealEtcd, etcdctl_with_timeout, normalize_json};
-use berth_tests::process::ServerProcess;
+use berth_tests::process::TestServer;
 
 /// One etcdctl call. `{lease}` in an argument is replaced by the (hex) id of
 /// the last lease granted in the scenario.
@@ -40,34 +40,6 @@ const fn watch(args: &'static [&'static str]) -> Step {
         args,
         stdin: None,
         watch_for: Some(Duration::from_millis(1500)),
-    }
-}
-
-/// A Berth server for the comparison, with what it needs kept alive.
-struct Berth {
-    server: ServerProcess,
-    _db: TestDb,
-    _dir: tempfile::TempDir,
-}
-
-async fn berth(backend: TestBackend) -> Berth {
-    let db = TestDb::new(backend).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            &db.url,
-            "--etcd-auth",
-            "none",
-        ],
-        &[],
-    );
-    Berth {
-        server,
-        _db: db,
-        _dir: dir,
     }
 }
 
@@ -279,8 +251,9 @@ async fn compare(scenario: &'static [Step]) {
         .unwrap();
     drop(etcd);
     for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
-        let berth = berth(backend).await;
-        let endpoint = berth.server.grpc_addr.to_string();
+        let db = TestDb::new(backend).await;
+        let berth = TestServer::open(&db.url);
+        let endpoint = berth.etcd_endpoint();
         let actual = tokio::task::spawn_blocking(move || run(&endpoint, scenario))
             .await
             .unwrap();

@@ -3,29 +3,19 @@
 
 use berth_server::auth::hash_password;
 use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::ServerProcess;
+use berth_tests::process::TestServer;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin@berth.local";
 const ADMIN_PASSWORD: &str = "admin-secret-1";
 
-fn start(db: &TestDb, dir: &tempfile::TempDir) -> ServerProcess {
-    ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            &db.url,
-            "--admin-password",
-            ADMIN_PASSWORD,
-        ],
-        &[],
-    )
+fn start(db: &TestDb) -> TestServer {
+    TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD])
 }
 
-async fn post(server: &ServerProcess, path: &str, body: Value) -> (u16, Value) {
+async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
-        .post(server.url(path))
+        .post(server.process.url(path))
         .json(&body)
         .send()
         .await
@@ -37,8 +27,7 @@ async fn post(server: &ServerProcess, path: &str, body: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refresh_and_logout_make_and_end_sessions() {
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&db, &dir);
+    let server = start(&db);
     let (status, session) = post(
         &server,
         "/api/v1/auth/login",
@@ -82,7 +71,7 @@ async fn login_refresh_and_logout_make_and_end_sessions() {
     // Logout revokes.
     let current = renewed["refreshToken"].clone();
     let logout = reqwest::Client::new()
-        .post(server.url("/api/v1/auth/logout"))
+        .post(server.process.url("/api/v1/auth/logout"))
         .json(&json!({"refreshToken": current}))
         .send()
         .await
@@ -100,8 +89,7 @@ async fn login_refresh_and_logout_make_and_end_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_never_tell_whether_the_email_exists_and_end_in_429() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&db, &dir);
+    let server = start(&db);
     let store = db.open().await;
     store
         .create_user(
@@ -141,7 +129,7 @@ async fn failed_logins_never_tell_whether_the_email_exists_and_end_in_429() {
         assert_eq!(status, 401);
     }
     let response = reqwest::Client::new()
-        .post(server.url("/api/v1/auth/login"))
+        .post(server.process.url("/api/v1/auth/login"))
         .json(&json!({"email": "alice@acme.test", "password": "alice-password"}))
         .send()
         .await
@@ -168,46 +156,45 @@ async fn failed_logins_never_tell_whether_the_email_exists_and_end_in_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_answer_the_error_envelope_with_a_4xx() {
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&db, &dir);
+    let server = start(&db);
     let client = reqwest::Client::new();
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
         (
             "malformed JSON",
             client
-                .post(server.url("/api/v1/auth/login"))
+                .post(server.process.url("/api/v1/auth/login"))
                 .header("content-type", "application/json")
                 .body("{not json"),
         ),
         (
             "wrong content type",
             client
-                .post(server.url("/api/v1/auth/login"))
+                .post(server.process.url("/api/v1/auth/login"))
                 .header("content-type", "text/plain")
                 .body("{}"),
         ),
         (
             "missing field",
             client
-                .post(server.url("/api/v1/auth/login"))
+                .post(server.process.url("/api/v1/auth/login"))
                 .json(&json!({"email": ADMIN})),
         ),
         (
             "unknown field",
             client
-                .post(server.url("/api/v1/auth/login"))
+                .post(server.process.url("/api/v1/auth/login"))
                 .json(&json!({"email": ADMIN, "password": "x", "admin": true})),
         ),
         (
             "wrong type",
             client
-                .post(server.url("/api/v1/auth/login"))
+                .post(server.process.url("/api/v1/auth/login"))
                 .json(&json!({"email": 5, "password": "x"})),
         ),
         (
             "oversize",
             client
-                .post(server.url("/api/v1/auth/login"))
+                .post(server.process.url("/api/v1/auth/login"))
                 .header("content-type", "application/json")
                 .body(vec![b' '; 2 * 1024 * 1024]),
         ),

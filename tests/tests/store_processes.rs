@@ -6,33 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::ServerProcess;
+use berth_tests::process::TestServer;
 use etcd_client::{Client, GetOptions, WatchOptions};
 
-/// A server on `url` with the etcd API open, and its data dir.
-struct Server {
-    process: ServerProcess,
-    _dir: tempfile::TempDir,
-}
-
-fn server_on(url: &str, dir: Option<tempfile::TempDir>) -> Server {
-    let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-    let process = ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            url,
-            "--etcd-auth",
-            "none",
-        ],
-        &[],
-    );
-    Server { process, _dir: dir }
-}
-
-async fn connect(server: &Server) -> Client {
-    Client::connect([server.process.grpc_addr.to_string()], None)
+async fn connect(server: &TestServer) -> Client {
+    Client::connect([server.etcd_endpoint()], None)
         .await
         .unwrap()
 }
@@ -97,8 +75,8 @@ async fn watch_revisions(mut client: Client, total: usize) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_see_the_same_gap_free_revision_sequence() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    let a = server_on(&db.url, None);
-    let b = server_on(&db.url, None);
+    let a = TestServer::open(&db.url);
+    let b = TestServer::open(&db.url);
     const PER_SERVER: usize = 2500;
     let total = 2 * PER_SERVER;
     let watch_a = tokio::spawn(watch_revisions(connect(&a).await, total));
@@ -125,9 +103,7 @@ async fn two_servers_on_one_postgres_see_the_same_gap_free_revision_sequence() {
 /// there with its revision, and the revisions run without a gap.
 async fn acknowledged_writes_survive_sigkill(backend: TestBackend) {
     let db = TestDb::new(backend).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_path_buf();
-    let mut server = server_on(&db.url, Some(dir));
+    let mut server = TestServer::open(&db.url);
     let client = connect(&server).await;
     let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..16)
@@ -164,20 +140,9 @@ async fn acknowledged_writes_survive_sigkill(backend: TestBackend) {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let restarted = ServerProcess::start(
-        &[
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--database-url",
-            &db.url,
-            "--etcd-auth",
-            "none",
-        ],
-        &[],
-    );
-    let mut client = Client::connect([restarted.grpc_addr.to_string()], None)
-        .await
-        .unwrap();
+    // The same data dir and database, a new process.
+    let restarted = TestServer::start_in(server.data_dir, &db.url, &["--etcd-auth", "none"]);
+    let mut client = connect(&restarted).await;
     let all = client
         .get("/crash/", Some(GetOptions::new().with_prefix()))
         .await
