@@ -416,6 +416,42 @@ async fn a_transaction_is_atomic(backend: TestBackend) {
     }
 }
 
+async fn a_read_inside_a_transaction_can_look_at_a_past_revision(backend: TestBackend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let first = put_ok(&store, "/h", "a").await;
+    put_ok(&store, "/h", "b").await;
+    let response = store
+        .txn(TxnRequest {
+            success: vec![
+                Op::Range(RangeRequest {
+                    range: KeyRange::single("/h"),
+                    revision: first,
+                    ..Default::default()
+                }),
+                Op::Put(put("/h2", "c")),
+                Op::Range(RangeRequest {
+                    range: KeyRange::prefix("/h"),
+                    ..Default::default()
+                }),
+            ],
+            ..TxnRequest::default()
+        })
+        .await
+        .unwrap();
+    match (&response.responses[0], &response.responses[2]) {
+        (OpResponse::Range(then), OpResponse::Range(now)) => {
+            assert_eq!(
+                then.kvs[0].value, b"a",
+                "the version as of the past revision"
+            );
+            assert_eq!(keys_of(&now.kvs), ["/h", "/h2"]);
+            assert_eq!(now.kvs[0].value, b"b");
+        }
+        other => panic!("expected two range answers, got {other:?}"),
+    }
+}
+
 async fn compares_follow_etcd_on_missing_keys_values_leases_and_ranges(backend: TestBackend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
@@ -1126,6 +1162,7 @@ conformance!(
     range_honours_prefix_limit_count_and_keys_only,
     compare_and_swap_under_32_concurrent_writers_has_one_winner_per_revision,
     a_transaction_is_atomic,
+    a_read_inside_a_transaction_can_look_at_a_past_revision,
     compares_follow_etcd_on_missing_keys_values_leases_and_ranges,
     malformed_transactions_are_refused_and_write_nothing,
     oversize_values_and_empty_keys_are_refused_and_write_nothing,

@@ -147,7 +147,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(commands.len());
         for command in commands {
             let mark = batch.mark();
-            match batch.command(&self.db, &mut tx, command).await {
+            match batch.command(&mut tx, command).await {
                 Ok(outcome) => {
                     batch.finish_request(mark);
                     outcomes.push(Ok(outcome));
@@ -343,13 +343,12 @@ impl Batch {
 
     async fn command(
         &mut self,
-        db: &Db,
         tx: &mut WriteTx,
         command: &WriteCommand,
     ) -> StoreResult<WriteOutcome> {
         match command {
             WriteCommand::Txn(request) => {
-                let mut response = self.txn(db, tx, request).await?;
+                let mut response = self.txn(tx, request).await?;
                 response.revision = if self.log.len() > self.request_start {
                     self.write_revision()
                 } else {
@@ -450,12 +449,7 @@ impl Batch {
         Ok(exists)
     }
 
-    async fn txn(
-        &mut self,
-        db: &Db,
-        tx: &mut WriteTx,
-        request: &TxnRequest,
-    ) -> StoreResult<TxnResponse> {
+    async fn txn(&mut self, tx: &mut WriteTx, request: &TxnRequest) -> StoreResult<TxnResponse> {
         let mut succeeded = true;
         for compare in &request.compares {
             if !self.compare(tx, compare).await? {
@@ -471,10 +465,10 @@ impl Batch {
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match op {
-                Op::Range(range) => OpResponse::Range(self.range(db, tx, range).await?),
+                Op::Range(range) => OpResponse::Range(self.range(tx, range).await?),
                 Op::Put(put) => OpResponse::Put(self.put(tx, put).await?),
                 Op::Delete(delete) => OpResponse::Delete(self.delete(tx, delete).await?),
-                Op::Txn(nested) => OpResponse::Txn(Box::pin(self.txn(db, tx, nested)).await?),
+                Op::Txn(nested) => OpResponse::Txn(Box::pin(self.txn(tx, nested)).await?),
             };
             responses.push(response);
         }
@@ -545,7 +539,6 @@ impl Batch {
 
     async fn range(
         &mut self,
-        db: &Db,
         tx: &mut WriteTx,
         request: &RangeRequest,
     ) -> StoreResult<RangeResponse> {
@@ -571,14 +564,13 @@ impl Batch {
                 self.latest_range(tx, &request.range).await?
             }
         } else {
-            // A past revision: every completed write up to it must be in the
-            // database transaction to be read back.
+            // A past revision, read through the transaction: when it is one
+            // of this batch's, the batch's completed writes must be in it.
             check_revision(request.revision, self.meta)?;
             if request.revision > self.base_revision {
                 self.flush_log(tx).await?;
             }
-            let (_, kvs, _) = db_range_in(tx, db, request, self.base_revision).await?;
-            kvs
+            tx.range_at(&request.range, request.revision).await?
         };
         let count = kvs.len() as i64;
         let mut more = false;
@@ -712,30 +704,6 @@ impl Batch {
         }
         Ok(())
     }
-}
-
-/// A past-revision read inside a write transaction: through the transaction
-/// when the revision was written by this batch, otherwise through the pool.
-async fn db_range_in(
-    tx: &mut WriteTx,
-    db: &Db,
-    request: &RangeRequest,
-    base_revision: Revision,
-) -> StoreResult<(Meta, Vec<KeyValue>, i64)> {
-    if request.revision > base_revision {
-        let kvs = tx.range_at(&request.range, request.revision).await?;
-        let count = kvs.len() as i64;
-        return Ok((
-            Meta {
-                revision: request.revision,
-                compact_revision: 0,
-            },
-            kvs,
-            count,
-        ));
-    }
-    db.range(&request.range, request.revision, None, false, false)
-        .await
 }
 
 /// Whether one key satisfies a compare.
