@@ -59,6 +59,18 @@ async fn client_scenario(endpoint: &str) -> Vec<String> {
         "txn succeeded={}",
         client.txn(failed).await.unwrap().succeeded()
     ));
+    // A nested transaction decides on its own compares.
+    let inner = Txn::new()
+        .when([Compare::value("/s/b", CompareOp::Equal, "nope")])
+        .and_then([TxnOp::put("/s/n", "inner-then", None)])
+        .or_else([TxnOp::put("/s/n", "inner-else", None)]);
+    let nested = Txn::new().and_then([TxnOp::txn(inner), TxnOp::put("/s/o", "outer", None)]);
+    let answer = client.txn(nested).await.unwrap();
+    out.push(format!(
+        "nested txn succeeded={} rev={}",
+        answer.succeeded(),
+        answer.header().unwrap().revision()
+    ));
     let duplicate =
         Txn::new().and_then([TxnOp::put("/s/x", "1", None), TxnOp::put("/s/x", "2", None)]);
     out.push(format!(

@@ -195,6 +195,11 @@ const KV_SCENARIO: &[Step] = &[
     txn("mod(\"/b\") < \"100\"\nvalue(\"/t\") != \"no\"\n\ndel /t --prev-kv\n\n\n"),
     txn("value(\"/nope\") = \"\"\n\nput /n empty-matched\n\nput /n missing-key\n\n"),
     ctl(&["get", "/", "--prefix", "-w", "json"]),
+    ctl(&["put", "/b", "--ignore-value", "-w", "json"]),
+    ctl(&["put", "/nope", "--ignore-value", "-w", "json"]),
+    ctl(&["put", "/b", "v2", "--ignore-lease", "-w", "json"]),
+    ctl(&["put", "/nope", "v", "--ignore-lease", "-w", "json"]),
+    ctl(&["get", "/b", "-w", "json"]),
 ];
 
 const WATCH_SCENARIO: &[Step] = &[
