@@ -74,3 +74,25 @@ pub async fn fresh_postgres_database() -> String {
         .map_or(admin.as_str(), |(base, _)| base);
     format!("{base}/{name}")
 }
+
+/// Creates a user with `password` (hashed as the server hashes it) and, when
+/// given, a `(tenant, role)` membership; the tenant must exist.
+pub async fn create_user(
+    store: &Store,
+    email: &str,
+    password: &str,
+    membership: Option<(&str, &str)>,
+) -> berth_server::store::identity::User {
+    let hash = berth_server::auth::hash_password(password).expect("hashing a password");
+    let user = store
+        .create_user(email, &hash, false)
+        .await
+        .expect("creating a user");
+    if let Some((tenant, role)) = membership {
+        store
+            .set_membership(tenant, user.id, role)
+            .await
+            .expect("adding a membership");
+    }
+    user
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::etcd::RealEtcd;
-use berth_tests::process::{ServerProcess, TestServer};
+use berth_tests::process::TestServer;
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions,
     PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
@@ -187,7 +187,7 @@ async fn etcd_client_sees_the_same_answers_from_berth_as_from_etcd() {
     for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
         let db = TestDb::new(backend).await;
         let berth = TestServer::open(&db.url);
-        let actual = client_scenario(&berth.process.grpc_addr.to_string()).await;
+        let actual = client_scenario(&berth.etcd_endpoint()).await;
         assert_eq!(actual, expected, "Berth on {backend:?} differs from etcd");
     }
 }
@@ -197,8 +197,8 @@ async fn a_watch_on_one_server_sees_puts_through_another_within_50_ms() {
     let db = TestDb::new(TestBackend::Postgres).await;
     let a = TestServer::open(&db.url);
     let b = TestServer::open(&db.url);
-    let mut writer = connect(&a.process.grpc_addr.to_string()).await;
-    let mut reader = connect(&b.process.grpc_addr.to_string()).await;
+    let mut writer = connect(&a.etcd_endpoint()).await;
+    let mut reader = connect(&b.etcd_endpoint()).await;
     let mut watch = reader
         .watch("/x/", Some(WatchOptions::new().with_prefix()))
         .await
@@ -245,7 +245,7 @@ async fn a_watch_on_one_server_sees_puts_through_another_within_50_ms() {
 async fn a_watcher_that_stops_reading_stalls_nobody_and_then_gets_every_event() {
     let db = TestDb::new(TestBackend::Sqlite).await;
     let berth = TestServer::open(&db.url);
-    let endpoint = berth.process.grpc_addr.to_string();
+    let endpoint = berth.etcd_endpoint();
     let mut stalled_client = connect(&endpoint).await;
     let stalled = stalled_client
         .watch("/y/", Some(WatchOptions::new().with_prefix()))
@@ -319,18 +319,9 @@ async fn a_watcher_that_stops_reading_stalls_nobody_and_then_gets_every_event() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_the_etcd_api_answers_unauthenticated() {
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
     // The default: --etcd-auth=users.
-    let server = ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            &db.url,
-        ],
-        &[],
-    );
-    let mut client = connect(&server.grpc_addr.to_string()).await;
+    let server = TestServer::start(&db.url, &[]);
+    let mut client = connect(&server.etcd_endpoint()).await;
     let error = client.put("/k", "v", None).await.unwrap_err();
     match error {
         etcd_client::Error::GRpcStatus(status) => {
@@ -350,7 +341,7 @@ async fn member_list_shows_every_server_process_on_the_database() {
     let db = TestDb::new(TestBackend::Postgres).await;
     let a = TestServer::open(&db.url);
     let mut b = TestServer::open(&db.url);
-    let mut client = connect(&a.process.grpc_addr.to_string()).await;
+    let mut client = connect(&a.etcd_endpoint()).await;
     let urls = |members: &[etcd_client::Member]| -> Vec<String> {
         let mut urls: Vec<String> = members
             .iter()
@@ -411,19 +402,11 @@ async fn raw_watch(
 async fn an_idle_watch_that_asked_for_progress_notifications_gets_them() {
     use berth_api::etcd::etcdserverpb as pb;
     let db = TestDb::new(TestBackend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            &db.url,
-            "--etcd-auth",
-            "none",
-        ],
-        &[("BERTH_ETCD_PROGRESS_NOTIFY_MS", "300")],
+    let server = TestServer::start(
+        &db.url,
+        &["--etcd-auth", "none", "--etcd-progress-notify-ms", "300"],
     );
-    let mut client = connect(&server.grpc_addr.to_string()).await;
+    let mut client = connect(&server.etcd_endpoint()).await;
     let revision = client
         .put("/elsewhere", "v", None)
         .await
@@ -436,7 +419,7 @@ async fn an_idle_watch_that_asked_for_progress_notifications_gets_them() {
         progress_notify: true,
         ..Default::default()
     };
-    let mut stream = raw_watch(server.grpc_addr, create).await;
+    let mut stream = raw_watch(server.process.grpc_addr, create).await;
     let created = stream.message().await.unwrap().unwrap();
     assert!(created.created);
     let started = Instant::now();
@@ -463,7 +446,7 @@ async fn an_idle_watch_that_asked_for_progress_notifications_gets_them() {
         key: b"/idle".to_vec(),
         ..Default::default()
     };
-    let mut quiet = raw_watch(server.grpc_addr, quiet).await;
+    let mut quiet = raw_watch(server.process.grpc_addr, quiet).await;
     assert!(quiet.message().await.unwrap().unwrap().created);
     assert!(
         tokio::time::timeout(Duration::from_millis(900), quiet.message())
@@ -477,7 +460,7 @@ async fn large_watch_answers_are_split_at_revisions_and_fragmented_on_request() 
     use berth_api::etcd::etcdserverpb as pb;
     let db = TestDb::new(TestBackend::Sqlite).await;
     let berth = TestServer::open(&db.url);
-    let mut client = connect(&berth.process.grpc_addr.to_string()).await;
+    let mut client = connect(&berth.etcd_endpoint()).await;
     let big = vec![b'x'; 600 * 1024];
     // Three revisions of 600 KiB each, then one revision of three such keys.
     let mut first = 0;

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use berth_api::etcd::etcdserverpb as pb;
-use berth_server::auth::hash_password;
-use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::db::{TestBackend, TestDb, create_user};
 use berth_tests::process::TestServer;
 use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions};
 
@@ -63,30 +62,20 @@ async fn a_tenant_user_cannot_read_write_or_watch_another_tenants_keys() {
     for tenant in ["acme", "globex"] {
         store.create_tenant(tenant).await.unwrap();
     }
-    let alice = store
-        .create_user(
-            "alice@acme.test",
-            &hash_password("alice-password").unwrap(),
-            false,
-        )
-        .await
-        .unwrap();
-    store
-        .set_membership("acme", alice.id, "editor")
-        .await
-        .unwrap();
-    let bob = store
-        .create_user(
-            "bob@globex.test",
-            &hash_password("bob-password").unwrap(),
-            false,
-        )
-        .await
-        .unwrap();
-    store
-        .set_membership("globex", bob.id, "viewer")
-        .await
-        .unwrap();
+    let alice = create_user(
+        &store,
+        "alice@acme.test",
+        "alice-password",
+        Some(("acme", "editor")),
+    )
+    .await;
+    create_user(
+        &store,
+        "bob@globex.test",
+        "bob-password",
+        Some(("globex", "viewer")),
+    )
+    .await;
 
     let mut admin = sign_in(&server, ADMIN, ADMIN_PASSWORD).await.unwrap();
     admin

@@ -1,8 +1,7 @@
 //! Sign-in sessions over REST: login, refresh, logout, throttling, and the
 //! error envelope for bad bodies.
 
-use berth_server::auth::hash_password;
-use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::db::{TestBackend, TestDb, create_user};
 use berth_tests::process::TestServer;
 use serde_json::{Value, json};
 
@@ -91,14 +90,7 @@ async fn failed_logins_never_tell_whether_the_email_exists_and_end_in_429() {
     let db = TestDb::new(TestBackend::Postgres).await;
     let server = start(&db);
     let store = db.open().await;
-    store
-        .create_user(
-            "alice@acme.test",
-            &hash_password("alice-password").unwrap(),
-            false,
-        )
-        .await
-        .unwrap();
+    create_user(&store, "alice@acme.test", "alice-password", None).await;
 
     let (unknown_status, unknown) = post(
         &server,

@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_tests::db::{TestBackend, TestDb, postgres_admin_url};
-use berth_tests::process::{ServerProcess, berth_binary};
+use berth_tests::process::{ServerProcess, TestServer, berth_binary};
 use sqlx::Connection;
 
 /// Runs `berth server ARGS` expecting it to refuse to start; returns its exit
@@ -129,20 +129,11 @@ async fn the_server_starts_on_sqlite_by_default_and_answers_health_readiness_and
 #[tokio::test]
 async fn readyz_answers_503_while_postgres_refuses_the_server_and_200_again_after() {
     let db = TestDb::new(TestBackend::Postgres).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--database-url",
-            &db.url,
-        ],
-        &[],
-    );
+    let server = TestServer::start(&db.url, &[]);
     let client = reqwest::Client::new();
     assert_eq!(
         client
-            .get(server.url("/readyz"))
+            .get(server.process.url("/readyz"))
             .send()
             .await
             .unwrap()
@@ -185,14 +176,18 @@ async fn readyz_answers_503_while_postgres_refuses_the_server_and_200_again_afte
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let not_ready = client.get(server.url("/readyz")).send().await.unwrap();
+    let not_ready = client
+        .get(server.process.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_ready.status(), 503);
     let body: serde_json::Value = not_ready.json().await.unwrap();
     assert_eq!(body["error"]["code"], "StoreUnavailable");
     // Liveness does not depend on the database.
     assert_eq!(
         client
-            .get(server.url("/healthz"))
+            .get(server.process.url("/healthz"))
             .send()
             .await
             .unwrap()
@@ -207,7 +202,7 @@ async fn readyz_answers_503_while_postgres_refuses_the_server_and_200_again_afte
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let status = client
-            .get(server.url("/readyz"))
+            .get(server.process.url("/readyz"))
             .send()
             .await
             .unwrap()

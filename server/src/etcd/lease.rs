@@ -68,23 +68,7 @@ impl pb::lease_server::Lease for Etcd {
         let etcd = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(request)) = inbound.message().await {
-                // An unknown or ended lease answers TTL 0, as etcd does.
-                let answer = match etcd.store.lease_keep_alive(request.id).await {
-                    Ok(ttl) => Ok(ttl),
-                    Err(StoreError::LeaseNotFound(_)) => Ok(0),
-                    Err(error) => Err(status(error)),
-                };
-                let response = match answer {
-                    Ok(ttl) => match etcd.current_revision().await {
-                        Ok(revision) => Ok(pb::LeaseKeepAliveResponse {
-                            header: etcd.headers.at(revision),
-                            id: request.id,
-                            ttl,
-                        }),
-                        Err(error) => Err(error),
-                    },
-                    Err(error) => Err(error),
-                };
+                let response = etcd.keep_alive_once(request.id).await;
                 if sender.send(response).await.is_err() {
                     break;
                 }
@@ -138,5 +122,23 @@ impl pb::lease_server::Lease for Etcd {
             header: self.headers.at(revision),
             leases: ids.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
         }))
+    }
+}
+
+impl Etcd {
+    /// One keep-alive answer. An unknown or ended lease answers TTL 0, as
+    /// etcd does.
+    async fn keep_alive_once(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
+        let ttl = match self.store.lease_keep_alive(id).await {
+            Ok(ttl) => ttl,
+            Err(StoreError::LeaseNotFound(_)) => 0,
+            Err(error) => return Err(status(error)),
+        };
+        let revision = self.current_revision().await?;
+        Ok(pb::LeaseKeepAliveResponse {
+            header: self.headers.at(revision),
+            id,
+            ttl,
+        })
     }
 }

@@ -502,7 +502,8 @@ impl Db {
             .bind(now_ms).fetch_all(pool).await?))
     }
 
-    /// Moves a lease's deadline; false when the lease does not exist.
+    /// Moves a lease's deadline to its full TTL from now; returns the TTL, or
+    /// `None` when the lease does not exist or has already ended.
     pub(crate) async fn renew_lease(&self, id: i64, now_ms: i64) -> StoreResult<Option<i64>> {
         Ok(on_db!(self, pool => sqlx::query_scalar(
             "UPDATE leases SET expires_at_ms = $2 + ttl * 1000 WHERE id = $1 AND expires_at_ms > $2 RETURNING ttl")
