@@ -1,4 +1,5 @@
-//! `berth`: the one binary. `berth server` runs the control plane.
+//! `berth`: the one binary. `berth server` runs the control plane;
+//! `berth openapi` prints the REST API's OpenAPI document.
 
 use std::process::ExitCode;
 
@@ -15,11 +16,25 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane.
-    Server(berth_server::settings::ServerArgs),
+    Server(Box<berth_server::settings::ServerArgs>),
+    /// Print the REST API's OpenAPI document (as served at /openapi.json).
+    Openapi,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return match berth_server::rest::openapi::document().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("berth: cannot render the OpenAPI document: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -35,7 +50,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
+        Command::Server(args) => runtime.block_on(server(*args)),
+        Command::Openapi => ExitCode::SUCCESS,
     }
 }
 

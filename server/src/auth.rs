@@ -142,6 +142,19 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Editor, Role::Admin, Role::Owner];
+
+    /// The role's name, as memberships and tokens store it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
     /// The role a membership row names.
     pub fn parse(name: &str) -> Option<Role> {
         match name {
@@ -168,6 +181,11 @@ pub enum Access {
 pub struct Subject {
     /// Who.
     pub user_id: i64,
+    /// Their email, for the audit log.
+    pub email: String,
+    /// The API token the request came with, if it did not come with a
+    /// session: such a subject acts only in the token's tenant.
+    pub api_token: Option<i64>,
     /// Whether they administer the platform (every key, every tenant).
     pub platform_admin: bool,
     /// Their tenants and roles.
@@ -189,15 +207,25 @@ impl Subject {
             .collect();
         Ok(Subject {
             user_id: user.id,
+            email: user.email,
+            api_token: None,
             platform_admin: user.platform_admin,
             tenants,
         })
     }
 
-    /// The one decision over keys: a platform admin reaches every key; anyone
-    /// else only ranges that lie wholly inside `/registry/{kind}/{tenant}/`
-    /// of a tenant where their role allows `access` (viewers read, editors
-    /// and up also write).
+    /// The subject's role in `tenant`, if they are a member.
+    pub fn role_in(&self, tenant: &str) -> Option<Role> {
+        self.tenants
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .map(|(_, role)| *role)
+    }
+
+    /// Whether the etcd API may touch `range`: a platform admin reaches
+    /// every key; anyone else only ranges that lie wholly inside
+    /// `/registry/{plural}/{tenant}/`, as [`crate::authz::authorize`]
+    /// decides for that kind and tenant.
     pub fn may(&self, access: Access, range: &KeyRange) -> bool {
         if self.platform_admin {
             return true;
@@ -205,19 +233,13 @@ impl Subject {
         let Some(prefix) = tenant_prefix(&range.key) else {
             return false;
         };
-        let Some(role) = self
-            .tenants
-            .iter()
-            .find(|(t, _)| *t == prefix.tenant)
-            .map(|(_, r)| *r)
-        else {
-            return false;
+        let target = berth_api::objects::Kind::from_plural(&prefix.plural)
+            .map_or(crate::authz::Target::RawKeys, crate::authz::Target::Object);
+        let verb = match access {
+            Access::Read => crate::authz::Verb::Get,
+            Access::Write => crate::authz::Verb::Update,
         };
-        let allowed = match access {
-            Access::Read => role >= Role::Viewer,
-            Access::Write => role >= Role::Editor,
-        };
-        if !allowed {
+        if !crate::authz::authorize(self, Some(&prefix.tenant), target, verb).allowed() {
             return false;
         }
         let end = prefix_end(prefix.prefix.as_bytes());
@@ -228,9 +250,69 @@ impl Subject {
     }
 }
 
+/// What every API token starts with, so that it is told apart from a JWT
+/// (and found by secret scanners).
+pub const API_TOKEN_PREFIX: &str = "berth_";
+
+/// A new random secret for an API or refresh token.
+pub fn new_token_secret() -> String {
+    hex::encode((0..32).map(|_| rand::random::<u8>()).collect::<Vec<u8>>())
+}
+
+/// How token secrets are stored: SHA-256, hex. (They are random and long, so
+/// a fast hash is enough; passwords get argon2id.)
+pub fn hash_token_secret(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// The caller a bearer token names: an API token (`berth_…`) or an access
+/// token (JWT).
+pub async fn subject_for_bearer(
+    store: &Store,
+    tokens: &Tokens,
+    bearer: &str,
+) -> Result<Subject, AuthError> {
+    if !bearer.starts_with(API_TOKEN_PREFIX) {
+        let user_id = tokens.verify(bearer)?;
+        return Subject::load(store, user_id).await;
+    }
+    let token = store
+        .live_api_token(&hash_token_secret(bearer))
+        .await?
+        .ok_or_else(|| {
+            AuthError::InvalidToken("the API token is unknown, expired or revoked".into())
+        })?;
+    let user = Subject::load(store, token.user_id).await?;
+    // A token never outranks its maker as they are now: a maker who lost
+    // their role takes the token's power with them.
+    let maker_role = if user.platform_admin {
+        Some(Role::Owner)
+    } else {
+        user.role_in(&token.tenant)
+    };
+    let role = Role::parse(&token.role)
+        .zip(maker_role)
+        .map(|(token_role, maker_role)| token_role.min(maker_role))
+        .ok_or_else(|| {
+            AuthError::InvalidToken(format!(
+                "the API token's user is no longer a member of tenant {}",
+                token.tenant
+            ))
+        })?;
+    Ok(Subject {
+        user_id: user.user_id,
+        email: user.email,
+        api_token: Some(token.id),
+        platform_admin: false,
+        tenants: vec![(token.tenant, role)],
+    })
+}
+
 /// `/registry/{kind}/{tenant}/` at the start of a key, when it is there.
 struct TenantPrefix {
     prefix: String,
+    plural: String,
     tenant: String,
 }
 
@@ -244,6 +326,7 @@ fn tenant_prefix(key: &[u8]) -> Option<TenantPrefix> {
     }
     Some(TenantPrefix {
         prefix: format!("/registry/{kind}/{tenant}/"),
+        plural: kind.to_owned(),
         tenant: tenant.to_owned(),
     })
 }
@@ -305,6 +388,8 @@ mod tests {
     fn member_of(tenant: &str, role: Role) -> Subject {
         Subject {
             user_id: 1,
+            email: "member@example.com".into(),
+            api_token: None,
             platform_admin: false,
             tenants: vec![(tenant.into(), role)],
         }
@@ -337,6 +422,8 @@ mod tests {
     fn a_platform_admin_reaches_every_key() {
         let admin = Subject {
             user_id: 1,
+            email: "admin@example.com".into(),
+            api_token: None,
             platform_admin: true,
             tenants: vec![],
         };

@@ -1,5 +1,6 @@
-//! The HTTP listener: `/healthz`, `/readyz`, `/metrics` and the REST API
-//! ([`crate::rest`]); the dashboard will mount here too.
+//! The HTTP listener: `/healthz`, `/readyz`, `/metrics`, the REST API
+//! ([`crate::rest`]), `/openapi.json` and Swagger UI at `/docs`; the
+//! dashboard will mount here too.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -20,6 +21,12 @@ pub struct AppState {
     pub tokens: crate::auth::Tokens,
     /// Failed sign-ins of this process.
     pub throttle: std::sync::Arc<crate::rest::throttle::LoginThrottle>,
+    /// Objects of every kind over the store.
+    pub objects: crate::objects::Objects,
+    /// Where every change is recorded.
+    pub audit: crate::audit::AuditLog,
+    /// How often an idle REST watch gets a BOOKMARK.
+    pub watch_bookmark_interval: Duration,
 }
 
 /// Builds the HTTP server on `listener`. The caller runs the returned future
@@ -29,9 +36,22 @@ pub fn serve(
     state: AppState,
 ) -> std::io::Result<(actix_web::dev::Server, ServerHandle)> {
     let data = web::Data::new(state);
+    let document = crate::rest::openapi::document();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .url("/openapi.json", document.clone()),
+            )
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("Location", "/docs/"))
+                        .finish()
+                }),
+            )
             .configure(crate::rest::configure)
             .service(healthz)
             .service(readyz)

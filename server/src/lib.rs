@@ -4,15 +4,24 @@
 //!   PostgreSQL; everything else reads and writes desired state through it.
 //! - [`settings`]: `berth server`'s settings, their defaults and checks.
 //! - [`auth`]: passwords, access tokens, the first admin, the key decision.
+//! - [`secrets`]: the encryption key and secret values sealed at rest.
+//! - [`audit`]: the audit log's batching writer.
+//! - [`authz`]: the one authorization decision (subject, tenant, kind, verb).
 //! - [`etcd`]: the etcd v3 API (gRPC) over the store.
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
+//! - [`objects`]: objects of every kind in the store: keys, managed fields,
+//!   concurrency, Secret sealing, lists and watches.
 //! - [`rest`]: the REST API under `/api/v1`.
 //! - [`server`]: starts the parts above and runs them until shutdown.
 
+pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod etcd;
 pub mod http;
+pub mod objects;
 pub mod rest;
+pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod store;

@@ -52,6 +52,11 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             settings.data_dir.join("admin-password").display()
         );
     }
+    let encryption_key =
+        crate::secrets::EncryptionKey::load_or_create(&settings.encryption_key_file)
+            .map_err(|e| SettingsError::new("--encryption-key-file", e.to_string()))?;
+    let audit_shutdown = CancellationToken::new();
+    let (audit, audit_task) = crate::audit::AuditLog::start(store.clone(), audit_shutdown.clone());
     let listener = TcpListener::bind(settings.http_addr).map_err(|e| {
         SettingsError::new(
             "--http-addr",
@@ -79,6 +84,9 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
                 .await
                 .context("reading the token signing key")?,
             throttle: Default::default(),
+            objects: crate::objects::Objects::new(store.clone(), encryption_key),
+            audit,
+            watch_bookmark_interval: settings.watch_bookmark_interval,
         },
     )
     .context("starting HTTP")?;
@@ -110,6 +118,9 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     tracing::info!(%reason, "shutting down");
     grpc_shutdown.cancel();
     http_handle.stop(true).await;
+    // The audit log writes what is queued before the store closes.
+    audit_shutdown.cancel();
+    let _ = audit_task.await;
     store.close().await;
     Ok(())
 }

@@ -40,6 +40,13 @@ pub struct ServerArgs {
     /// exists.
     #[arg(long, env = "BERTH_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<Password>,
+    /// The AES-256 key that seals Secret values at rest: 32 bytes, raw, hex
+    /// or base64. Generated at first start when absent (mode 0600).
+    #[arg(long, env = "BERTH_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Milliseconds between BOOKMARK events on an idle REST watch.
+    #[arg(long, env = "BERTH_WATCH_BOOKMARK_MS", default_value_t = 10_000)]
+    pub watch_bookmark_ms: u64,
 }
 
 /// A password given as a setting; `Debug` never shows it.
@@ -78,6 +85,10 @@ pub struct ServerSettings {
     pub admin_email: String,
     /// The first admin's password, if given.
     pub admin_password: Option<Password>,
+    /// Where the key that seals Secret values is (or will be made).
+    pub encryption_key_file: PathBuf,
+    /// The interval of BOOKMARK events on REST watches.
+    pub watch_bookmark_interval: std::time::Duration,
 }
 
 /// A setting that cannot be used, named as the user gave it.
@@ -132,7 +143,7 @@ impl ServerArgs {
             ));
         }
         Ok(ServerSettings {
-            data_dir: self.data_dir,
+            data_dir: self.data_dir.clone(),
             database_url,
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
@@ -142,6 +153,12 @@ impl ServerArgs {
             ),
             admin_email: self.admin_email,
             admin_password: self.admin_password,
+            encryption_key_file: self
+                .encryption_key_file
+                .unwrap_or_else(|| self.data_dir.join("encryption.key")),
+            watch_bookmark_interval: std::time::Duration::from_millis(
+                self.watch_bookmark_ms.max(10),
+            ),
         })
     }
 }

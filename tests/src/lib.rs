@@ -3,7 +3,9 @@
 //! - [`db`]: a fresh database per test, on SQLite or PostgreSQL.
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`process`]: building and running Berth's binaries as real processes.
+//! - [`rest`]: a small REST client: sign in, then JSON in and out.
 
 pub mod db;
 pub mod etcd;
 pub mod process;
+pub mod rest;

@@ -195,10 +195,10 @@ async fn bad_bodies_answer_the_error_envelope_with_a_4xx() {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let (want_status, want_code) = if name == "wrong content type" {
-            (415, "UnsupportedMediaType")
-        } else {
-            (400, "BadRequest")
+        let (want_status, want_code) = match name {
+            "wrong content type" => (415, "UnsupportedMediaType"),
+            "oversize" => (413, "PayloadTooLarge"),
+            _ => (400, "BadRequest"),
         };
         assert_eq!(status, want_status, "{name}: {body}");
         assert_eq!(body["error"]["code"], want_code, "{name}: {body}");

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use sha2::Digest;
 
 use super::error::ApiError;
 use crate::auth::{self, ACCESS_TOKEN_TTL, AuthError};
@@ -15,31 +14,37 @@ use crate::store::identity::User;
 const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `POST /auth/login`'s body.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// The account's email.
     email: String,
+    /// Its password.
     password: String,
 }
 
 /// `POST /auth/refresh` and `/auth/logout`'s body.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// The refresh token of a session.
     refresh_token: String,
 }
 
 /// A signed-in session.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
+    /// The access token: send it as `Authorization: Bearer <token>`.
     token: String,
+    /// When the access token expires (RFC 3339).
     expires_at: String,
+    /// Trades for a new session at `/auth/refresh`; spent on use.
     refresh_token: String,
 }
 
 fn hash_refresh_token(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    auth::hash_token_secret(token)
 }
 
 /// A new access token and a new refresh token for `user`.
@@ -48,7 +53,7 @@ async fn new_session(state: &AppState, user: &User) -> Result<Session, ApiError>
         .tokens
         .issue(user)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let refresh_token = hex::encode((0..32).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
+    let refresh_token = auth::new_token_secret();
     let expires =
         chrono::Utc::now() + chrono::Duration::from_std(REFRESH_TOKEN_TTL).unwrap_or_default();
     state
@@ -70,6 +75,20 @@ async fn new_session(state: &AppState, user: &User) -> Result<Session, ApiError>
 
 /// Signs in with email and password. The answer never tells whether the
 /// email exists; repeated failures are slowed, then refused for a while.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login_user",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = Session),
+        (status = 400, description = "The body is invalid.", body = super::error::ErrorBody),
+        (status = 401, description = "Wrong email or password.", body = super::error::ErrorBody),
+        (status = 415, description = "The body is not JSON.", body = super::error::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins; see Retry-After.", body = super::error::ErrorBody),
+    )
+)]
 #[post("/api/v1/auth/login")]
 #[tracing::instrument(skip_all)]
 pub async fn login(
@@ -94,6 +113,16 @@ pub async fn login(
     match auth::authenticate(&state.store, &state.tokens, &email, &password).await {
         Ok(_) => {}
         Err(AuthError::BadCredentials) => {
+            super::audit_routes::record(
+                &state,
+                None,
+                None,
+                "login",
+                Some("User"),
+                Some(&email),
+                401,
+                &address,
+            );
             let delay = state.throttle.failed(&email, &address);
             tokio::time::sleep(delay).await;
             return Err(ApiError::Unauthorized("wrong email or password".into()));
@@ -107,10 +136,33 @@ pub async fn login(
         .user_by_email(&email)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
+    super::audit_routes::record(
+        &state,
+        Some((user.id, &user.email)),
+        None,
+        "login",
+        Some("User"),
+        Some(&user.email),
+        200,
+        &address,
+    );
     Ok(HttpResponse::Ok().json(new_session(&state, &user).await?))
 }
 
 /// Trades a refresh token for a new session; the old refresh token is spent.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    operation_id = "refresh_session",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new session; the refresh token is spent.", body = Session),
+        (status = 400, description = "The body is invalid.", body = super::error::ErrorBody),
+        (status = 401, description = "The refresh token is unknown, expired or revoked.", body = super::error::ErrorBody),
+        (status = 415, description = "The body is not JSON.", body = super::error::ErrorBody),
+    )
+)]
 #[post("/api/v1/auth/refresh")]
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
@@ -129,6 +181,18 @@ pub async fn refresh(
 }
 
 /// Revokes a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout_session",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "The refresh token is revoked."),
+        (status = 400, description = "The body is invalid.", body = super::error::ErrorBody),
+        (status = 415, description = "The body is not JSON.", body = super::error::ErrorBody),
+    )
+)]
 #[post("/api/v1/auth/logout")]
 #[tracing::instrument(skip_all)]
 pub async fn logout(

@@ -5,12 +5,30 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 /// One problem with one field of a request.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Detail {
     /// The field's path, e.g. `spec.replicas`.
     pub field: String,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// The error envelope as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorInfo,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorInfo {
+    /// A stable, machine-readable code (`NotFound`, `Conflict`, …).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Each problem with its field, when the request was invalid.
+    pub details: Vec<Detail>,
 }
 
 /// Everything a REST handler can answer with instead of success.
@@ -30,6 +48,24 @@ pub enum ApiError {
     /// Not signed in, or wrong credentials (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// Signed in, but the role does not allow this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such object, or one the caller may not know of (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// An object of this name exists already (409).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The object changed since the caller read it (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The requested resourceVersion has been compacted away; list again (410).
+    #[error("{0}")]
+    Gone(String),
+    /// The body is larger than the API takes (413).
+    #[error("the body is larger than 1.5 MiB")]
+    PayloadTooLarge,
     /// Too many attempts; try again after the given seconds (429).
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     TooManyRequests {
@@ -57,11 +93,26 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// A 400 listing several problems, each with its field.
+    pub fn invalid(message: impl Into<String>, details: Vec<Detail>) -> ApiError {
+        ApiError::BadRequest {
+            message: message.into(),
+            details,
+        }
+    }
+
+    /// The envelope's `code`.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "BadRequest",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::AlreadyExists(_) => "AlreadyExists",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::Gone(_) => "Gone",
+            ApiError::PayloadTooLarge => "PayloadTooLarge",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
@@ -71,9 +122,26 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
         match error {
-            crate::store::StoreError::Unavailable(message) => ApiError::Unavailable(message),
+            StoreError::Unavailable(message) => ApiError::Unavailable(message),
+            StoreError::Compacted { .. } => ApiError::Gone(format!(
+                "{error}; list again to get a current resourceVersion"
+            )),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The authorization decision as a handler acts on it: go on, 403 or 404.
+pub fn allowed(decision: crate::authz::Decision) -> Result<(), ApiError> {
+    {
+        match decision {
+            crate::authz::Decision::Allow => Ok(()),
+            crate::authz::Decision::Forbidden(message) => Err(ApiError::Forbidden(message)),
+            crate::authz::Decision::Hidden => {
+                Err(ApiError::NotFound("no such tenant, or not yours".into()))
+            }
         }
     }
 }
@@ -84,6 +152,11 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,10 +186,7 @@ pub fn json_error(
     use actix_web::error::JsonPayloadError;
     let api = match &error {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::BadRequest {
-                message: "the body is larger than 1.5 MiB".into(),
-                details: vec![],
-            }
+            ApiError::PayloadTooLarge
         }
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
             "the body must be JSON (Content-Type: application/json)".into(),

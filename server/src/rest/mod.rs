@@ -1,12 +1,28 @@
-//! The REST API under `/api/v1` (so far: sign-in sessions).
+//! The REST API under `/api/v1`.
 //!
 //! - `error`: the one error envelope.
+//! - `caller`: the signed-in caller of a request (bearer tokens).
 //! - `throttle`: failed sign-in slowing and lockout.
 //! - `auth_routes`: login, refresh, logout.
+//! - `audit_routes`: recording actions, and reading a tenant's audit log.
+//! - [`openapi`]: the OpenAPI document.
+//! - `resources`, `body`, `watch`: the object endpoints of every kind,
+//!   their bodies and their watch streams.
+//! - `tenants`: tenants and their members; `users`: accounts (platform
+//!   admin); `tokens`: API tokens.
 
+mod audit_routes;
 mod auth_routes;
+mod body;
+pub mod caller;
 pub mod error;
+pub mod openapi;
+mod resources;
+mod tenants;
 pub mod throttle;
+mod tokens;
+mod users;
+mod watch;
 
 use actix_web::web;
 
@@ -23,5 +39,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
         )
         .service(auth_routes::login)
         .service(auth_routes::refresh)
-        .service(auth_routes::logout);
+        .service(auth_routes::logout)
+        .service(audit_routes::list_audit);
+    tenants::configure(config);
+    users::configure(config);
+    tokens::configure(config);
+    resources::configure(config);
 }

@@ -170,3 +170,319 @@ impl Store {
         Ok(revoked > 0)
     }
 }
+
+/// An API token as stored (its secret only as a hash).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiToken {
+    /// The token's id.
+    pub id: i64,
+    /// What its maker called it.
+    pub name: String,
+    /// The user it acts for.
+    pub user_id: i64,
+    /// The one tenant it acts in.
+    pub tenant: String,
+    /// Its role there (never above its maker's).
+    pub role: String,
+    /// When it was made, ms since the epoch.
+    pub created_at_ms: i64,
+    /// When it stops working, if ever.
+    pub expires_at_ms: Option<i64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A new API token's fields.
+#[derive(Clone, Debug)]
+pub struct NewApiToken<'a> {
+    /// SHA-256 of the secret, hex.
+    pub token_hash: &'a str,
+    /// What its maker calls it.
+    pub name: &'a str,
+    /// The user it acts for.
+    pub user_id: i64,
+    /// The tenant it acts in.
+    pub tenant: &'a str,
+    /// Its role there.
+    pub role: &'a str,
+    /// When it stops working, if ever.
+    pub expires_at_ms: Option<i64>,
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, name, user_id, tenant, role, created_at_ms, expires_at_ms, revoked";
+
+impl Store {
+    /// Stores a new API token.
+    pub async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<ApiToken> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "INSERT INTO api_tokens (token_hash, name, user_id, tenant, role, created_at_ms, expires_at_ms, revoked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, false) RETURNING {TOKEN_COLUMNS}"
+        ));
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql)
+            .bind(token.token_hash).bind(token.name).bind(token.user_id).bind(token.tenant)
+            .bind(token.role).bind(now_ms()).bind(token.expires_at_ms)
+            .fetch_one(pool).await?))
+    }
+
+    /// The live API token with this hash: known, unrevoked, unexpired.
+    pub async fn live_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND NOT revoked \
+             AND (expires_at_ms IS NULL OR expires_at_ms > $2)"
+        ));
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql)
+            .bind(token_hash).bind(now_ms()).fetch_optional(pool).await?))
+    }
+
+    /// The API tokens of `tenant`, newest first (revoked ones included).
+    pub async fn api_tokens(&self, tenant: &str) -> StoreResult<Vec<ApiToken>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant = $1 ORDER BY id DESC"
+        ));
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).bind(tenant).fetch_all(pool).await?))
+    }
+
+    /// The API token with this id, live or not.
+    pub async fn api_token(&self, id: i64) -> StoreResult<Option<ApiToken>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+        ));
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?))
+    }
+
+    /// Revokes an API token; false when it was unknown or revoked already.
+    pub async fn revoke_api_token(&self, id: i64) -> StoreResult<bool> {
+        let revoked = on_db!(&self.inner.db, pool => sqlx::query(
+            "UPDATE api_tokens SET revoked = true WHERE id = $1 AND NOT revoked")
+            .bind(id).execute(pool).await?.rows_affected());
+        Ok(revoked > 0)
+    }
+}
+
+/// A tenant as stored.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Tenant {
+    /// Its name (a DNS-1123 label).
+    pub name: String,
+    /// When it was made, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// A member of a tenant, with the account's email.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct TenantMember {
+    /// The member's user id.
+    pub user_id: i64,
+    /// The member's email.
+    pub email: String,
+    /// `owner`, `admin`, `editor` or `viewer`.
+    pub role: String,
+}
+
+/// What [`Store::put_tenant_member`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberWrite {
+    /// The user was not a member before.
+    Added,
+    /// The user was a member and now has the new role.
+    Changed,
+}
+
+/// Runs `$body` in a transaction that no other membership change of the
+/// same tenant runs beside, so that "is there another owner?" stays true
+/// until the commit. SQLite has one writer at a time (`BEGIN IMMEDIATE`
+/// takes the write lock up front); PostgreSQL locks the tenant's row.
+/// `$body` reads and writes through `&mut *$tx` and may return early with
+/// an error, which rolls the transaction back.
+macro_rules! in_tenant_tx {
+    ($db:expr, $tenant:expr, $tx:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let outcome = $body;
+                $tx.commit().await?;
+                outcome
+            }
+            Db::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                sqlx::query("SELECT name FROM tenants WHERE name = $1 FOR UPDATE")
+                    .bind($tenant)
+                    .execute(&mut *$tx)
+                    .await?;
+                let outcome = $body;
+                $tx.commit().await?;
+                outcome
+            }
+        }
+    };
+}
+
+/// The `Conflict` a membership change answers when the member's role is not
+/// what the caller read moments before.
+fn member_changed(tenant: &str, user_id: i64) -> StoreError {
+    StoreError::Conflict {
+        key: format!("{tenant}/{user_id}"),
+        reason: "the membership changed meanwhile; read it again and retry".into(),
+    }
+}
+
+/// The `Conflict` a membership change answers when it would leave the tenant
+/// without an owner.
+fn last_owner(tenant: &str, user_id: i64) -> StoreError {
+    StoreError::Conflict {
+        key: format!("{tenant}/{user_id}"),
+        reason: format!(
+            "user {user_id} is the last owner of tenant {tenant}; make someone else owner first"
+        ),
+    }
+}
+
+impl Store {
+    /// Every user, by id.
+    pub async fn users(&self) -> StoreResult<Vec<User>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"));
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).fetch_all(pool).await?))
+    }
+
+    /// Every tenant, by name.
+    pub async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+            "SELECT name, created_at_ms FROM tenants ORDER BY name").fetch_all(pool).await?))
+    }
+
+    /// The tenant with this name.
+    pub async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+            "SELECT name, created_at_ms FROM tenants WHERE name = $1")
+            .bind(name).fetch_optional(pool).await?))
+    }
+
+    /// Creates a tenant with `owner` as its owner: both or neither.
+    /// `Conflict` when the name is taken.
+    pub async fn create_tenant_owned_by(&self, name: &str, owner: i64) -> StoreResult<Tenant> {
+        on_db!(&self.inner.db, pool => {
+            let mut tx = pool.begin().await?;
+            let tenant: Option<Tenant> = sqlx::query_as(
+                "INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING RETURNING name, created_at_ms")
+                .bind(name).bind(now_ms()).fetch_optional(&mut *tx).await?;
+            let Some(tenant) = tenant else {
+                return Err(StoreError::Conflict {
+                    key: name.to_owned(),
+                    reason: "the tenant exists".into(),
+                });
+            };
+            sqlx::query("INSERT INTO memberships (tenant, user_id, role) VALUES ($1, $2, 'owner')")
+                .bind(name).bind(owner).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(tenant)
+        })
+    }
+
+    /// The members of a tenant, by email.
+    pub async fn tenant_members(&self, tenant: &str) -> StoreResult<Vec<TenantMember>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+            "SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.tenant = $1 ORDER BY u.email")
+            .bind(tenant).fetch_all(pool).await?))
+    }
+
+    /// One member of a tenant.
+    pub async fn tenant_member(
+        &self,
+        tenant: &str,
+        user_id: i64,
+    ) -> StoreResult<Option<TenantMember>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+            "SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.tenant = $1 AND m.user_id = $2")
+            .bind(tenant).bind(user_id).fetch_optional(pool).await?))
+    }
+
+    /// Gives `user_id` `role` in `tenant`, provided their role is still
+    /// `expected` (`None`: not a member), as the caller read it to decide.
+    /// `Conflict` when it changed meanwhile, or when the change would leave
+    /// the tenant without an owner.
+    pub async fn put_tenant_member(
+        &self,
+        tenant: &str,
+        user_id: i64,
+        role: &str,
+        expected: Option<&str>,
+    ) -> StoreResult<MemberWrite> {
+        Ok(in_tenant_tx!(&self.inner.db, tenant, tx => {
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM memberships WHERE tenant = $1 AND user_id = $2")
+                .bind(tenant).bind(user_id).fetch_optional(&mut *tx).await?;
+            if current.as_deref() != expected {
+                return Err(member_changed(tenant, user_id));
+            }
+            if current.as_deref() == Some("owner") && role != "owner" {
+                let owners: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM memberships WHERE tenant = $1 AND role = 'owner'")
+                    .bind(tenant).fetch_one(&mut *tx).await?;
+                if owners <= 1 {
+                    return Err(last_owner(tenant, user_id));
+                }
+            }
+            sqlx::query(
+                "INSERT INTO memberships (tenant, user_id, role) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, user_id) DO UPDATE SET role = excluded.role")
+                .bind(tenant).bind(user_id).bind(role).execute(&mut *tx).await?;
+            if current.is_some() { MemberWrite::Changed } else { MemberWrite::Added }
+        }))
+    }
+
+    /// Removes `user_id` from `tenant`, provided their role is still
+    /// `expected`, as the caller read it to decide. `NotFound` when they are
+    /// not a member; `Conflict` when their role changed meanwhile, or when
+    /// they are the tenant's last owner.
+    pub async fn remove_tenant_member(
+        &self,
+        tenant: &str,
+        user_id: i64,
+        expected: &str,
+    ) -> StoreResult<()> {
+        in_tenant_tx!(&self.inner.db, tenant, tx => {
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM memberships WHERE tenant = $1 AND user_id = $2")
+                .bind(tenant).bind(user_id).fetch_optional(&mut *tx).await?;
+            match current.as_deref() {
+                None => {
+                    return Err(StoreError::NotFound {
+                        key: format!("{tenant}/{user_id}"),
+                    });
+                }
+                Some(role) if role != expected => return Err(member_changed(tenant, user_id)),
+                Some(role) => {
+                    if role == "owner" {
+                        let owners: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM memberships WHERE tenant = $1 AND role = 'owner'")
+                            .bind(tenant).fetch_one(&mut *tx).await?;
+                        if owners <= 1 {
+                            return Err(last_owner(tenant, user_id));
+                        }
+                    }
+                }
+            }
+            sqlx::query("DELETE FROM memberships WHERE tenant = $1 AND user_id = $2")
+                .bind(tenant).bind(user_id).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
+    /// Deletes a tenant's row; its memberships and API tokens go with it
+    /// (the foreign keys cascade). Its objects live in the revision log and
+    /// are the caller's to delete first. `NotFound` when absent.
+    pub async fn delete_tenant(&self, name: &str) -> StoreResult<()> {
+        let deleted = on_db!(&self.inner.db, pool => sqlx::query("DELETE FROM tenants WHERE name = $1")
+            .bind(name).execute(pool).await?.rows_affected());
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                key: format!("tenant {name}"),
+            });
+        }
+        Ok(())
+    }
+}

@@ -8,10 +8,12 @@
 //! - `watch`: broadcast of committed events, catch-up from the log, and
 //!   cross-process wake-ups through PostgreSQL `LISTEN/NOTIFY`.
 //! - [`identity`]: users, tenants, memberships, the token signing key.
+//! - [`audit`]: the audit log's table: who did what, where, with what result.
 //! - [`metrics`]: Prometheus figures.
 
 #[macro_use]
 mod db;
+pub mod audit;
 pub mod error;
 pub mod identity;
 pub mod metrics;

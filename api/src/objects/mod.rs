@@ -1,0 +1,47 @@
+//! Berth's resource kinds, shaped like Kubernetes' (same JSON field names,
+//! so manifests apply unchanged), and the path from submitted JSON to a
+//! stored object.
+//!
+//! - [`kind`]: the registry of kinds (names, plurals, apiVersions, scope).
+//! - [`meta`]: `metadata`, label selectors, owner references, int-or-string.
+//! - [`pod`], [`workloads`], [`service`], [`config`], [`storage`],
+//!   [`autoscaling`], [`event`], [`node`]: the kinds' types.
+//! - [`mod@decode`]: strict reading, defaults, validation, normalisation.
+//! - [`defaults`]: the one place that knows each default value.
+//! - [`validate`]: every rule, reporting all problems with field paths.
+//! - [`resource`]: the [`Resource`] trait every kind's type implements.
+//! - [`schema`]: the OpenAPI schemas, closed against unknown fields.
+
+pub mod autoscaling;
+pub mod config;
+pub mod decode;
+pub mod defaults;
+pub mod event;
+mod field;
+pub mod kind;
+pub mod meta;
+pub mod node;
+pub mod pod;
+pub mod resource;
+pub mod schema;
+pub mod service;
+pub mod storage;
+pub mod validate;
+pub mod workloads;
+
+pub use autoscaling::HorizontalPodAutoscaler;
+pub use config::{ConfigMap, Secret};
+pub use decode::{Decoded, decode, decode_as, from_value};
+pub use event::Event;
+pub use field::FieldError;
+pub use kind::Kind;
+pub use meta::{IntOrString, LabelSelector, ObjectMeta, OwnerReference};
+pub use node::Node;
+pub use pod::{Pod, PodSpec, PodTemplateSpec};
+pub use resource::Resource;
+pub use service::Service;
+pub use storage::Volume;
+pub use workloads::{Deployment, ReplicaSet, max_surge_and_unavailable};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,959 @@
+//! Objects in the store: the domain layer between the REST routes and the
+//! revision log. It owns what every kind shares: storage keys, the fields
+//! the server manages (`uid`, `resourceVersion`, `generation`,
+//! `creationTimestamp`), optimistic concurrency, the status path, merge
+//! patches, sealing Secret values, label-selected paged lists and watches.
+//!
+//! Objects are stored as their normalised JSON without `resourceVersion`,
+//! which is the key's mod revision and is filled in on every read.
+
+use std::collections::BTreeMap;
+
+use berth_api::labels::Selector;
+use berth_api::objects::{FieldError, Kind};
+use serde_json::{Map, Value, json};
+
+use crate::secrets::EncryptionKey;
+use crate::store::types::{
+    DeleteRequest, Event, EventKind, KeyRange, KeyValue, RangeRequest, Revision, WatchRequest,
+    prefix_end,
+};
+use crate::store::{Store, StoreError, Watch};
+
+/// Why an object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The object is not valid; every problem with its field.
+    #[error("the {kind} is invalid")]
+    Invalid {
+        /// The kind, as far as it is known.
+        kind: String,
+        /// Every problem.
+        errors: Vec<FieldError>,
+    },
+    /// No such object.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// An object of this name exists.
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The object changed since the caller's resourceVersion.
+    #[error("{0}")]
+    Conflict(String),
+    /// A resourceVersion or continue token too old to serve.
+    #[error("{0}")]
+    Gone(String),
+    /// A stored Secret value cannot be opened (wrong key, or tampered).
+    #[error("a stored secret value cannot be decrypted: {0}")]
+    Sealing(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ObjectError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Compacted { .. } => ObjectError::Gone(format!(
+                "{error}; list again to get a current resourceVersion"
+            )),
+            other => ObjectError::Store(other),
+        }
+    }
+}
+
+/// Shorthand.
+pub type ObjectResult<T> = Result<T, ObjectError>;
+
+/// Where an object lives: its kind, its tenant (none for cluster-scoped
+/// kinds) and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// The kind.
+    pub kind: Kind,
+    /// The tenant, for namespaced kinds.
+    pub tenant: Option<String>,
+    /// The name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The store key: `/registry/{plural}/{tenant}/{name}`, or
+    /// `/registry/{plural}/{name}` for cluster-scoped kinds.
+    pub fn key(&self) -> String {
+        format!(
+            "{}{}",
+            collection_prefix(self.kind, self.tenant.as_deref()),
+            self.name
+        )
+    }
+}
+
+/// The key prefix of every object of `kind` in `tenant`.
+pub fn collection_prefix(kind: Kind, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(tenant) if kind.namespaced() => format!("/registry/{}/{tenant}/", kind.plural()),
+        _ => format!("/registry/{}/", kind.plural()),
+    }
+}
+
+/// How a read treats Secret values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretValues {
+    /// Decrypt them (the caller may read them).
+    Reveal,
+    /// Show the keys with empty values.
+    Redact,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct ListPage {
+    /// The objects, in name order.
+    pub items: Vec<Value>,
+    /// The revision the whole list is read at.
+    pub revision: Revision,
+    /// Where the next page starts, if there is one.
+    pub continue_token: Option<String>,
+}
+
+/// What a change did, for the caller and the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new object.
+    Created,
+    /// An existing object was changed.
+    Updated,
+    /// The object was already exactly so; nothing was written.
+    Unchanged,
+}
+
+/// Objects over the store.
+#[derive(Clone)]
+pub struct Objects {
+    store: Store,
+    key: EncryptionKey,
+}
+
+/// The largest page a list reads from the store at once.
+const MAX_PAGE: i64 = 500;
+
+impl Objects {
+    /// Objects in `store`, with Secret values sealed under `key`.
+    pub fn new(store: Store, key: EncryptionKey) -> Objects {
+        Objects { store, key }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks and normalises a user's object of `kind` (when known): every
+    /// problem at once, with its field path.
+    pub fn decode(&self, expected: Option<Kind>, value: Value) -> ObjectResult<(Kind, Value)> {
+        let kind_name = expected
+            .map(|k| k.name().to_owned())
+            .or_else(|| value.get("kind").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "object".into());
+        match berth_api::objects::decode(expected, value) {
+            Ok(decoded) => Ok((decoded.kind, decoded.value)),
+            Err(errors) => Err(ObjectError::Invalid {
+                kind: kind_name,
+                errors,
+            }),
+        }
+    }
+
+    /// Creates an object from a user's body (already decoded). Status given
+    /// by the user is dropped: only the status path writes it.
+    #[tracing::instrument(skip_all, fields(kind = kind.name(), tenant))]
+    pub async fn create(
+        &self,
+        kind: Kind,
+        tenant: Option<&str>,
+        mut object: Value,
+        reveal: SecretValues,
+    ) -> ObjectResult<Value> {
+        let name = object_name(&object);
+        let at = ObjectRef {
+            kind,
+            tenant: tenant.map(str::to_owned),
+            name: name.clone(),
+        };
+        set_tenant(kind, tenant, &mut object);
+        let metadata = metadata_mut(&mut object);
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("generation".into(), json!(1));
+        metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        metadata.remove("resourceVersion");
+        metadata.remove("deletionTimestamp");
+        if kind.has_status() {
+            object
+                .as_object_mut()
+                .map(|o| o.insert("status".into(), json!({})));
+        }
+        let stored = self.seal(&at, object)?;
+        let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
+        match self.store.create(at.key().as_bytes(), bytes, 0).await {
+            Ok(put) => self.present(&at, stored, put.revision, reveal),
+            Err(StoreError::Conflict { .. }) => Err(ObjectError::AlreadyExists {
+                kind: kind.name(),
+                name,
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Reads one object.
+    #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
+    pub async fn get(&self, at: &ObjectRef, reveal: SecretValues) -> ObjectResult<Value> {
+        let kv = self.current(at).await?;
+        self.present_kv(at, &kv, reveal)
+    }
+
+    /// Replaces an object's spec, labels and annotations (not its status)
+    /// with `object`. With a `resourceVersion` in the body, only if the
+    /// object is still at that version; otherwise 409.
+    #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
+    pub async fn update(
+        &self,
+        at: &ObjectRef,
+        object: Value,
+        reveal: SecretValues,
+    ) -> ObjectResult<(Value, Outcome)> {
+        check_body_name(at, &object)?;
+        let expected = resource_version_of(&object)?;
+        let kv = self.current(at).await?;
+        if let Some(expected) = expected
+            && expected != kv.mod_revision
+        {
+            return Err(stale(at, expected, kv.mod_revision));
+        }
+        let stored = stored_value(&kv)?;
+        let merged = merge_user_change(at.kind, &stored, object);
+        self.write_over(at, &kv, stored, merged, reveal).await
+    }
+
+    /// Applies an RFC 7386 JSON merge patch to the object's current state
+    /// (spec and metadata; status is not the user's to change). A
+    /// `metadata.resourceVersion` in the patch is a precondition.
+    #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
+    pub async fn patch(
+        &self,
+        at: &ObjectRef,
+        patch: Value,
+        reveal: SecretValues,
+    ) -> ObjectResult<(Value, Outcome)> {
+        let expected = resource_version_of(&patch)?;
+        // Without a precondition a patch applies to whatever is current, so
+        // a concurrent writer only makes it retry.
+        for _ in 0..16 {
+            let kv = self.current(at).await?;
+            if let Some(expected) = expected
+                && expected != kv.mod_revision
+            {
+                return Err(stale(at, expected, kv.mod_revision));
+            }
+            let stored = stored_value(&kv)?;
+            let mut user_view = self.present_kv(at, &kv, SecretValues::Reveal)?;
+            strip_server_fields(&mut user_view);
+            merge_patch(&mut user_view, &patch);
+            if let Some(metadata) = user_view.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("resourceVersion");
+            }
+            check_body_name(at, &user_view)?;
+            let (_, decoded) = self.decode(Some(at.kind), user_view)?;
+            let merged = merge_user_change(at.kind, &stored, decoded);
+            match self.write_over(at, &kv, stored, merged, reveal).await {
+                Err(ObjectError::Conflict(_)) if expected.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(ObjectError::Conflict(format!(
+            "{} {:?} kept changing while the patch was applied; try again",
+            at.kind.name(),
+            at.name
+        )))
+    }
+
+    /// Replaces only the object's status (controllers and agents).
+    #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
+    pub async fn update_status(
+        &self,
+        at: &ObjectRef,
+        status: Value,
+        expected: Option<Revision>,
+    ) -> ObjectResult<Value> {
+        let kv = self.current(at).await?;
+        if let Some(expected) = expected
+            && expected != kv.mod_revision
+        {
+            return Err(stale(at, expected, kv.mod_revision));
+        }
+        let mut stored = stored_value(&kv)?;
+        let mut candidate = stored.clone();
+        if let Some(object) = candidate.as_object_mut() {
+            object.insert("status".into(), status);
+        }
+        // The status must fit the kind's schema like any other field.
+        let (_, decoded) = self.decode(Some(at.kind), candidate)?;
+        if let Some(object) = stored.as_object_mut() {
+            object.insert(
+                "status".into(),
+                decoded.get("status").cloned().unwrap_or(json!({})),
+            );
+        }
+        let (value, _) = self
+            .write_raw(at, &kv, stored, SecretValues::Reveal)
+            .await?;
+        Ok(value)
+    }
+
+    /// Deletes an object; with `expected`, only if it is still at that
+    /// version. Answers the object as it was.
+    #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
+    pub async fn delete(
+        &self,
+        at: &ObjectRef,
+        expected: Option<Revision>,
+        reveal: SecretValues,
+    ) -> ObjectResult<Value> {
+        let kv = self.current(at).await?;
+        if let Some(expected) = expected
+            && expected != kv.mod_revision
+        {
+            return Err(stale(at, expected, kv.mod_revision));
+        }
+        let response = self
+            .store
+            .txn(crate::store::types::TxnRequest {
+                compares: vec![crate::store::types::Compare {
+                    range: KeyRange::single(at.key()),
+                    op: crate::store::types::CompareOp::Equal,
+                    target: crate::store::types::CompareTarget::ModRevision(kv.mod_revision),
+                }],
+                success: vec![crate::store::types::Op::Delete(DeleteRequest {
+                    range: KeyRange::single(at.key()),
+                    prev_kv: false,
+                })],
+                failure: vec![],
+            })
+            .await?;
+        if !response.succeeded {
+            return Err(ObjectError::Conflict(format!(
+                "{} {:?} changed while it was being deleted; read it again",
+                at.kind.name(),
+                at.name
+            )));
+        }
+        self.present_kv(at, &kv, reveal)
+    }
+
+    /// A page of the objects of `kind` in `tenant` that `selector` selects:
+    /// at most `limit` (0: all), from where `continue_token` left off, all
+    /// read at one revision.
+    #[tracing::instrument(skip_all, fields(kind = kind.name(), tenant))]
+    pub async fn list(
+        &self,
+        kind: Kind,
+        tenant: Option<&str>,
+        selector: &Selector,
+        limit: i64,
+        continue_token: Option<&str>,
+        reveal: SecretValues,
+    ) -> ObjectResult<ListPage> {
+        let prefix = collection_prefix(kind, tenant);
+        let end = prefix_end(prefix.as_bytes());
+        let (mut revision, mut start) = match continue_token {
+            Some(token) => ContinueToken::decode(token, &prefix)?,
+            None => (0, prefix.clone().into_bytes()),
+        };
+        let mut items = Vec::new();
+        loop {
+            let page = if limit > 0 {
+                (limit - items.len() as i64 + 1).clamp(1, MAX_PAGE)
+            } else {
+                MAX_PAGE
+            };
+            let response = self
+                .store
+                .range(RangeRequest {
+                    range: KeyRange::between(start.clone(), end.clone()),
+                    revision,
+                    limit: page,
+                    ..RangeRequest::default()
+                })
+                .await?;
+            if revision == 0 {
+                revision = response.revision;
+            }
+            let mut last_key = None;
+            for kv in &response.kvs {
+                last_key = Some(kv.key.clone());
+                let at = ref_from_key(kind, tenant, &kv.key);
+                let value = self.present_kv(&at, kv, reveal)?;
+                if selector.is_empty() || selector.matches(&labels_of(&value)) {
+                    items.push(value);
+                    if limit > 0 && items.len() as i64 == limit {
+                        // Continue after this key, if anything follows it.
+                        let more = response.more
+                            || kv.key
+                                != response
+                                    .kvs
+                                    .last()
+                                    .map(|k| k.key.clone())
+                                    .unwrap_or_default();
+                        let continue_token = more.then(|| ContinueToken::encode(revision, &kv.key));
+                        return Ok(ListPage {
+                            items,
+                            revision,
+                            continue_token,
+                        });
+                    }
+                }
+            }
+            match last_key {
+                Some(key) if response.more => {
+                    start = key;
+                    start.push(0);
+                }
+                _ => {
+                    return Ok(ListPage {
+                        items,
+                        revision,
+                        continue_token: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Watches the objects of `kind` in `tenant` after `revision`.
+    pub async fn watch(
+        &self,
+        kind: Kind,
+        tenant: Option<&str>,
+        after: Revision,
+    ) -> ObjectResult<Watch> {
+        let prefix = collection_prefix(kind, tenant);
+        Ok(self
+            .store
+            .watch(WatchRequest {
+                range: KeyRange::prefix(prefix),
+                start_revision: after + 1,
+                prev_kv: true,
+            })
+            .await?)
+    }
+
+    /// What a watcher of `kind` in `tenant` with `selector` sees of a store
+    /// event: `None` when the event does not concern them. An object that
+    /// stops matching the selector is seen as deleted, one that starts
+    /// matching as added, as Kubernetes' watch cache does.
+    pub fn watch_event(
+        &self,
+        kind: Kind,
+        tenant: Option<&str>,
+        selector: &Selector,
+        event: &Event,
+        reveal: SecretValues,
+    ) -> ObjectResult<Option<(&'static str, Value)>> {
+        let at = ref_from_key(kind, tenant, &event.kv.key);
+        let before = match &event.prev_kv {
+            Some(prev) => Some(self.present_kv(&at, prev, reveal)?),
+            None => None,
+        };
+        let matched_before = before
+            .as_ref()
+            .is_some_and(|v| selector.matches(&labels_of(v)));
+        match event.kind {
+            EventKind::Delete => Ok(before.filter(|_| matched_before).map(|mut value| {
+                set_resource_version(&mut value, event.kv.mod_revision);
+                ("DELETED", value)
+            })),
+            EventKind::Put => {
+                let after = self.present_kv(&at, &event.kv, reveal)?;
+                let matches_now = selector.matches(&labels_of(&after));
+                Ok(match (matched_before, matches_now) {
+                    (_, true) if before.is_none() || !matched_before => Some(("ADDED", after)),
+                    (_, true) => Some(("MODIFIED", after)),
+                    (true, false) => Some(("DELETED", after)),
+                    (false, false) => None,
+                })
+            }
+        }
+    }
+
+    async fn current(&self, at: &ObjectRef) -> ObjectResult<KeyValue> {
+        self.store
+            .get(at.key().as_bytes(), 0)
+            .await?
+            .ok_or_else(|| ObjectError::NotFound {
+                kind: at.kind.name(),
+                name: at.name.clone(),
+            })
+    }
+
+    /// Writes `merged` over `kv` unless nothing changed; bumps the
+    /// generation when anything but metadata and status changed.
+    async fn write_over(
+        &self,
+        at: &ObjectRef,
+        kv: &KeyValue,
+        stored: Value,
+        mut merged: Value,
+        reveal: SecretValues,
+    ) -> ObjectResult<(Value, Outcome)> {
+        let opened_stored = self.open(at, stored.clone())?;
+        check_immutable(at.kind, &opened_stored, &merged)?;
+        if opened_stored == merged {
+            return Ok((
+                self.present(at, stored, kv.mod_revision, reveal)?,
+                Outcome::Unchanged,
+            ));
+        }
+        if spec_of(&opened_stored) != spec_of(&merged) {
+            let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
+            metadata_mut(&mut merged).insert("generation".into(), json!(generation + 1));
+        }
+        let sealed = self.seal(at, merged)?;
+        self.write_raw(at, kv, sealed, reveal).await
+    }
+
+    async fn write_raw(
+        &self,
+        at: &ObjectRef,
+        kv: &KeyValue,
+        stored: Value,
+        reveal: SecretValues,
+    ) -> ObjectResult<(Value, Outcome)> {
+        let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
+        match self
+            .store
+            .update_if(at.key().as_bytes(), bytes, kv.lease, kv.mod_revision)
+            .await
+        {
+            Ok(put) => Ok((
+                self.present(at, stored, put.revision, reveal)?,
+                Outcome::Updated,
+            )),
+            Err(StoreError::Conflict { .. }) => Err(ObjectError::Conflict(format!(
+                "{} {:?} was changed by someone else; read it again and retry",
+                at.kind.name(),
+                at.name
+            ))),
+            Err(StoreError::NotFound { .. }) => Err(ObjectError::NotFound {
+                kind: at.kind.name(),
+                name: at.name.clone(),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn present_kv(
+        &self,
+        at: &ObjectRef,
+        kv: &KeyValue,
+        reveal: SecretValues,
+    ) -> ObjectResult<Value> {
+        self.present(at, stored_value(kv)?, kv.mod_revision, reveal)
+    }
+
+    /// The object as callers see it: resourceVersion filled in, Secret
+    /// values opened or redacted.
+    fn present(
+        &self,
+        at: &ObjectRef,
+        stored: Value,
+        revision: Revision,
+        reveal: SecretValues,
+    ) -> ObjectResult<Value> {
+        let mut value = match (at.kind, reveal) {
+            (Kind::Secret, SecretValues::Reveal) => self.open(at, stored)?,
+            (Kind::Secret, SecretValues::Redact) => redact(stored),
+            _ => stored,
+        };
+        set_resource_version(&mut value, revision);
+        Ok(value)
+    }
+
+    /// Seals a Secret's values (and folds `stringData` into `data`, as
+    /// Kubernetes does); other kinds pass through.
+    fn seal(&self, at: &ObjectRef, mut value: Value) -> ObjectResult<Value> {
+        if at.kind != Kind::Secret {
+            return Ok(value);
+        }
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let string_data = value
+            .as_object_mut()
+            .and_then(|o| o.remove("stringData"))
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        let mut data: BTreeMap<String, String> = value
+            .get("data")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (key, text) in string_data {
+            data.insert(key, engine.encode(text.as_str().unwrap_or_default()));
+        }
+        let mut sealed = Map::new();
+        for (key, encoded) in data {
+            let plain = engine.decode(&encoded).map_err(|e| ObjectError::Invalid {
+                kind: "Secret".into(),
+                errors: vec![FieldError {
+                    field: format!("data[{key}]"),
+                    reason: format!("not valid base64: {e}"),
+                }],
+            })?;
+            let context = format!("{}/{key}", at.key());
+            sealed.insert(key, json!(self.key.seal(&plain, &context)));
+        }
+        if let Some(object) = value.as_object_mut() {
+            if sealed.is_empty() {
+                object.remove("data");
+            } else {
+                object.insert("data".into(), Value::Object(sealed));
+            }
+        }
+        Ok(value)
+    }
+
+    fn open(&self, at: &ObjectRef, mut value: Value) -> ObjectResult<Value> {
+        if at.kind != Kind::Secret {
+            return Ok(value);
+        }
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {
+            for (key, sealed) in data.iter_mut() {
+                let context = format!("{}/{key}", at.key());
+                let plain = self
+                    .key
+                    .open(sealed.as_str().unwrap_or_default(), &context)
+                    .map_err(|e| ObjectError::Sealing(format!("data[{key}]: {e}")))?;
+                *sealed = json!(engine.encode(plain));
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// A Secret as a caller without the right to its values sees it: the keys,
+/// each with an empty value.
+fn redact(mut value: Value) -> Value {
+    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {
+        for sealed in data.values_mut() {
+            *sealed = json!("");
+        }
+    }
+    value
+}
+
+/// Where `key` lives, for a key under `kind`'s prefix in `tenant`.
+fn ref_from_key(kind: Kind, tenant: Option<&str>, key: &[u8]) -> ObjectRef {
+    let prefix = collection_prefix(kind, tenant);
+    let name = String::from_utf8_lossy(key)
+        .strip_prefix(&prefix)
+        .unwrap_or_default()
+        .to_owned();
+    ObjectRef {
+        kind,
+        tenant: tenant.map(str::to_owned),
+        name,
+    }
+}
+
+fn stored_value(kv: &KeyValue) -> ObjectResult<Value> {
+    serde_json::from_slice(&kv.value).map_err(|e| {
+        ObjectError::Store(StoreError::Database(format!(
+            "the object at {} is not JSON: {e}",
+            String::from_utf8_lossy(&kv.key)
+        )))
+    })
+}
+
+fn object_name(object: &Value) -> String {
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    match object.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(metadata) => metadata,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+fn set_tenant(kind: Kind, tenant: Option<&str>, object: &mut Value) {
+    let metadata = metadata_mut(object);
+    match tenant {
+        Some(tenant) if kind.namespaced() => {
+            metadata.insert("tenant".into(), json!(tenant));
+        }
+        _ => {
+            metadata.remove("tenant");
+        }
+    }
+}
+
+fn set_resource_version(object: &mut Value, revision: Revision) {
+    metadata_mut(object).insert("resourceVersion".into(), json!(revision.to_string()));
+}
+
+/// The labels of an object.
+pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object["metadata"]["labels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `metadata.resourceVersion` a body carries, if any.
+fn resource_version_of(object: &Value) -> ObjectResult<Option<Revision>> {
+    match &object["metadata"]["resourceVersion"] {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => s.parse::<Revision>().map(Some).map_err(|_| invalid_rv(s)),
+        other => Err(invalid_rv(&other.to_string())),
+    }
+}
+
+fn invalid_rv(given: &str) -> ObjectError {
+    ObjectError::Invalid {
+        kind: "object".into(),
+        errors: vec![FieldError {
+            field: "metadata.resourceVersion".into(),
+            reason: format!("{given:?} is not a resourceVersion this server issued"),
+        }],
+    }
+}
+
+fn stale(at: &ObjectRef, expected: Revision, current: Revision) -> ObjectError {
+    ObjectError::Conflict(format!(
+        "{} {:?} has been modified: you sent resourceVersion {expected}, it is now at {current}; read it again and retry",
+        at.kind.name(),
+        at.name
+    ))
+}
+
+fn check_body_name(at: &ObjectRef, object: &Value) -> ObjectResult<()> {
+    let name = object_name(object);
+    if name != at.name {
+        return Err(ObjectError::Invalid {
+            kind: at.kind.name().into(),
+            errors: vec![FieldError {
+                field: "metadata.name".into(),
+                reason: format!(
+                    "{name:?} does not match the name in the path, {:?}",
+                    at.name
+                ),
+            }],
+        });
+    }
+    Ok(())
+}
+
+/// The stored object with the user's change: the user's spec, data, labels,
+/// annotations and owner references; the server's uid, creation time,
+/// generation, tenant and status.
+fn merge_user_change(kind: Kind, stored: &Value, user: Value) -> Value {
+    let mut merged = user;
+    let stored_meta = stored["metadata"].as_object().cloned().unwrap_or_default();
+    let metadata = metadata_mut(&mut merged);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "tenant",
+        "deletionTimestamp",
+    ] {
+        match stored_meta.get(field) {
+            Some(value) => metadata.insert(field.into(), value.clone()),
+            None => metadata.remove(field),
+        };
+    }
+    metadata.remove("resourceVersion");
+    if kind.has_status()
+        && let Some(object) = merged.as_object_mut()
+    {
+        object.insert(
+            "status".into(),
+            stored.get("status").cloned().unwrap_or(json!({})),
+        );
+    }
+    merged
+}
+
+/// Everything the server sets, taken out so that a patch starts from what
+/// the user owns.
+fn strip_server_fields(object: &mut Value) {
+    if let Some(o) = object.as_object_mut() {
+        o.remove("status");
+    }
+    let metadata = metadata_mut(object);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "tenant",
+        "resourceVersion",
+    ] {
+        metadata.remove(field);
+    }
+}
+
+/// The part of an object whose change is a new generation: all but
+/// metadata and status.
+fn spec_of(object: &Value) -> Value {
+    let mut spec = object.clone();
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("metadata");
+        o.remove("status");
+    }
+    spec
+}
+
+/// Fields that never change after create, as Kubernetes has them.
+fn check_immutable(kind: Kind, stored: &Value, merged: &Value) -> ObjectResult<()> {
+    let mut errors = Vec::new();
+    if matches!(kind, Kind::Deployment | Kind::ReplicaSet)
+        && stored["spec"]["selector"] != merged["spec"]["selector"]
+    {
+        errors.push(FieldError {
+            field: "spec.selector".into(),
+            reason: "field is immutable".into(),
+        });
+    }
+    if matches!(kind, Kind::ConfigMap | Kind::Secret) && stored["immutable"] == json!(true) {
+        for field in ["data", "binaryData", "immutable"] {
+            if stored[field] != merged[field] {
+                errors.push(FieldError {
+                    field: field.into(),
+                    reason: "field is immutable when `immutable` is set".into(),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ObjectError::Invalid {
+            kind: kind.name().into(),
+            errors,
+        })
+    }
+}
+
+/// RFC 7386 JSON merge patch: objects merge, `null` removes, anything else
+/// replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(patch) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Some(target) = target.as_object_mut() else {
+        return;
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// A list's continue token: the revision the list is read at and the key
+/// after which the next page starts, opaque to clients.
+struct ContinueToken;
+
+impl ContinueToken {
+    fn encode(revision: Revision, last_key: &[u8]) -> String {
+        use base64::Engine;
+        let raw = json!({"rv": revision, "start": String::from_utf8_lossy(last_key)}).to_string();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The revision and the first key of the next page.
+    fn decode(token: &str, prefix: &str) -> ObjectResult<(Revision, Vec<u8>)> {
+        use base64::Engine;
+        let invalid = || ObjectError::Invalid {
+            kind: "list".into(),
+            errors: vec![FieldError {
+                field: "continue".into(),
+                reason: "not a continue token this list issued".into(),
+            }],
+        };
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| invalid())?;
+        let parsed: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+        let revision = parsed["rv"]
+            .as_i64()
+            .filter(|r| *r > 0)
+            .ok_or_else(invalid)?;
+        let start = parsed["start"].as_str().ok_or_else(invalid)?;
+        if !start.starts_with(prefix) {
+            return Err(invalid());
+        }
+        let mut start = start.as_bytes().to_vec();
+        start.push(0);
+        Ok((revision, start))
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_patch_merges_objects_and_removes_nulls() {
+        let mut target = json!({"a": {"b": 1, "c": 2}, "d": [1, 2]});
+        merge_patch(&mut target, &json!({"a": {"b": null, "e": 3}, "d": [3]}));
+        assert_eq!(target, json!({"a": {"c": 2, "e": 3}, "d": [3]}));
+    }
+
+    #[test]
+    fn continue_tokens_round_trip_and_refuse_other_prefixes() {
+        let token = ContinueToken::encode(42, b"/registry/pods/acme/web-1");
+        let (revision, start) = ContinueToken::decode(&token, "/registry/pods/acme/").unwrap();
+        assert_eq!(revision, 42);
+        assert_eq!(start, b"/registry/pods/acme/web-1\0");
+        assert!(ContinueToken::decode(&token, "/registry/pods/globex/").is_err());
+        assert!(ContinueToken::decode("not-a-token", "/registry/pods/acme/").is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! A small client for Berth's REST API, as tests use it: every call answers
+//! the status and the JSON body (`Null` when the body is not JSON).
+
+use serde_json::{Value, json};
+
+/// A client for one server, signed in or not.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Api {
+    /// An anonymous client for the server at `base` (`http://host:port`).
+    pub fn new(base: impl Into<String>) -> Api {
+        Api {
+            base: base.into(),
+            client: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// The same server, with `token` as the bearer.
+    pub fn with_token(&self, token: impl Into<String>) -> Api {
+        Api {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Signs in; panics when the server refuses.
+    pub async fn login(&self, email: &str, password: &str) -> Api {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 200, "signing in as {email}: {body}");
+        self.with_token(body["token"].as_str().expect("a token"))
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request builder with the bearer set.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends a built request; answers status and JSON body.
+    pub async fn send(builder: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = builder.send().await.expect("sending a request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        Api::send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        Api::send(self.request(reqwest::Method::POST, path).json(&body)).await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        Api::send(self.request(reqwest::Method::PUT, path).json(&body)).await
+    }
+
+    /// PATCH with a JSON merge patch.
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        Api::send(
+            self.request(reqwest::Method::PATCH, path)
+                .header("Content-Type", "application/merge-patch+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        Api::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+}
