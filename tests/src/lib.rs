@@ -4,8 +4,10 @@
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`process`]: building and running Berth's binaries as real processes.
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
+//! - [`tokens`]: forged, tampered and expired access tokens.
 
 pub mod db;
 pub mod etcd;
 pub mod process;
 pub mod rest;
+pub mod tokens;

@@ -211,3 +211,43 @@ async fn bad_bodies_answer_the_error_envelope_with_a_4xx() {
         assert!(body["error"]["details"].is_array(), "{name}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_orphaned_tokens_are_refused_by_the_rest_api() {
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let server = start(&db);
+    let api = berth_tests::rest::Api::new(server.process.url(""));
+    let admin = api.login(ADMIN, ADMIN_PASSWORD).await;
+    let (status, _) = admin.get("/api/v1/users/me").await;
+    assert_eq!(status, 200, "the real token works");
+    let (_, session) = post(
+        &server,
+        "/api/v1/auth/login",
+        json!({"email": ADMIN, "password": ADMIN_PASSWORD}),
+    )
+    .await;
+    let good = session["token"].as_str().unwrap();
+    let store = db.open().await;
+    let secret = store.signing_secret().await.unwrap();
+    for (name, token) in berth_tests::tokens::forged(good, &secret) {
+        let (status, body) = api.with_token(token).get("/api/v1/users/me").await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "Unauthorized", "{name}: {body}");
+    }
+    // The token of a user who has since been deleted.
+    let user = create_user(&store, "gone@example.com", "gone-password-1", None).await;
+    let gone = api.login("gone@example.com", "gone-password-1").await;
+    assert_eq!(gone.get("/api/v1/users/me").await.0, 200);
+    store.delete_user(user.id).await.unwrap();
+    let (status, body) = gone.get("/api/v1/users/me").await;
+    assert_eq!(status, 401, "a deleted user's token: {body}");
+    // No token, and a header that is not a bearer.
+    assert_eq!(api.get("/api/v1/users/me").await.0, 401);
+    let (status, _) = berth_tests::rest::Api::send(
+        api.request(reqwest::Method::GET, "/api/v1/users/me")
+            .header("Authorization", "Basic YTpi"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    store.close().await;
+}
