@@ -12,6 +12,7 @@
 //! - [`objects`]: objects of every kind in the store: keys, managed fields,
 //!   concurrency, Secret sealing, lists and watches.
 //! - [`rest`]: the REST API under `/api/v1`.
+//! - [`scheduler`]: picks a node for every unbound pod.
 //! - [`server`]: starts the parts above and runs them until shutdown.
 
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod etcd;
 pub mod http;
 pub mod objects;
 pub mod rest;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod settings;
