@@ -7,6 +7,7 @@
 //! - [`secrets`]: the encryption key and secret values sealed at rest.
 //! - [`audit`]: the audit log's batching writer.
 //! - [`authz`]: the one authorization decision (subject, tenant, kind, verb).
+//! - [`events`]: Events for users, deduplicated and expiring with a lease.
 //! - [`etcd`]: the etcd v3 API (gRPC) over the store.
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
 //! - [`objects`]: objects of every kind in the store: keys, managed fields,
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod etcd;
+pub mod events;
 pub mod http;
 pub mod objects;
 pub mod rest;

@@ -157,6 +157,23 @@ pub fn resources_of(map: &BTreeMap<String, String>) -> Resources {
     }
 }
 
+/// One term of required node affinity: (key, operator, values) expressions
+/// that must all hold.
+pub type AffinityTerm = Vec<(String, String, Vec<String>)>;
+
+/// A toleration as the scheduler compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tolerating {
+    /// The taint key; `None` with `exists` tolerates every taint.
+    pub key: Option<String>,
+    /// Operator `Exists` (else `Equal`).
+    pub exists: bool,
+    /// The value, for `Equal`.
+    pub value: Option<String>,
+    /// The effect; `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
 /// What a pod demands of a node.
 #[derive(Clone, Debug)]
 pub struct PodDemand {
@@ -170,10 +187,11 @@ pub struct PodDemand {
     pub requests: Resources,
     /// `spec.nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
-    /// Required node affinity: any term may match; within a term, all.
-    pub affinity_terms: Vec<Vec<(String, String, Vec<String>)>>,
-    /// Tolerations as (key, operator Exists?, value, effect).
-    pub tolerations: Vec<(Option<String>, bool, Option<String>, Option<TaintEffect>)>,
+    /// Required node affinity: any term may match; within a term, every
+    /// (key, operator, values) expression.
+    pub affinity_terms: Vec<AffinityTerm>,
+    /// Tolerations.
+    pub tolerations: Vec<Tolerating>,
     /// Host ports asked for, as (protocol, port).
     pub host_ports: Vec<(String, i32)>,
     /// Required anti-affinity on the node's hostname: no pod there may match.
@@ -244,13 +262,11 @@ impl PodDemand {
             tolerations: spec
                 .tolerations
                 .iter()
-                .map(|t| {
-                    (
-                        t.key.clone(),
-                        t.operator == Some(TolerationOperator::Exists),
-                        t.value.clone(),
-                        t.effect,
-                    )
+                .map(|t| Tolerating {
+                    key: t.key.clone(),
+                    exists: t.operator == Some(TolerationOperator::Exists),
+                    value: t.value.clone(),
+                    effect: t.effect,
                 })
                 .collect(),
             host_ports: host_ports(pod),
@@ -411,20 +427,16 @@ fn expression_matches(
     }
 }
 
-fn tolerates(
-    toleration: &(Option<String>, bool, Option<String>, Option<TaintEffect>),
-    taint: &NodeTaint,
-) -> bool {
-    let (key, exists, value, effect) = toleration;
-    if effect.is_some_and(|e| e != taint.effect) {
+fn tolerates(toleration: &Tolerating, taint: &NodeTaint) -> bool {
+    if toleration.effect.is_some_and(|e| e != taint.effect) {
         return false;
     }
-    match key {
+    match &toleration.key {
         // An empty key with Exists tolerates everything.
-        None => *exists,
+        None => toleration.exists,
         Some(key) if key != &taint.key => false,
-        Some(_) if *exists => true,
-        Some(_) => value.as_deref().unwrap_or_default() == taint.value,
+        Some(_) if toleration.exists => true,
+        Some(_) => toleration.value.as_deref().unwrap_or_default() == taint.value,
     }
 }
 
@@ -643,15 +655,20 @@ mod tests {
             [Misfit::Taint("dedicated: gpu".into())]
         );
         let mut tolerant = pod.clone();
-        tolerant.tolerations.push((
-            Some("dedicated".into()),
-            false,
-            Some("gpu".into()),
-            Some(TaintEffect::NoSchedule),
-        ));
+        tolerant.tolerations.push(Tolerating {
+            key: Some("dedicated".into()),
+            exists: false,
+            value: Some("gpu".into()),
+            effect: Some(TaintEffect::NoSchedule),
+        });
         assert!(misfits(&tolerant, &tainted).is_empty());
         let mut everything = pod.clone();
-        everything.tolerations.push((None, true, None, None));
+        everything.tolerations.push(Tolerating {
+            key: None,
+            exists: true,
+            value: None,
+            effect: None,
+        });
         assert!(misfits(&everything, &tainted).is_empty());
 
         let mut taken = node("taken", 4000, 16);

@@ -1,0 +1,185 @@
+//! Events (the Event kind) that tell users what the control plane did or
+//! could not do: `Scheduled`, `FailedScheduling`, `ScalingReplicaSet`, …
+//!
+//! An event lives at `/registry/events/{tenant}/{object}.{digest}` where the
+//! digest covers the involved object, the reason and the message, so that a
+//! repeat of the same event bumps `count` and `lastTimestamp` of one object
+//! instead of piling up new ones, as Kubernetes does. Events expire: each is
+//! attached to a store lease of the recorder's current time bucket, so they
+//! are gone an hour (by default) after they were last written, without a
+//! lease per event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::Digest;
+use tokio::sync::Mutex;
+
+use crate::store::types::{
+    Compare, CompareOp, CompareTarget, KeyRange, Op, PutRequest, TxnRequest,
+};
+use crate::store::{Store, StoreResult};
+
+/// How long an event is kept after it was last written, unless told
+/// otherwise.
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
+
+/// How long one lease collects new events before the recorder takes a new
+/// one; an event lives between the TTL and the TTL plus this.
+const LEASE_BUCKET: Duration = Duration::from_secs(300);
+
+/// `Normal` or `Warning`, as Kubernetes has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Something went as it should.
+    Normal,
+    /// Something users should look at.
+    Warning,
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Involved {
+    /// Its kind (`Pod`, `ReplicaSet`, …).
+    pub kind: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its name.
+    pub name: String,
+    /// Its uid, when known.
+    pub uid: Option<String>,
+}
+
+/// Writes events on behalf of one component (`scheduler`,
+/// `deployment-controller`, …).
+#[derive(Clone)]
+pub struct EventRecorder {
+    store: Store,
+    component: String,
+    ttl: Duration,
+    lease: Arc<Mutex<Option<(i64, Instant)>>>,
+    extra_compares: Vec<Compare>,
+}
+
+impl EventRecorder {
+    /// A recorder for `component`, keeping events for `ttl`.
+    pub fn new(store: Store, component: &str, ttl: Duration) -> EventRecorder {
+        EventRecorder {
+            store,
+            component: component.to_owned(),
+            ttl,
+            lease: Arc::new(Mutex::new(None)),
+            extra_compares: Vec::new(),
+        }
+    }
+
+    /// The same recorder, whose writes also require `compares` to hold (a
+    /// leader's fence).
+    pub fn fenced(mut self, compares: Vec<Compare>) -> EventRecorder {
+        self.extra_compares = compares;
+        self
+    }
+
+    /// Records an event, or counts a repeat of the same one.
+    #[tracing::instrument(skip_all, fields(reason, object = %involved.name))]
+    pub async fn record(
+        &self,
+        involved: &Involved,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> StoreResult<()> {
+        let digest = hex::encode(
+            &sha2::Sha256::digest(format!(
+                "{}\n{}\n{}\n{reason}\n{message}",
+                involved.kind,
+                involved.name,
+                involved.uid.as_deref().unwrap_or_default()
+            ))[..8],
+        );
+        let name = format!("{}.{digest}", involved.name);
+        let key = format!("/registry/events/{}/{name}", involved.tenant);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let lease = self.lease().await?;
+        // A repeat is a read-modify-write; two recorders racing on one event
+        // lose a count at worst, so one retry is enough.
+        for _ in 0..2 {
+            let current = self.store.get(key.as_bytes(), 0).await?;
+            let (count, first, guard) = match &current {
+                Some(kv) => {
+                    let old: serde_json::Value =
+                        serde_json::from_slice(&kv.value).unwrap_or_default();
+                    (
+                        old["count"].as_i64().unwrap_or(1) + 1,
+                        old["firstTimestamp"].as_str().unwrap_or(&now).to_owned(),
+                        CompareTarget::ModRevision(kv.mod_revision),
+                    )
+                }
+                None => (1, now.clone(), CompareTarget::CreateRevision(0)),
+            };
+            let event = json!({
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": name,
+                    "tenant": involved.tenant,
+                    "uid": uuid::Uuid::new_v4().to_string(),
+                    "creationTimestamp": first,
+                    "generation": 1,
+                },
+                "involvedObject": {
+                    "kind": involved.kind,
+                    "name": involved.name,
+                    "uid": involved.uid,
+                },
+                "reason": reason,
+                "message": message,
+                "type": match kind { EventType::Normal => "Normal", EventType::Warning => "Warning" },
+                "count": count,
+                "firstTimestamp": first,
+                "lastTimestamp": now,
+                "source": {"component": self.component},
+                "reportingComponent": self.component,
+            });
+            let mut compares = self.extra_compares.clone();
+            compares.push(Compare {
+                range: KeyRange::single(key.clone()),
+                op: CompareOp::Equal,
+                target: guard,
+            });
+            let response = self
+                .store
+                .txn(TxnRequest {
+                    compares,
+                    success: vec![Op::Put(PutRequest {
+                        key: key.clone().into_bytes(),
+                        value: event.to_string().into_bytes(),
+                        lease,
+                        ..PutRequest::default()
+                    })],
+                    failure: vec![],
+                })
+                .await?;
+            if response.succeeded {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The lease new events go on; a new one every [`LEASE_BUCKET`].
+    async fn lease(&self) -> StoreResult<i64> {
+        let mut current = self.lease.lock().await;
+        if let Some((id, since)) = *current
+            && since.elapsed() < LEASE_BUCKET
+        {
+            return Ok(id);
+        }
+        let ttl = (self.ttl + LEASE_BUCKET).as_secs() as i64;
+        let id = rand::random::<i64>().abs().max(1);
+        let granted = self.store.lease_grant(id, ttl).await?;
+        *current = Some((granted.id, Instant::now()));
+        Ok(granted.id)
+    }
+}

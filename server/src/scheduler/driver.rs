@@ -1,0 +1,600 @@
+//! The scheduler's loop: one watch over pods and one over nodes keep an
+//! in-memory view of every node and what is bound to it; unbound pods queue
+//! up and are placed one at a time against that view (never a re-list per
+//! pod), and their bindings are written concurrently, so the store's group
+//! commit carries many at once.
+//!
+//! A placed pod is *assumed* on its node at once, so the next decision sees
+//! the room it took; if its binding fails (the pod changed, or the fence
+//! fell), the assumption is dropped and the pod goes back to the queue. A
+//! pod that fits nowhere gets `PodScheduled=False` and a `FailedScheduling`
+//! event, and waits until a node or a pod changes: no hot loop.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_api::objects::{Node, Pod};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::fit::{self, BoundPod, NodeState, PodDemand};
+use crate::events::{EventRecorder, EventType, Involved};
+use crate::store::types::{
+    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, KeyValue, Op, PutRequest,
+    RangeRequest, Revision, TxnRequest, WatchRequest, prefix_end,
+};
+use crate::store::{Store, StoreError, StoreResult};
+
+const PODS: &str = "/registry/pods/";
+const NODES: &str = "/registry/nodes/";
+
+/// How many bindings may be in flight at once.
+const MAX_BINDS_IN_FLIGHT: usize = 128;
+
+/// Scheduling figures for `/metrics`.
+#[derive(Clone)]
+pub struct SchedulerMetrics {
+    attempts: prometheus::IntCounterVec,
+    latency: prometheus::Histogram,
+    pending: prometheus::IntGauge,
+}
+
+impl SchedulerMetrics {
+    /// Registers the scheduler's metrics in `registry`.
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<SchedulerMetrics> {
+        let attempts = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "berth_scheduler_attempts_total",
+                "Scheduling attempts by result (scheduled, unschedulable, error).",
+            ),
+            &["result"],
+        )?;
+        let latency = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "berth_scheduler_scheduling_duration_seconds",
+                "From a pod's arrival in the queue to its binding being written.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
+        )?;
+        let pending =
+            prometheus::IntGauge::new("berth_scheduler_pending_pods", "Pods waiting for a node.")?;
+        registry.register(Box::new(attempts.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pending.clone()))?;
+        Ok(SchedulerMetrics {
+            attempts,
+            latency,
+            pending,
+        })
+    }
+}
+
+/// What the scheduler needs.
+pub struct Scheduler {
+    /// The store.
+    pub store: Store,
+    /// Writes only while these hold (the leader's fence); empty: always.
+    pub fence: Vec<Compare>,
+    /// Where `Scheduled` and `FailedScheduling` go.
+    pub events: EventRecorder,
+    /// Its figures.
+    pub metrics: SchedulerMetrics,
+}
+
+/// How a binding ended, reported back to the loop.
+enum BindOutcome {
+    Bound { key: String, waited: Duration },
+    Retry { key: String },
+}
+
+/// A pod waiting for a node.
+struct Waiting {
+    pod: Arc<Pod>,
+    revision: Revision,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<String, NodeState>,
+    /// Where each bound (or assumed) pod is, by `tenant/name`.
+    placed: HashMap<String, String>,
+    /// Unbound pods by `tenant/name`.
+    waiting: HashMap<String, Waiting>,
+    /// Keys in arrival order (a key may be stale: check `waiting`).
+    queue: VecDeque<String>,
+    /// Pods that fit nowhere, until something changes.
+    parked: BTreeSet<String>,
+    /// Pods whose binding is being written.
+    binding: BTreeSet<String>,
+    /// The last FailedScheduling message per pod, to write it once.
+    told: HashMap<String, String>,
+}
+
+fn split_key(key: &[u8], prefix: &str) -> Option<String> {
+    std::str::from_utf8(key)
+        .ok()?
+        .strip_prefix(prefix)
+        .map(str::to_owned)
+}
+
+fn tenant_of(key: &str) -> &str {
+    key.split_once('/').map_or("", |(tenant, _)| tenant)
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    use berth_api::objects::pod::PodPhase;
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|phase| matches!(phase, PodPhase::Succeeded | PodPhase::Failed))
+}
+
+impl State {
+    fn bound_pod(key: &str, pod: &Pod) -> BoundPod {
+        let demand = PodDemand::of(tenant_of(key), pod);
+        BoundPod {
+            tenant: demand.tenant,
+            labels: demand.labels,
+            owner: demand.owner,
+            requests: demand.requests,
+            host_ports: demand.host_ports,
+        }
+    }
+
+    fn unplace(&mut self, key: &str) {
+        if let Some(node) = self.placed.remove(key)
+            && let Some(state) = self.nodes.get_mut(&node)
+        {
+            state.remove_pod(key);
+        }
+    }
+
+    fn place(&mut self, key: &str, node: &str, pod: &Pod) {
+        self.unplace(key);
+        if let Some(state) = self.nodes.get_mut(node) {
+            state.add_pod(key.to_owned(), State::bound_pod(key, pod));
+        }
+        self.placed.insert(key.to_owned(), node.to_owned());
+    }
+
+    /// Something changed that may let parked pods fit.
+    fn unpark(&mut self) {
+        for key in std::mem::take(&mut self.parked) {
+            self.queue.push_back(key);
+        }
+    }
+
+    fn pod_changed(&mut self, key: String, pod: Option<(Pod, Revision)>) {
+        match pod {
+            Some((pod, revision)) if !is_terminal(&pod) => match pod.spec.node_name.clone() {
+                Some(node) if !node.is_empty() => {
+                    self.waiting.remove(&key);
+                    self.parked.remove(&key);
+                    self.place(&key, &node, &pod);
+                }
+                _ if self.binding.contains(&key) => {
+                    // Our own binding is in flight; its answer decides.
+                    if let Some(waiting) = self.waiting.get_mut(&key) {
+                        waiting.pod = Arc::new(pod);
+                        waiting.revision = revision;
+                    }
+                }
+                _ => {
+                    self.unplace(&key);
+                    let fresh = !self.waiting.contains_key(&key);
+                    let since = self
+                        .waiting
+                        .get(&key)
+                        .map_or_else(Instant::now, |w| w.since);
+                    self.waiting.insert(
+                        key.clone(),
+                        Waiting {
+                            pod: Arc::new(pod),
+                            revision,
+                            since,
+                        },
+                    );
+                    if fresh || self.parked.remove(&key) {
+                        self.queue.push_back(key);
+                    }
+                }
+            },
+            // Gone, or finished: its room is free again.
+            _ => {
+                self.waiting.remove(&key);
+                self.parked.remove(&key);
+                self.told.remove(&key);
+                if self.placed.contains_key(&key) {
+                    self.unplace(&key);
+                    self.unpark();
+                }
+            }
+        }
+    }
+
+    fn node_changed(&mut self, name: String, node: Option<Node>) {
+        let matters = match node {
+            Some(node) => {
+                let mut state = NodeState::from_node(&node);
+                let changed = match self.nodes.remove(&name) {
+                    Some(old) => {
+                        // A heartbeat changes nothing the filters look at;
+                        // only a real change wakes parked pods.
+                        let changed = old.ready != state.ready
+                            || old.unschedulable != state.unschedulable
+                            || old.labels != state.labels
+                            || old.taints != state.taints
+                            || old.allocatable != state.allocatable;
+                        for (key, pod) in old.pods {
+                            state.add_pod(key, pod);
+                        }
+                        changed
+                    }
+                    None => true,
+                };
+                self.nodes.insert(name, state);
+                changed
+            }
+            None => self.nodes.remove(&name).is_some(),
+        };
+        if matters {
+            self.unpark();
+        }
+    }
+}
+
+impl Scheduler {
+    /// Runs until `shutdown`; answers why it stopped when it fails.
+    pub async fn run(self, shutdown: CancellationToken) -> StoreResult<()> {
+        let mut state = State::default();
+        let revision = self.load(&mut state).await?;
+        let mut pods = self
+            .store
+            .watch(WatchRequest {
+                range: KeyRange::prefix(PODS),
+                start_revision: revision + 1,
+                prev_kv: false,
+            })
+            .await?;
+        let mut nodes = self
+            .store
+            .watch(WatchRequest {
+                range: KeyRange::prefix(NODES),
+                start_revision: revision + 1,
+                prev_kv: false,
+            })
+            .await?;
+        let this = Arc::new(self);
+        let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT));
+        loop {
+            this.schedule_queued(&mut state, &slots, &outcomes).await;
+            this.metrics.pending.set(state.waiting.len() as i64);
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                batch = pods.next() => match batch {
+                    Some(Ok(events)) => for event in events { apply_pod_event(&mut state, &event) },
+                    Some(Err(error)) => return Err(error),
+                    None => return Err(StoreError::Unavailable("the pod watch ended".into())),
+                },
+                batch = nodes.next() => match batch {
+                    Some(Ok(events)) => for event in events { apply_node_event(&mut state, &event) },
+                    Some(Err(error)) => return Err(error),
+                    None => return Err(StoreError::Unavailable("the node watch ended".into())),
+                },
+                Some(outcome) = outcome_rx.recv() => this.settle(&mut state, outcome),
+            }
+            // Take whatever else is ready before deciding again.
+            while let Ok(outcome) = outcome_rx.try_recv() {
+                this.settle(&mut state, outcome);
+            }
+        }
+    }
+
+    fn settle(&self, state: &mut State, outcome: BindOutcome) {
+        match outcome {
+            BindOutcome::Bound { key, waited } => {
+                state.binding.remove(&key);
+                state.waiting.remove(&key);
+                self.metrics.latency.observe(waited.as_secs_f64());
+                self.metrics
+                    .attempts
+                    .with_label_values(&["scheduled"])
+                    .inc();
+            }
+            BindOutcome::Retry { key } => {
+                state.binding.remove(&key);
+                state.unplace(&key);
+                self.metrics.attempts.with_label_values(&["error"]).inc();
+                if state.waiting.contains_key(&key) {
+                    state.queue.push_back(key);
+                }
+            }
+        }
+    }
+
+    /// Lists nodes and pods at one revision.
+    async fn load(&self, state: &mut State) -> StoreResult<Revision> {
+        let nodes = self.list(NODES, 0).await?;
+        let revision = nodes.0;
+        for kv in nodes.1 {
+            if let (Some(name), Ok(node)) = (
+                split_key(&kv.key, NODES),
+                serde_json::from_slice::<Node>(&kv.value),
+            ) {
+                state.node_changed(name, Some(node));
+            }
+        }
+        for kv in self.list(PODS, revision).await?.1 {
+            if let (Some(key), Ok(pod)) = (
+                split_key(&kv.key, PODS),
+                serde_json::from_slice::<Pod>(&kv.value),
+            ) {
+                state.pod_changed(key, Some((pod, kv.mod_revision)));
+            }
+        }
+        Ok(revision)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        revision: Revision,
+    ) -> StoreResult<(Revision, Vec<KeyValue>)> {
+        let mut start = prefix.as_bytes().to_vec();
+        let end = prefix_end(prefix.as_bytes());
+        let mut revision = revision;
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .store
+                .range(RangeRequest {
+                    range: KeyRange::between(start.clone(), end.clone()),
+                    revision,
+                    limit: 1000,
+                    ..RangeRequest::default()
+                })
+                .await?;
+            revision = page.revision;
+            let more = page.more;
+            if let Some(last) = page.kvs.last() {
+                start = last.key.clone();
+                start.push(0);
+            }
+            all.extend(page.kvs);
+            if !more {
+                return Ok((revision, all));
+            }
+        }
+    }
+
+    /// Places every queued pod it can, and starts their bindings.
+    async fn schedule_queued(
+        self: &Arc<Self>,
+        state: &mut State,
+        slots: &Arc<Semaphore>,
+        outcomes: &mpsc::UnboundedSender<BindOutcome>,
+    ) {
+        while let Some(key) = state.queue.pop_front() {
+            if state.binding.contains(&key) || state.parked.contains(&key) {
+                continue;
+            }
+            let Some(waiting) = state.waiting.get(&key) else {
+                continue;
+            };
+            let (pod, revision, since) = (waiting.pod.clone(), waiting.revision, waiting.since);
+            let demand = PodDemand::of(tenant_of(&key), &pod);
+            match fit::choose(&demand, state.nodes.values()) {
+                Ok(node) => {
+                    state.place(&key, &node, &pod);
+                    state.binding.insert(key.clone());
+                    state.told.remove(&key);
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let this = self.clone();
+                    let outcomes = outcomes.clone();
+                    tokio::spawn(async move {
+                        let outcome = match this.bind(&key, &pod, revision, &node).await {
+                            Ok(true) => BindOutcome::Bound {
+                                key,
+                                waited: since.elapsed(),
+                            },
+                            Ok(false) | Err(_) => BindOutcome::Retry { key },
+                        };
+                        drop(permit);
+                        let _ = outcomes.send(outcome);
+                    });
+                }
+                Err(unschedulable) => {
+                    self.metrics
+                        .attempts
+                        .with_label_values(&["unschedulable"])
+                        .inc();
+                    state.parked.insert(key.clone());
+                    let message = unschedulable.to_string();
+                    if state.told.get(&key) != Some(&message) {
+                        state.told.insert(key.clone(), message.clone());
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = this
+                                .report_unschedulable(&key, &pod, revision, &message)
+                                .await
+                            {
+                                tracing::warn!(%key, %error, "recording FailedScheduling failed");
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `spec.nodeName` if the pod is still the version placed;
+    /// false when it changed (or the fence fell).
+    async fn bind(
+        &self,
+        key: &str,
+        pod: &Pod,
+        revision: Revision,
+        node: &str,
+    ) -> StoreResult<bool> {
+        let store_key = format!("{PODS}{key}");
+        let Some(current) = self.store.get(store_key.as_bytes(), 0).await? else {
+            return Ok(false);
+        };
+        if current.mod_revision != revision {
+            return Ok(false);
+        }
+        let mut value: Value = serde_json::from_slice(&current.value)
+            .map_err(|e| StoreError::Database(format!("pod {key} is not JSON: {e}")))?;
+        value["spec"]["nodeName"] = json!(node);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        set_condition(&mut value, "PodScheduled", "True", None, None, &now);
+        if !self.write_if(&store_key, revision, &value).await? {
+            return Ok(false);
+        }
+        let involved = Involved {
+            kind: "Pod".into(),
+            tenant: tenant_of(key).to_owned(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+        };
+        let message = format!("Successfully assigned {key} to {node}");
+        if let Err(error) = self
+            .events
+            .record(&involved, EventType::Normal, "Scheduled", &message)
+            .await
+        {
+            tracing::warn!(%key, %error, "recording Scheduled failed");
+        }
+        Ok(true)
+    }
+
+    async fn report_unschedulable(
+        &self,
+        key: &str,
+        pod: &Pod,
+        revision: Revision,
+        message: &str,
+    ) -> StoreResult<()> {
+        let store_key = format!("{PODS}{key}");
+        if let Some(current) = self.store.get(store_key.as_bytes(), 0).await?
+            && current.mod_revision == revision
+        {
+            let mut value: Value = serde_json::from_slice(&current.value)
+                .map_err(|e| StoreError::Database(format!("pod {key} is not JSON: {e}")))?;
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            set_condition(
+                &mut value,
+                "PodScheduled",
+                "False",
+                Some("Unschedulable"),
+                Some(message),
+                &now,
+            );
+            if value["status"]["phase"].is_null() {
+                value["status"]["phase"] = json!("Pending");
+            }
+            // Losing this race only means the pod changed: it is queued again.
+            let _ = self.write_if(&store_key, revision, &value).await?;
+        }
+        let involved = Involved {
+            kind: "Pod".into(),
+            tenant: tenant_of(key).to_owned(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+        };
+        self.events
+            .record(&involved, EventType::Warning, "FailedScheduling", message)
+            .await
+    }
+
+    async fn write_if(&self, key: &str, revision: Revision, value: &Value) -> StoreResult<bool> {
+        let mut compares = self.fence.clone();
+        compares.push(Compare {
+            range: KeyRange::single(key),
+            op: CompareOp::Equal,
+            target: CompareTarget::ModRevision(revision),
+        });
+        let response = self
+            .store
+            .txn(TxnRequest {
+                compares,
+                success: vec![Op::Put(PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: value.to_string().into_bytes(),
+                    ignore_lease: false,
+                    ..PutRequest::default()
+                })],
+                failure: vec![],
+            })
+            .await?;
+        Ok(response.succeeded)
+    }
+}
+
+/// Sets one condition of `status.conditions`, keeping its transition time
+/// when its status does not change.
+fn set_condition(
+    pod: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+    now: &str,
+) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let Some(conditions) = pod["status"]["conditions"].as_array_mut() else {
+        return;
+    };
+    let previous = conditions.iter().position(|c| c["type"] == kind);
+    let transition = previous
+        .and_then(|i| {
+            (conditions[i]["status"] == status).then(|| conditions[i]["lastTransitionTime"].clone())
+        })
+        .unwrap_or_else(|| json!(now));
+    let mut condition = json!({"type": kind, "status": status, "lastTransitionTime": transition});
+    if let Some(reason) = reason {
+        condition["reason"] = json!(reason);
+    }
+    if let Some(message) = message {
+        condition["message"] = json!(message);
+    }
+    match previous {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
+fn apply_pod_event(state: &mut State, event: &Event) {
+    let Some(key) = split_key(&event.kv.key, PODS) else {
+        return;
+    };
+    let pod = match event.kind {
+        EventKind::Put => serde_json::from_slice::<Pod>(&event.kv.value)
+            .ok()
+            .map(|pod| (pod, event.kv.mod_revision)),
+        EventKind::Delete => None,
+    };
+    state.pod_changed(key, pod);
+}
+
+fn apply_node_event(state: &mut State, event: &Event) {
+    let Some(name) = split_key(&event.kv.key, NODES) else {
+        return;
+    };
+    let node = match event.kind {
+        EventKind::Put => serde_json::from_slice::<Node>(&event.kv.value).ok(),
+        EventKind::Delete => None,
+    };
+    state.node_changed(name, node);
+}
