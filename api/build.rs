@@ -1,4 +1,5 @@
-//! Generates the gRPC code of the etcd v3 API from `proto/etcd`.
+//! Generates the gRPC code of the etcd v3 API (`proto/etcd`) and of the node
+//! API (`proto/berth`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
@@ -12,6 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["proto/etcd/rpc.proto", "proto/etcd/kv.proto"],
             &["proto/etcd"],
         )?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_with_config(config, &["proto/berth/node.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

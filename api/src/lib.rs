@@ -3,6 +3,8 @@
 //!
 //! - [`etcd`]: the etcd v3 API (messages and gRPC services), generated from
 //!   `proto/etcd` with etcd's own field numbers.
+//! - [`node`]: the node API (agent ↔ server), generated from
+//!   `proto/berth/node.proto`.
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`).
 //! - [`labels`]: label selectors and the name rules (DNS-1123) of keys,
 //!   values and object names.
@@ -27,5 +29,15 @@ pub mod etcd {
     #[expect(missing_docs, reason = "generated from the .proto files")]
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
+    }
+}
+
+pub mod node {
+    //! The node API, which agents speak to the server.
+
+    /// `berth.node.v1`: messages, the `NodeService` server and its client.
+    #[expect(missing_docs, reason = "generated from the .proto files")]
+    pub mod v1 {
+        tonic::include_proto!("berth.node.v1");
     }
 }

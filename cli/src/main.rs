@@ -1,5 +1,6 @@
 //! `berth`: the one binary. `berth server` runs the control plane;
-//! `berth openapi` prints the REST API's OpenAPI document.
+//! `berth agent` runs a node agent; `berth openapi` prints the REST API's
+//! OpenAPI document.
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(Box<berth_server::settings::ServerArgs>),
+    /// Run a node agent (`--runtime sim` pretends to run pods).
+    Agent(Box<berth_agent::AgentArgs>),
     /// Print the REST API's OpenAPI document (as served at /openapi.json).
     Openapi,
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Server(args) => runtime.block_on(server(*args)),
+        Command::Agent(args) => runtime.block_on(agent(*args)),
         Command::Openapi => ExitCode::SUCCESS,
     }
 }
@@ -69,6 +73,54 @@ async fn server(args: berth_server::settings::ServerArgs) -> ExitCode {
         }
         Err(StartError::Other(error)) => {
             eprintln!("berth: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn agent(args: berth_agent::AgentArgs) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let settings = match args.resolve() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("berth: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("berth: cannot listen for signals: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let agent = berth_agent::run(settings, shutdown.clone());
+    tokio::pin!(agent);
+    let result = tokio::select! {
+        result = &mut agent => result,
+        _ = terminate.recv() => {
+            tracing::info!(reason = "SIGTERM", "shutting down");
+            shutdown.cancel();
+            agent.await
+        }
+        _ = interrupt.recv() => {
+            tracing::info!(reason = "SIGINT", "shutting down");
+            shutdown.cancel();
+            agent.await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error @ berth_agent::AgentError::RuntimeUnavailable(_)) => {
+            eprintln!("berth: {error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("berth: {error}");
             ExitCode::FAILURE
         }
     }

@@ -106,25 +106,27 @@ impl EventRecorder {
         // lose a count at worst, so one retry is enough.
         for _ in 0..2 {
             let current = self.store.get(key.as_bytes(), 0).await?;
-            let (count, first, guard) = match &current {
+            let (count, first, uid, guard) = match &current {
                 Some(kv) => {
                     let old: serde_json::Value =
                         serde_json::from_slice(&kv.value).unwrap_or_default();
                     (
                         old["count"].as_i64().unwrap_or(1) + 1,
                         old["firstTimestamp"].as_str().unwrap_or(&now).to_owned(),
+                        old["metadata"]["uid"].as_str().map(str::to_owned),
                         CompareTarget::ModRevision(kv.mod_revision),
                     )
                 }
-                None => (1, now.clone(), CompareTarget::CreateRevision(0)),
+                None => (1, now.clone(), None, CompareTarget::CreateRevision(0)),
             };
+            let uid = uid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let event = json!({
                 "apiVersion": "v1",
                 "kind": "Event",
                 "metadata": {
                     "name": name,
                     "tenant": involved.tenant,
-                    "uid": uuid::Uuid::new_v4().to_string(),
+                    "uid": uid,
                     "creationTimestamp": first,
                     "generation": 1,
                 },

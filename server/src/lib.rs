@@ -9,19 +9,25 @@
 //! - [`authz`]: the one authorization decision (subject, tenant, kind, verb).
 //! - [`events`]: Events for users, deduplicated and expiring with a lease.
 //! - [`etcd`]: the etcd v3 API (gRPC) over the store.
+//! - [`node_api`]: the node API (gRPC) agents register, heartbeat, watch
+//!   their pods and report status through.
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
 //! - [`objects`]: objects of every kind in the store: keys, managed fields,
 //!   concurrency, Secret sealing, lists and watches.
 //! - [`rest`]: the REST API under `/api/v1`.
+//! - [`controllers`]: the leader-elected control loops (ReplicaSets,
+//!   Deployments) and the runtime they share.
 //! - [`scheduler`]: picks a node for every unbound pod.
 //! - [`server`]: starts the parts above and runs them until shutdown.
 
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod controllers;
 pub mod etcd;
 pub mod events;
 pub mod http;
+pub mod node_api;
 pub mod objects;
 pub mod rest;
 pub mod scheduler;

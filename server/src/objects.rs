@@ -295,29 +295,39 @@ impl Objects {
         status: Value,
         expected: Option<Revision>,
     ) -> ObjectResult<Value> {
-        let kv = self.current(at).await?;
-        if let Some(expected) = expected
-            && expected != kv.mod_revision
-        {
-            return Err(stale(at, expected, kv.mod_revision));
+        // Without a precondition the status applies to whatever is current,
+        // so a concurrent writer (a controller, the scheduler) only makes it
+        // retry.
+        for _ in 0..16 {
+            let kv = self.current(at).await?;
+            if let Some(expected) = expected
+                && expected != kv.mod_revision
+            {
+                return Err(stale(at, expected, kv.mod_revision));
+            }
+            let mut stored = stored_value(&kv)?;
+            let mut candidate = stored.clone();
+            if let Some(object) = candidate.as_object_mut() {
+                object.insert("status".into(), status.clone());
+            }
+            // The status must fit the kind's schema like any other field.
+            let (_, decoded) = self.decode(Some(at.kind), candidate)?;
+            if let Some(object) = stored.as_object_mut() {
+                object.insert(
+                    "status".into(),
+                    decoded.get("status").cloned().unwrap_or(json!({})),
+                );
+            }
+            match self.write_raw(at, &kv, stored, SecretValues::Reveal).await {
+                Err(ObjectError::Conflict(_)) if expected.is_none() => continue,
+                other => return other.map(|(value, _)| value),
+            }
         }
-        let mut stored = stored_value(&kv)?;
-        let mut candidate = stored.clone();
-        if let Some(object) = candidate.as_object_mut() {
-            object.insert("status".into(), status);
-        }
-        // The status must fit the kind's schema like any other field.
-        let (_, decoded) = self.decode(Some(at.kind), candidate)?;
-        if let Some(object) = stored.as_object_mut() {
-            object.insert(
-                "status".into(),
-                decoded.get("status").cloned().unwrap_or(json!({})),
-            );
-        }
-        let (value, _) = self
-            .write_raw(at, &kv, stored, SecretValues::Reveal)
-            .await?;
-        Ok(value)
+        Err(ObjectError::Conflict(format!(
+            "{} {:?} kept changing while its status was written; try again",
+            at.kind.name(),
+            at.name
+        )))
     }
 
     /// Deletes an object; with `expected`, only if it is still at that

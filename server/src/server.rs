@@ -55,6 +55,9 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     let encryption_key =
         crate::secrets::EncryptionKey::load_or_create(&settings.encryption_key_file)
             .map_err(|e| SettingsError::new("--encryption-key-file", e.to_string()))?;
+    crate::node_api::credentials::ensure_bootstrap_join_token(&store, &settings.data_dir)
+        .await
+        .context("setting up the node join token")?;
     let audit_shutdown = CancellationToken::new();
     let (audit, audit_task) = crate::audit::AuditLog::start(store.clone(), audit_shutdown.clone());
     let listener = TcpListener::bind(settings.http_addr).map_err(|e| {
@@ -79,18 +82,22 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         listener,
         AppState {
             store: store.clone(),
-            registry,
+            registry: registry.clone(),
             tokens: auth::Tokens::from_store(&store)
                 .await
                 .context("reading the token signing key")?,
             throttle: Default::default(),
-            objects: crate::objects::Objects::new(store.clone(), encryption_key),
+            objects: crate::objects::Objects::new(store.clone(), encryption_key.clone()),
             audit,
             watch_bookmark_interval: settings.watch_bookmark_interval,
         },
     )
     .context("starting HTTP")?;
     let grpc_shutdown = CancellationToken::new();
+    let node_api = crate::node_api::NodeApi::start(
+        crate::objects::Objects::new(store.clone(), encryption_key),
+        grpc_shutdown.clone(),
+    );
     let grpc_task = tokio::spawn(etcd::serve(
         store.clone(),
         grpc_listener,
@@ -98,8 +105,21 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             auth: settings.etcd_auth,
             progress_notify_interval: settings.etcd_progress_notify,
         },
+        node_api,
         grpc_shutdown.clone(),
     ));
+    let controllers_shutdown = CancellationToken::new();
+    let controllers = crate::controllers::ControllerManager::new(
+        store.clone(),
+        &registry,
+        settings.leader_lease_ttl,
+    )
+    .context("setting up the controllers")?;
+    // Without controllers this process only serves the APIs (another
+    // replica, or nobody, runs the control loops).
+    let controllers_task = settings
+        .controllers
+        .then(|| tokio::spawn(controllers.run(controllers_shutdown.clone())));
     // Signal handlers go in before the server announces itself, so that a
     // SIGTERM sent right after the announcement still shuts down cleanly.
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
@@ -116,6 +136,12 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         result = grpc_task => format!("the gRPC server stopped: {result:?}"),
     };
     tracing::info!(%reason, "shutting down");
+    // Controllers stop first and release leadership, so that a standby
+    // takes over while this process finishes shutting down.
+    controllers_shutdown.cancel();
+    if let Some(task) = controllers_task {
+        let _ = task.await;
+    }
     grpc_shutdown.cancel();
     http_handle.stop(true).await;
     // The audit log writes what is queued before the store closes.

@@ -21,7 +21,7 @@ pub struct ServerArgs {
     /// Address for REST, the dashboard, `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "BERTH_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// Address for gRPC: the etcd v3 API (and, later, the node API).
+    /// Address for gRPC: the etcd v3 API and the node API.
     #[arg(long, env = "BERTH_GRPC_ADDR", default_value = "127.0.0.1:2379")]
     pub grpc_addr: SocketAddr,
     /// Who may use the etcd API: `users` (a token from Auth.Authenticate on
@@ -47,6 +47,16 @@ pub struct ServerArgs {
     /// Milliseconds between BOOKMARK events on an idle REST watch.
     #[arg(long, env = "BERTH_WATCH_BOOKMARK_MS", default_value_t = 10_000)]
     pub watch_bookmark_ms: u64,
+    /// Seconds the controller leader's lease lasts: after a leader dies,
+    /// another server process takes over within about this long (plus one
+    /// second).
+    #[arg(long, env = "BERTH_LEADER_LEASE_TTL_SECONDS", default_value_t = 10)]
+    pub leader_lease_ttl_seconds: u64,
+    /// Whether this process takes part in running the scheduler and the
+    /// controllers (one elected leader runs them). `false` serves only the
+    /// APIs.
+    #[arg(long, env = "BERTH_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub controllers: bool,
 }
 
 /// A password given as a setting; `Debug` never shows it.
@@ -89,6 +99,10 @@ pub struct ServerSettings {
     pub encryption_key_file: PathBuf,
     /// The interval of BOOKMARK events on REST watches.
     pub watch_bookmark_interval: std::time::Duration,
+    /// How long the controller leader's lease lasts.
+    pub leader_lease_ttl: std::time::Duration,
+    /// Whether this process runs the control loops when elected.
+    pub controllers: bool,
 }
 
 /// A setting that cannot be used, named as the user gave it.
@@ -159,6 +173,9 @@ impl ServerArgs {
             watch_bookmark_interval: std::time::Duration::from_millis(
                 self.watch_bookmark_ms.max(10),
             ),
+            // Below 2 s renewals (a third of the TTL) would race the expiry.
+            leader_lease_ttl: std::time::Duration::from_secs(self.leader_lease_ttl_seconds.max(2)),
+            controllers: self.controllers,
         })
     }
 }

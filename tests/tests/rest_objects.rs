@@ -406,7 +406,13 @@ async fn a_watch_that_reconnects_from_its_last_resource_version_misses_nothing()
     let mut last = start;
     let mut events = Vec::new();
     let mut bookmarks = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while events.len() < 80 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 80 events arrived: {events:?}",
+            events.len()
+        );
         let mut lines = Lines::new(watch(&dev, &format!("&resourceVersion={last}")).await);
         for _ in 0..7 {
             let event = lines.next().await;

@@ -94,7 +94,15 @@ async fn the_server_starts_on_sqlite_by_default_and_answers_health_readiness_and
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     // Settings from the environment work as well as flags.
-    let server = ServerProcess::start(&[], &[("BERTH_DATA_DIR", data_dir.to_str().unwrap())]);
+    // Without the control loops, nothing writes or watches on its own, so
+    // the store's figures are exactly those of an empty store.
+    let server = ServerProcess::start(
+        &[],
+        &[
+            ("BERTH_DATA_DIR", data_dir.to_str().unwrap()),
+            ("BERTH_CONTROLLERS", "false"),
+        ],
+    );
     assert!(
         data_dir.join("berth.db").exists(),
         "the default database is <data-dir>/berth.db"

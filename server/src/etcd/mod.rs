@@ -114,11 +114,13 @@ fn check_admin(subject: &Option<Subject>) -> Result<(), Status> {
     }
 }
 
-/// Serves the etcd API on `listener` until `shutdown`.
+/// Serves the etcd API, and the node API beside it, on `listener` until
+/// `shutdown`.
 pub async fn serve(
     store: Store,
     listener: tokio::net::TcpListener,
     options: EtcdOptions,
+    node_api: crate::node_api::NodeApi,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let auth = options.auth;
@@ -153,6 +155,7 @@ pub async fn serve(
         .add_service(ClusterServer::with_interceptor(etcd.clone(), check.clone()))
         .add_service(MaintenanceServer::with_interceptor(etcd.clone(), check))
         .add_service(AuthServer::new(etcd))
+        .add_service(node_api.service())
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await;
     let _ = heartbeat.await;

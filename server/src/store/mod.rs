@@ -9,6 +9,7 @@
 //!   cross-process wake-ups through PostgreSQL `LISTEN/NOTIFY`.
 //! - [`identity`]: users, tenants, memberships, the token signing key.
 //! - [`audit`]: the audit log's table: who did what, where, with what result.
+//! - [`nodes`]: the node API's join tokens and node credentials.
 //! - [`metrics`]: Prometheus figures.
 
 #[macro_use]
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod nodes;
 pub mod types;
 mod watch;
 mod writer;

@@ -1,0 +1,212 @@
+//! `berth agent`'s settings: each is a flag (some also an environment
+//! variable) with its default here, the one place that knows it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use berth_api::quantity::Quantity;
+
+/// How the agent runs pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// Containers on the host's Docker engine (not yet available).
+    Docker,
+    /// Pretend: pods "start" after a delay and report status, nothing runs.
+    Sim,
+}
+
+/// The flags of `berth agent`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The server's gRPC address (`http://HOST:PORT`, its `--grpc-addr`).
+    #[arg(long, env = "BERTH_SERVER")]
+    pub server: String,
+    /// The join token (the server's `<data-dir>/node-token`, or one the
+    /// platform admin created).
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The node's name; with `--sim-nodes N` above 1, nodes are named
+    /// `NAME-0` … `NAME-(N-1)`.
+    #[arg(long, env = "BERTH_NODE_NAME")]
+    pub name: String,
+    /// How pods are run.
+    #[arg(long, value_enum, default_value = "docker")]
+    pub runtime: Runtime,
+    /// How many simulated nodes this process runs (`sim` only).
+    #[arg(long, default_value_t = 1)]
+    pub sim_nodes: u32,
+    /// Node labels, `k=v,k2=v2`.
+    #[arg(long, default_value = "")]
+    pub labels: String,
+    /// The node's address (InternalIP); simulated nodes get made-up ones
+    /// when it is not given.
+    #[arg(long)]
+    pub address: Option<IpAddr>,
+    /// Where to serve `/metrics` (none when not given).
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long a simulated pod takes to start, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub sim_start_delay_ms: u64,
+    /// The share of simulated pods that fail to start (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub sim_failure_rate: f64,
+    /// Each simulated node's CPU capacity.
+    #[arg(long, default_value = "4")]
+    pub sim_cpu: String,
+    /// Each simulated node's memory capacity.
+    #[arg(long, default_value = "16Gi")]
+    pub sim_memory: String,
+    /// How many pods each simulated node takes.
+    #[arg(long, default_value_t = 110)]
+    pub sim_pods: u32,
+    /// Milliseconds between heartbeats.
+    #[arg(long, default_value_t = 10_000)]
+    pub heartbeat_ms: u64,
+}
+
+/// A flag that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct SettingsError {
+    /// The flag, e.g. `--labels`.
+    pub flag: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn invalid(flag: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// The settings after their checks.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// The server's gRPC URL, with its scheme.
+    pub server: String,
+    /// The join token.
+    pub join_token: JoinToken,
+    /// The node name (the prefix, for several simulated nodes).
+    pub name: String,
+    /// How pods are run.
+    pub runtime: Runtime,
+    /// How many simulated nodes.
+    pub sim_nodes: u32,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// The node's address, if given.
+    pub address: Option<IpAddr>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// A simulated pod's start delay.
+    pub sim_start_delay: Duration,
+    /// The share of simulated pods that fail.
+    pub sim_failure_rate: f64,
+    /// Each simulated node's CPU, as a quantity.
+    pub sim_cpu: String,
+    /// Each simulated node's memory, as a quantity.
+    pub sim_memory: String,
+    /// Each simulated node's pod capacity.
+    pub sim_pods: u32,
+    /// The heartbeat period.
+    pub heartbeat: Duration,
+}
+
+/// A join token; `Debug` never shows it.
+#[derive(Clone)]
+pub struct JoinToken(pub String);
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinToken(***)")
+    }
+}
+
+impl AgentArgs {
+    /// Checks the flags.
+    pub fn resolve(self) -> Result<AgentSettings, SettingsError> {
+        let server = if self.server.contains("://") {
+            self.server
+        } else {
+            format!("http://{}", self.server)
+        };
+        if self.token.trim().is_empty() {
+            return Err(invalid("--token", "required"));
+        }
+        if !berth_api::labels::is_dns_subdomain(&self.name) {
+            return Err(invalid(
+                "--name",
+                format!(
+                    "{:?} is not a valid node name (lowercase letters, digits, '-', '.')",
+                    self.name
+                ),
+            ));
+        }
+        if self.sim_nodes == 0 {
+            return Err(invalid("--sim-nodes", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.sim_failure_rate) {
+            return Err(invalid("--sim-failure-rate", "must be between 0.0 and 1.0"));
+        }
+        for (flag, quantity) in [
+            ("--sim-cpu", &self.sim_cpu),
+            ("--sim-memory", &self.sim_memory),
+        ] {
+            Quantity::parse(quantity).map_err(|e| invalid(flag, format!("{quantity:?}: {e}")))?;
+        }
+        if self.heartbeat_ms < 10 {
+            return Err(invalid("--heartbeat-ms", "must be at least 10"));
+        }
+        Ok(AgentSettings {
+            server,
+            join_token: JoinToken(self.token.trim().to_owned()),
+            name: self.name,
+            runtime: self.runtime,
+            sim_nodes: self.sim_nodes,
+            labels: parse_labels(&self.labels)?,
+            address: self.address,
+            metrics_addr: self.metrics_addr,
+            sim_start_delay: Duration::from_millis(self.sim_start_delay_ms),
+            sim_failure_rate: self.sim_failure_rate,
+            sim_cpu: self.sim_cpu,
+            sim_memory: self.sim_memory,
+            sim_pods: self.sim_pods,
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+        })
+    }
+}
+
+/// `k=v,k2=v2` as a map; each key and value checked as a label.
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, SettingsError> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid("--labels", format!("{pair:?} is not key=value")))?;
+        berth_api::labels::validate_key(key)
+            .map_err(|e| invalid("--labels", format!("{key:?}: {e}")))?;
+        berth_api::labels::validate_value(value)
+            .map_err(|e| invalid("--labels", format!("{value:?}: {e}")))?;
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_parsed_and_checked() {
+        let labels = parse_labels("zone=a, disk=ssd").unwrap();
+        assert_eq!(labels["zone"], "a");
+        assert_eq!(labels["disk"], "ssd");
+        assert!(parse_labels("").unwrap().is_empty());
+        assert!(parse_labels("novalue").is_err());
+        assert!(parse_labels("bad key=x").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! The controllers: the loops that turn desired state into running pods,
+//! run by the elected leader among the server processes.
+//!
+//! - [`runtime`]: reflectors and caches, the work queue, the `Controller`
+//!   that drives a [`runtime::Reconciler`], the injectable clock, metrics.
+//! - [`leader`]: leader election through a leased key in the store.
+//! - [`fenced`]: every controller write, fenced by the leader's token.
+//! - [`replicaset`]: keeps each ReplicaSet's pods.
+//! - [`deployment`]: rolls Deployments out through ReplicaSets.
+//!
+//! [`ControllerManager`] ties them together: it seeks leadership, and for
+//! each term it holds, starts the reflectors, the controllers and the
+//! scheduler ([`crate::scheduler`]), all fenced by the term's token; when the term
+//! ends (shutdown, or leadership lost) it stops them all before anything
+//! else happens.
+
+pub mod deployment;
+pub mod fenced;
+pub mod leader;
+pub mod replicaset;
+pub mod runtime;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::objects::{Deployment, Kind, Pod, ReplicaSet};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{DEFAULT_EVENT_TTL, EventRecorder};
+use crate::scheduler::driver::{Scheduler, SchedulerMetrics};
+use crate::store::Store;
+use crate::store::types::{Compare, CompareOp, CompareTarget, KeyRange};
+use deployment::DeploymentController;
+use fenced::{Fence, FencedWriter};
+use leader::{ElectionSettings, LeaderElection, TermEnd};
+use replicaset::{ReplicaSetController, controller_uid};
+use runtime::{
+    Cache, Clock, Controller, ControllerMetrics, Reflector, SystemClock, controller_owner_key,
+    own_key,
+};
+
+/// How many keys each controller reconciles at once.
+const WORKERS: usize = 4;
+
+/// Why the controllers could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// The metrics could not be registered.
+    #[error("registering the controller metrics failed: {0}")]
+    MetricsRegistrationFailed(#[from] prometheus::Error),
+}
+
+/// Runs the controllers while this process is the leader.
+pub struct ControllerManager {
+    store: Store,
+    election: LeaderElection,
+    metrics: ControllerMetrics,
+    scheduler_metrics: SchedulerMetrics,
+    clock: Arc<dyn Clock>,
+}
+
+impl ControllerManager {
+    /// A manager over `store`, its metrics registered in `registry`, whose
+    /// leader lease lasts `lease_ttl`.
+    pub fn new(
+        store: Store,
+        registry: &prometheus::Registry,
+        lease_ttl: Duration,
+    ) -> Result<ControllerManager, ManagerError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let identity = format!(
+            "{}-{}-{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into()),
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Ok(ControllerManager {
+            election: LeaderElection::new(
+                store.clone(),
+                identity,
+                ElectionSettings::with_ttl(lease_ttl),
+                clock.clone(),
+            ),
+            store,
+            metrics: ControllerMetrics::new(registry)?,
+            scheduler_metrics: SchedulerMetrics::new(registry)?,
+            clock,
+        })
+    }
+
+    /// Seeks leadership and runs the controllers through each term, until
+    /// `shutdown` fires. On shutdown it gives leadership up at once, so a
+    /// standby takes over without waiting for the lease to run out.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let identity = self.election.identity().to_owned();
+        loop {
+            tracing::info!(%identity, "seeking controller leadership");
+            let Some(term) = self.election.acquire(&shutdown).await else {
+                break;
+            };
+            tracing::info!(
+                %identity,
+                fencing_token = term.fence.create_revision,
+                "became the controller leader; starting the controllers"
+            );
+            let stop = shutdown.child_token();
+            let controllers = tokio::spawn(run_controllers(
+                self.store.clone(),
+                term.fence.clone(),
+                self.clock.clone(),
+                self.metrics.clone(),
+                self.scheduler_metrics.clone(),
+                stop.clone(),
+            ));
+            let end = self.election.hold(&term, &shutdown).await;
+            // Stop acting first: anything in flight is fenced anyway.
+            stop.cancel();
+            let _ = controllers.await;
+            match end {
+                TermEnd::Shutdown => {
+                    self.election.release(&term).await;
+                    tracing::info!("controllers stopped for shutdown; leadership released");
+                    break;
+                }
+                TermEnd::Lost(reason) => {
+                    tracing::warn!(%reason, "lost controller leadership; controllers stopped");
+                }
+            }
+        }
+    }
+}
+
+/// One term's reflectors and controllers, until `stop` fires.
+async fn run_controllers(
+    store: Store,
+    fence: Fence,
+    clock: Arc<dyn Clock>,
+    metrics: ControllerMetrics,
+    scheduler_metrics: SchedulerMetrics,
+    stop: CancellationToken,
+) {
+    let scheduler_fence = vec![Compare {
+        range: KeyRange::single(fence.key.clone()),
+        op: CompareOp::Equal,
+        target: CompareTarget::CreateRevision(fence.create_revision),
+    }];
+    let writer = FencedWriter::new(store.clone(), fence, clock.clone());
+    let scheduler_store = store.clone();
+    let deployments: Cache<Deployment> = Cache::new(None);
+    let replica_sets: Cache<ReplicaSet> = Cache::new(Some(controller_uid::<ReplicaSet>));
+    let pods: Cache<Pod> = Cache::new(Some(controller_uid::<Pod>));
+    let mut deployment_reflector = Reflector::new(store.clone(), deployments.clone());
+    let mut replica_set_reflector = Reflector::new(store.clone(), replica_sets.clone());
+    let mut pod_reflector = Reflector::new(store, pods.clone());
+
+    let mut replica_set_controller = Controller::new(
+        replicaset::NAME,
+        Arc::new(ReplicaSetController::new(
+            replica_sets.clone(),
+            pods.clone(),
+            writer.clone(),
+            clock.clone(),
+        )),
+        WORKERS,
+        &metrics,
+    );
+    replica_set_controller.watches(&mut replica_set_reflector, own_key);
+    replica_set_controller.watches(&mut pod_reflector, controller_owner_key(Kind::ReplicaSet));
+
+    let mut deployment_controller = Controller::new(
+        deployment::NAME,
+        Arc::new(DeploymentController::new(
+            deployments,
+            replica_sets,
+            pods,
+            writer,
+            clock,
+        )),
+        WORKERS,
+        &metrics,
+    );
+    deployment_controller.watches(&mut deployment_reflector, own_key);
+    deployment_controller.watches(
+        &mut replica_set_reflector,
+        controller_owner_key(Kind::Deployment),
+    );
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(run_scheduler(
+        scheduler_store,
+        scheduler_fence,
+        scheduler_metrics,
+        stop.clone(),
+    ));
+    tasks.spawn(deployment_reflector.run(stop.clone()));
+    tasks.spawn(replica_set_reflector.run(stop.clone()));
+    tasks.spawn(pod_reflector.run(stop.clone()));
+    tasks.spawn(replica_set_controller.run(stop.clone()));
+    tasks.spawn(deployment_controller.run(stop.clone()));
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(error) = ended {
+            tracing::error!(%error, "a controller task failed; stopping this term's controllers");
+            stop.cancel();
+        }
+    }
+}
+
+/// The scheduler for one term: started again after a failure (a watch that
+/// ended, a store error), with a pause, until `stop`.
+async fn run_scheduler(
+    store: Store,
+    fence: Vec<Compare>,
+    metrics: SchedulerMetrics,
+    stop: CancellationToken,
+) {
+    loop {
+        let scheduler = Scheduler {
+            store: store.clone(),
+            fence: fence.clone(),
+            events: EventRecorder::new(store.clone(), "scheduler", DEFAULT_EVENT_TTL)
+                .fenced(fence.clone()),
+            metrics: metrics.clone(),
+        };
+        match scheduler.run(stop.clone()).await {
+            Ok(()) => return,
+            Err(error) => tracing::warn!(%error, "the scheduler stopped; starting it again"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

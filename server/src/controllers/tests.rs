@@ -1,0 +1,220 @@
+//! The controllers over a real (SQLite) store: leadership, fencing, and a
+//! Deployment going from an object to pods and back, driven only by store
+//! events (every wait is for a watch event, bounded by a timeout).
+
+use std::future::Future;
+use std::time::Duration;
+
+use berth_api::labels::Selector;
+use berth_api::objects::Kind;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::fenced::{FencedWriter, WriteError};
+use super::leader::{ElectionSettings, LEADER_KEY, LeaderElection};
+use super::runtime::SystemClock;
+use super::*;
+use crate::objects::{ObjectRef, Objects, SecretValues};
+use crate::secrets::EncryptionKey;
+use crate::store::types::{KeyRange, WatchRequest};
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("berth.db").display());
+    let store = Store::open(&url, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+/// Waits until `check` holds, looking again after every store event.
+async fn eventually<F, Fut>(store: &Store, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut watch = store
+        .watch(WatchRequest {
+            range: KeyRange::prefix("/registry/"),
+            start_revision: 0,
+            prev_kv: false,
+        })
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while !check().await {
+            watch.next().await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+async fn list(objects: &Objects, kind: Kind) -> Vec<Value> {
+    objects
+        .list(
+            kind,
+            Some("acme"),
+            &Selector::default(),
+            0,
+            None,
+            SecretValues::Redact,
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+fn pod_ref(pod: &Value) -> ObjectRef {
+    ObjectRef {
+        kind: Kind::Pod,
+        tenant: Some("acme".into()),
+        name: pod["metadata"]["name"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_gets_pods_becomes_available_and_scales_down() {
+    let (_dir, store) = store().await;
+    let objects = Objects::new(store.clone(), EncryptionKey::from_bytes([7; 32]));
+    let (_, deployment) = objects
+        .decode(
+            Some(Kind::Deployment),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 3,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}
+                    }
+                }
+            }),
+        )
+        .unwrap();
+    objects
+        .create(
+            Kind::Deployment,
+            Some("acme"),
+            deployment,
+            SecretValues::Reveal,
+        )
+        .await
+        .unwrap();
+    let registry = prometheus::Registry::new();
+    let manager =
+        ControllerManager::new(store.clone(), &registry, Duration::from_secs(10)).unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(manager.run(shutdown.clone()));
+
+    eventually(&store, "the deployment has 3 pods", || async {
+        list(&objects, Kind::Pod).await.len() == 3
+    })
+    .await;
+    let replica_sets = list(&objects, Kind::ReplicaSet).await;
+    assert_eq!(replica_sets.len(), 1);
+    let hash = replica_sets[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(replica_sets[0]["metadata"]["name"], format!("web-{hash}"));
+    for pod in list(&objects, Kind::Pod).await {
+        assert_eq!(pod["metadata"]["labels"]["pod-template-hash"], hash);
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+
+    // What an agent would report: every pod running and ready.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for pod in list(&objects, Kind::Pod).await {
+        let status = json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
+        });
+        objects
+            .update_status(&pod_ref(&pod), status, None)
+            .await
+            .unwrap();
+    }
+    let web = ObjectRef {
+        kind: Kind::Deployment,
+        tenant: Some("acme".into()),
+        name: "web".into(),
+    };
+    eventually(&store, "the deployment reports 3 available", || async {
+        let deployment = objects.get(&web, SecretValues::Redact).await.unwrap();
+        let status = &deployment["status"];
+        status["availableReplicas"] == 3
+            && status["updatedReplicas"] == 3
+            && status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["reason"] == "NewReplicaSetAvailable")
+    })
+    .await;
+
+    // The controllers never act on a cache that has not seen their own
+    // writes, so until a user writes too, no write of theirs lost a race.
+    for family in registry.gather() {
+        if family.name() == "berth_controller_reconcile_errors_total" {
+            for metric in family.get_metric() {
+                assert_eq!(metric.get_counter().get_value(), 0.0, "{metric:?}");
+            }
+        }
+    }
+
+    objects
+        .patch(&web, json!({"spec": {"replicas": 1}}), SecretValues::Redact)
+        .await
+        .unwrap();
+    eventually(&store, "the deployment is down to 1 pod", || async {
+        list(&objects, Kind::Pod).await.len() == 1
+    })
+    .await;
+
+    shutdown.cancel();
+    running.await.unwrap();
+    // Leadership was given up on the way out, for a standby to take.
+    assert!(store.get(LEADER_KEY.as_bytes(), 0).await.unwrap().is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_write_after_leadership_is_lost_is_refused() {
+    let (_dir, store) = store().await;
+    let election = LeaderElection::new(
+        store.clone(),
+        "first".into(),
+        ElectionSettings::with_ttl(Duration::from_secs(10)),
+        Arc::new(SystemClock),
+    );
+    let term = election.try_acquire().await.unwrap().unwrap();
+    let writer = FencedWriter::new(store.clone(), term.fence.clone(), Arc::new(SystemClock));
+    let created = writer
+        .create(&fixtures::replica_set("web", 1))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    assert!(matches!(
+        writer.create(&fixtures::replica_set("web", 1)).await,
+        Err(WriteError::AlreadyExists { .. })
+    ));
+
+    election.release(&term).await;
+    let refused = writer.create(&fixtures::replica_set("api", 1)).await;
+    assert!(
+        matches!(refused, Err(WriteError::LostLeadership { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .get(b"/registry/replicasets/acme/api", 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await;
+}

@@ -1,0 +1,204 @@
+//! The one authorization decision of the node API: what a node credential
+//! may do. Every RPC but `Register` asks [`node_may`] before it acts.
+//!
+//! A node may report its own Node's status, watch the pods bound to it,
+//! write the status of a pod bound to it, and read the ConfigMaps and
+//! Secrets that a pod bound to it references, in that pod's tenant. Nothing
+//! else.
+
+use berth_api::objects::Pod;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pods_by_node::node_name_of;
+
+/// Something a node asks to do.
+#[derive(Clone, Copy, Debug)]
+pub enum NodeAction<'a> {
+    /// Write the status of the Node named `node` (heartbeat, status update).
+    WriteNodeStatus {
+        /// The Node.
+        node: &'a str,
+    },
+    /// Watch the pods bound to `node`.
+    WatchPodsOf {
+        /// The node whose pods.
+        node: &'a str,
+    },
+    /// Write the status of `pod`, as it is stored now.
+    WritePodStatus {
+        /// The pod.
+        pod: &'a Value,
+    },
+    /// Read the ConfigMap or Secret `name` in `pod`'s tenant, to run `pod`.
+    ReadReference {
+        /// The pod, as it is stored now.
+        pod: &'a Value,
+        /// ConfigMap or Secret.
+        kind: ReferenceKind,
+        /// Its name.
+        name: &'a str,
+    },
+}
+
+/// The kinds a pod references by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferenceKind {
+    /// A ConfigMap.
+    ConfigMap,
+    /// A Secret.
+    Secret,
+}
+
+/// Whether the holder of `node`'s credential may do `action`.
+pub fn node_may(node: &str, action: NodeAction<'_>) -> bool {
+    match action {
+        NodeAction::WriteNodeStatus { node: target } | NodeAction::WatchPodsOf { node: target } => {
+            target == node
+        }
+        NodeAction::WritePodStatus { pod } => node_name_of(pod) == Some(node),
+        NodeAction::ReadReference { pod, kind, name } => {
+            node_name_of(pod) == Some(node) && PodReferences::of(pod).names(kind).any(|n| n == name)
+        }
+    }
+}
+
+/// The ConfigMaps and Secrets a pod references by name: env
+/// `valueFrom.configMapKeyRef`/`secretKeyRef`, `envFrom`, and `configMap`
+/// and `secret` volumes, of containers and init containers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodReferences {
+    /// ConfigMap names, sorted, without repeats.
+    pub config_maps: Vec<String>,
+    /// Secret names, sorted, without repeats.
+    pub secrets: Vec<String>,
+}
+
+impl PodReferences {
+    /// What `pod` references; nothing when it is not a pod.
+    pub fn of(pod: &Value) -> PodReferences {
+        let Ok(pod) = Pod::deserialize(pod) else {
+            return PodReferences::default();
+        };
+        let mut refs = PodReferences::default();
+        for container in pod.spec.containers.iter().chain(&pod.spec.init_containers) {
+            for env in &container.env {
+                if let Some(source) = &env.value_from {
+                    if let Some(key) = &source.config_map_key_ref {
+                        refs.config_maps.push(key.name.clone());
+                    }
+                    if let Some(key) = &source.secret_key_ref {
+                        refs.secrets.push(key.name.clone());
+                    }
+                }
+            }
+            for source in &container.env_from {
+                if let Some(config_map) = &source.config_map_ref {
+                    refs.config_maps.push(config_map.name.clone());
+                }
+                if let Some(secret) = &source.secret_ref {
+                    refs.secrets.push(secret.name.clone());
+                }
+            }
+        }
+        for volume in &pod.spec.volumes {
+            if let Some(config_map) = &volume.config_map {
+                refs.config_maps.push(config_map.name.clone());
+            }
+            if let Some(secret) = &volume.secret {
+                refs.secrets.push(secret.secret_name.clone());
+            }
+        }
+        for names in [&mut refs.config_maps, &mut refs.secrets] {
+            names.retain(|n| !n.is_empty());
+            names.sort();
+            names.dedup();
+        }
+        refs
+    }
+
+    /// The names of one kind.
+    pub fn names(&self, kind: ReferenceKind) -> impl Iterator<Item = &str> {
+        match kind {
+            ReferenceKind::ConfigMap => self.config_maps.iter(),
+            ReferenceKind::Secret => self.secrets.iter(),
+        }
+        .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_on(node: &str) -> Value {
+        json!({
+            "metadata": {"name": "web", "tenant": "acme"},
+            "spec": {
+                "nodeName": node,
+                "containers": [{
+                    "name": "web",
+                    "image": "busybox",
+                    "env": [
+                        {"name": "A", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                        {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "b"}}},
+                    ],
+                    "envFrom": [{"secretRef": {"name": "api"}}, {"configMapRef": {"name": "env"}}],
+                }],
+                "volumes": [
+                    {"name": "certs", "secret": {"secretName": "tls"}},
+                    {"name": "conf", "configMap": {"name": "files"}},
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn a_pod_references_secrets_and_config_maps_from_env_env_from_and_volumes() {
+        let refs = PodReferences::of(&pod_on("a"));
+        assert_eq!(refs.secrets, ["api", "db", "tls"]);
+        assert_eq!(refs.config_maps, ["env", "files", "settings"]);
+    }
+
+    #[test]
+    fn a_node_reads_only_what_its_own_pods_reference() {
+        let pod = pod_on("a");
+        let read = |node, kind, name| {
+            node_may(
+                node,
+                NodeAction::ReadReference {
+                    pod: &pod,
+                    kind,
+                    name,
+                },
+            )
+        };
+        assert!(read("a", ReferenceKind::Secret, "db"));
+        assert!(!read("a", ReferenceKind::Secret, "settings"));
+        assert!(!read("a", ReferenceKind::Secret, "other"));
+        assert!(!read("b", ReferenceKind::Secret, "db"));
+        assert!(read("a", ReferenceKind::ConfigMap, "settings"));
+    }
+
+    #[test]
+    fn a_node_writes_only_its_own_pods_and_node() {
+        assert!(node_may(
+            "a",
+            NodeAction::WritePodStatus { pod: &pod_on("a") }
+        ));
+        assert!(!node_may(
+            "b",
+            NodeAction::WritePodStatus { pod: &pod_on("a") }
+        ));
+        assert!(!node_may(
+            "a",
+            NodeAction::WritePodStatus {
+                pod: &json!({"spec": {}})
+            }
+        ));
+        assert!(node_may("a", NodeAction::WriteNodeStatus { node: "a" }));
+        assert!(!node_may("a", NodeAction::WriteNodeStatus { node: "b" }));
+        assert!(!node_may("a", NodeAction::WatchPodsOf { node: "b" }));
+    }
+}

@@ -1,0 +1,578 @@
+//! The node API (`berth.node.v1.NodeService`, gRPC on `--grpc-addr` beside
+//! the etcd API): what agents say to the control plane.
+//!
+//! - `credentials`: the bootstrap join token, issuing node credentials and
+//!   resolving them to their node.
+//! - `authorize`: the one decision of what a node credential may do, and
+//!   which ConfigMaps and Secrets a pod references.
+//! - `node_status`: the Node object and status an agent's calls write.
+//! - `pods_by_node`: one store watch on every pod, fanned out to the nodes
+//!   the pods are bound to.
+//! - this module: the RPCs (parse, authenticate, authorize, call, map
+//!   errors).
+
+mod authorize;
+pub mod credentials;
+mod node_status;
+pub mod pods_by_node;
+
+use berth_api::labels;
+use berth_api::node::v1 as pb;
+use berth_api::node::v1::node_service_server::{NodeService, NodeServiceServer};
+use berth_api::objects::Kind;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+pub use authorize::{NodeAction, PodReferences, ReferenceKind, node_may};
+use credentials::Credentials;
+use node_status::ReportedCondition;
+use pods_by_node::{ChangeKind, NodePodEvent, PodsByNode};
+
+use crate::objects::{ObjectError, ObjectRef, Objects, SecretValues};
+use crate::store::StoreError;
+use crate::store::types::Revision;
+
+/// How often a write that lost a race with another writer is tried again.
+const MAX_ATTEMPTS: usize = 8;
+
+/// How many converted events a `WatchPods` stream buffers for its client.
+const STREAM_BUFFER: usize = 64;
+
+/// Why a node API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeApiError {
+    /// No valid join token or node credential.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The node may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Another writer kept winning.
+    #[error("{0}")]
+    Contended(String),
+    /// An object operation failed.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<NodeApiError> for Status {
+    fn from(error: NodeApiError) -> Status {
+        match error {
+            NodeApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            NodeApiError::PermissionDenied(m) => Status::permission_denied(m),
+            NodeApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            NodeApiError::Contended(m) => Status::aborted(m),
+            NodeApiError::Object(error) => object_status(error),
+            NodeApiError::Store(error) => store_status(error),
+        }
+    }
+}
+
+fn object_status(error: ObjectError) -> Status {
+    match error {
+        ObjectError::Invalid { kind, errors } => {
+            let details: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect();
+            Status::invalid_argument(format!("the {kind} is invalid: {}", details.join("; ")))
+        }
+        ObjectError::NotFound { .. } => Status::not_found(error.to_string()),
+        ObjectError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
+        ObjectError::Conflict(m) => Status::aborted(m),
+        ObjectError::Gone(m) => Status::out_of_range(m),
+        ObjectError::Sealing(m) => Status::internal(m),
+        ObjectError::Store(error) => store_status(error),
+    }
+}
+
+fn store_status(error: StoreError) -> Status {
+    match error {
+        StoreError::Unavailable(_) => Status::unavailable(error.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// The node API's state; cheap to clone.
+#[derive(Clone)]
+pub struct NodeApi {
+    objects: Objects,
+    credentials: Credentials,
+    pods: PodsByNode,
+    shutdown: CancellationToken,
+}
+
+impl NodeApi {
+    /// Starts the node API's shared pod index over `objects`; it and every
+    /// open `WatchPods` stream stop at `shutdown`.
+    pub fn start(objects: Objects, shutdown: CancellationToken) -> NodeApi {
+        NodeApi {
+            credentials: Credentials::new(objects.store().clone()),
+            pods: PodsByNode::start(objects.clone(), shutdown.clone()),
+            objects,
+            shutdown,
+        }
+    }
+
+    /// The gRPC service, to add to the server's router.
+    pub fn service(self) -> NodeServiceServer<NodeApi> {
+        NodeServiceServer::new(self)
+    }
+
+    /// The node whose credential the request carries
+    /// (`authorization: Bearer bnode_…`). Nothing else is accepted: user
+    /// tokens have no business here.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<String, NodeApiError> {
+        let unauthenticated = |m: &str| NodeApiError::Unauthenticated(m.to_owned());
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            unauthenticated("send the node credential: authorization: Bearer bnode_…")
+        })?;
+        let bearer = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                unauthenticated("the authorization header must be \"Bearer bnode_…\"")
+            })?;
+        if !bearer.starts_with(credentials::NODE_CREDENTIAL_PREFIX) {
+            return Err(unauthenticated(
+                "the node API accepts only node credentials (bnode_…), from Register",
+            ));
+        }
+        self.credentials.node_of(bearer).await?.ok_or_else(|| {
+            unauthenticated("the node credential is unknown or was replaced: register again")
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(node = request.node_name))]
+    async fn register_node(
+        &self,
+        request: pb::RegisterRequest,
+    ) -> Result<pb::RegisterResponse, NodeApiError> {
+        if !self
+            .credentials
+            .join_token_is_live(&request.join_token)
+            .await?
+        {
+            return Err(NodeApiError::Unauthenticated(
+                "the join token is unknown, expired or revoked".into(),
+            ));
+        }
+        if !labels::is_dns_subdomain(&request.node_name) {
+            return Err(NodeApiError::InvalidArgument(format!(
+                "node_name {:?} is not a valid name (lowercase letters, digits, '-' and '.')",
+                request.node_name
+            )));
+        }
+        let (_, registered) = self
+            .objects
+            .decode(Some(Kind::Node), node_status::registered_node(&request))?;
+        let at = node_ref(&request.node_name);
+        self.write_registration(&at, &registered).await?;
+        let now = now_rfc3339();
+        let resource_version = self
+            .change_status(&at, |status| {
+                node_status::report_registration(status, &request, &now);
+                Ok(())
+            })
+            .await?;
+        let node_credential = self.credentials.issue(&request.node_name).await?;
+        tracing::info!("node registered");
+        Ok(pb::RegisterResponse {
+            node_credential,
+            resource_version,
+        })
+    }
+
+    /// Creates the Node, or merges the registration into the existing one.
+    async fn write_registration(
+        &self,
+        at: &ObjectRef,
+        registered: &Value,
+    ) -> Result<(), NodeApiError> {
+        for _ in 0..MAX_ATTEMPTS {
+            match self.objects.get(at, SecretValues::Redact).await {
+                Err(ObjectError::NotFound { .. }) => {
+                    match self
+                        .objects
+                        .create(Kind::Node, None, registered.clone(), SecretValues::Redact)
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(ObjectError::AlreadyExists { .. }) => continue,
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Ok(existing) => {
+                    let merged = node_status::merge_registration(&existing, registered);
+                    if merged == existing {
+                        return Ok(());
+                    }
+                    let (_, merged) = self.objects.decode(Some(Kind::Node), merged)?;
+                    match self.objects.update(at, merged, SecretValues::Redact).await {
+                        Ok(_) => return Ok(()),
+                        Err(ObjectError::Conflict(_)) => continue,
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(contended(at))
+    }
+
+    /// Changes an object's status with `change`, retrying when another
+    /// writer got there first; answers the new resourceVersion.
+    async fn change_status(
+        &self,
+        at: &ObjectRef,
+        change: impl Fn(&mut Value) -> Result<(), NodeApiError>,
+    ) -> Result<Revision, NodeApiError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.objects.get(at, SecretValues::Redact).await?;
+            let mut status = current.get("status").cloned().unwrap_or_else(|| json!({}));
+            change(&mut status)?;
+            let expected = resource_version_of(&current);
+            match self.objects.update_status(at, status, Some(expected)).await {
+                Ok(updated) => return Ok(resource_version_of(&updated)),
+                Err(ObjectError::Conflict(_)) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(contended(at))
+    }
+
+    #[tracing::instrument(skip_all, fields(node))]
+    async fn record_heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<pb::HeartbeatResponse, NodeApiError> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        authorize(&node, NodeAction::WriteNodeStatus { node: &node })?;
+        let request = request.into_inner();
+        let conditions = ReportedCondition::from_heartbeat(&request.conditions)
+            .map_err(NodeApiError::InvalidArgument)?;
+        let now = now_rfc3339();
+        self.change_status(&node_ref(&node), |status| {
+            node_status::report_conditions(status, &conditions, &now);
+            if let Some(capacity) = &request.capacity {
+                node_status::report_capacity(status, capacity);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(pb::HeartbeatResponse {})
+    }
+
+    #[tracing::instrument(skip_all, fields(node))]
+    async fn write_node_status(
+        &self,
+        request: Request<pb::UpdateNodeStatusRequest>,
+    ) -> Result<pb::UpdateNodeStatusResponse, NodeApiError> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        authorize(&node, NodeAction::WriteNodeStatus { node: &node })?;
+        let status = parse_status(&request.get_ref().status_json)?;
+        let resource_version = self
+            .change_status(&node_ref(&node), |current| {
+                *current = status.clone();
+                Ok(())
+            })
+            .await?;
+        Ok(pb::UpdateNodeStatusResponse { resource_version })
+    }
+
+    #[tracing::instrument(skip_all, fields(node, tenant = request.get_ref().tenant, pod = request.get_ref().name))]
+    async fn write_pod_status(
+        &self,
+        request: Request<pb::UpdatePodStatusRequest>,
+    ) -> Result<pb::UpdatePodStatusResponse, NodeApiError> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        let request = request.into_inner();
+        let status = parse_status(&request.status_json)?;
+        let denied = || {
+            NodeApiError::PermissionDenied(format!(
+                "pod {}/{} is not bound to node {node}",
+                request.tenant, request.name
+            ))
+        };
+        if request.tenant.is_empty() || request.name.is_empty() {
+            return Err(NodeApiError::InvalidArgument(
+                "tenant and name are required".into(),
+            ));
+        }
+        let at = ObjectRef {
+            kind: Kind::Pod,
+            tenant: Some(request.tenant.clone()),
+            name: request.name.clone(),
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            // A pod the node may not see does not exist, as far as it knows.
+            let pod = match self.objects.get(&at, SecretValues::Redact).await {
+                Ok(pod) => pod,
+                Err(ObjectError::NotFound { .. }) => return Err(denied()),
+                Err(error) => return Err(error.into()),
+            };
+            if !node_may(&node, NodeAction::WritePodStatus { pod: &pod }) {
+                return Err(denied());
+            }
+            // The write is pinned to the version that was authorized, so a
+            // pod rebound meanwhile is never written by its old node.
+            let current = resource_version_of(&pod);
+            let expected = match request.resource_version {
+                0 => current,
+                given => given,
+            };
+            match self
+                .objects
+                .update_status(&at, status.clone(), Some(expected))
+                .await
+            {
+                Ok(updated) => {
+                    return Ok(pb::UpdatePodStatusResponse {
+                        resource_version: resource_version_of(&updated),
+                    });
+                }
+                Err(ObjectError::Conflict(_)) if request.resource_version == 0 => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(contended(&at))
+    }
+
+    /// The wire form of an event, with the ConfigMaps and Secrets the pod
+    /// references (those the node may read and that exist).
+    async fn pod_event(
+        &self,
+        node: &str,
+        event: NodePodEvent,
+    ) -> Result<pb::PodEvent, NodeApiError> {
+        use pb::pod_event::Type;
+        let (kind, pod, revision) = match event {
+            NodePodEvent::Bookmark {
+                revision,
+                initial_events_end,
+            } => {
+                return Ok(pb::PodEvent {
+                    r#type: Type::Bookmark.into(),
+                    resource_version: revision,
+                    initial_events_end,
+                    ..pb::PodEvent::default()
+                });
+            }
+            NodePodEvent::Change {
+                kind,
+                pod,
+                revision,
+            } => (kind, pod, revision),
+        };
+        let r#type = match kind {
+            ChangeKind::Added => Type::Added,
+            ChangeKind::Modified => Type::Modified,
+            ChangeKind::Deleted => Type::Deleted,
+        };
+        let mut event = pb::PodEvent {
+            r#type: r#type.into(),
+            pod_json: pod.to_string(),
+            resource_version: revision,
+            ..pb::PodEvent::default()
+        };
+        if kind == ChangeKind::Deleted {
+            return Ok(event);
+        }
+        let tenant = pod["metadata"]["tenant"].as_str().unwrap_or_default();
+        let references = PodReferences::of(&pod);
+        for (reference, kind, into) in [
+            (
+                ReferenceKind::ConfigMap,
+                Kind::ConfigMap,
+                &mut event.config_maps,
+            ),
+            (ReferenceKind::Secret, Kind::Secret, &mut event.secrets),
+        ] {
+            for name in references.names(reference) {
+                let action = NodeAction::ReadReference {
+                    pod: &pod,
+                    kind: reference,
+                    name,
+                };
+                if !node_may(node, action) {
+                    continue;
+                }
+                let at = ObjectRef {
+                    kind,
+                    tenant: Some(tenant.to_owned()),
+                    name: name.to_owned(),
+                };
+                match self.objects.get(&at, SecretValues::Reveal).await {
+                    Ok(object) => into.push(pb::ConfigObject {
+                        tenant: tenant.to_owned(),
+                        name: name.to_owned(),
+                        json: object.to_string(),
+                    }),
+                    // Missing (perhaps optional): the agent decides.
+                    Err(ObjectError::NotFound { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        Ok(event)
+    }
+
+    /// Sends a subscription's events to one `WatchPods` client until it
+    /// goes away, the subscription ends or the server shuts down.
+    async fn forward(
+        self,
+        node: String,
+        subscription: pods_by_node::Subscription,
+        client: mpsc::Sender<Result<pb::PodEvent, Status>>,
+    ) {
+        let pods_by_node::Subscription { initial, mut live } = subscription;
+        for event in initial {
+            let converted = self.pod_event(&node, event).await.map_err(Status::from);
+            let failed = converted.is_err();
+            if client.send(converted).await.is_err() || failed {
+                return;
+            }
+        }
+        loop {
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    let _ = client.send(Err(Status::unavailable("the server is shutting down"))).await;
+                    return;
+                }
+                () = client.closed() => return,
+                event = live.recv() => event,
+            };
+            let Some(event) = event else {
+                let _ = client
+                    .send(Err(Status::aborted(
+                        "the watch fell behind: watch again from the last resource_version",
+                    )))
+                    .await;
+                return;
+            };
+            let converted = self.pod_event(&node, event).await.map_err(Status::from);
+            let failed = converted.is_err();
+            if client.send(converted).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+fn authorize(node: &str, action: NodeAction<'_>) -> Result<(), NodeApiError> {
+    if node_may(node, action) {
+        Ok(())
+    } else {
+        Err(NodeApiError::PermissionDenied(format!(
+            "node {node} may not do this"
+        )))
+    }
+}
+
+fn node_ref(name: &str) -> ObjectRef {
+    ObjectRef {
+        kind: Kind::Node,
+        tenant: None,
+        name: name.to_owned(),
+    }
+}
+
+fn contended(at: &ObjectRef) -> NodeApiError {
+    NodeApiError::Contended(format!(
+        "{} {:?} kept changing; try again",
+        at.kind.name(),
+        at.name
+    ))
+}
+
+fn parse_status(json: &str) -> Result<Value, NodeApiError> {
+    let status: Value = serde_json::from_str(json)
+        .map_err(|e| NodeApiError::InvalidArgument(format!("status_json is not JSON: {e}")))?;
+    if !status.is_object() {
+        return Err(NodeApiError::InvalidArgument(
+            "status_json must be a JSON object".into(),
+        ));
+    }
+    Ok(status)
+}
+
+fn resource_version_of(object: &Value) -> Revision {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        Ok(Response::new(
+            self.register_node(request.into_inner()).await?,
+        ))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Ok(Response::new(self.record_heartbeat(request).await?))
+    }
+
+    type WatchPodsStream = tokio_stream::wrappers::ReceiverStream<Result<pb::PodEvent, Status>>;
+
+    #[tracing::instrument(skip_all, fields(node))]
+    async fn watch_pods(
+        &self,
+        request: Request<pb::WatchPodsRequest>,
+    ) -> Result<Response<Self::WatchPodsStream>, Status> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        authorize(&node, NodeAction::WatchPodsOf { node: &node })?;
+        let subscription = self
+            .pods
+            .subscribe(&node, request.get_ref().resource_version.max(0))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let (client, stream) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(self.clone().forward(node, subscription, client));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            stream,
+        )))
+    }
+
+    async fn update_pod_status(
+        &self,
+        request: Request<pb::UpdatePodStatusRequest>,
+    ) -> Result<Response<pb::UpdatePodStatusResponse>, Status> {
+        Ok(Response::new(self.write_pod_status(request).await?))
+    }
+
+    async fn update_node_status(
+        &self,
+        request: Request<pb::UpdateNodeStatusRequest>,
+    ) -> Result<Response<pb::UpdateNodeStatusResponse>, Status> {
+        Ok(Response::new(self.write_node_status(request).await?))
+    }
+}
