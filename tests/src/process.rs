@@ -152,3 +152,44 @@ impl TestServer {
         self.process.grpc_addr.to_string()
     }
 }
+
+/// A running `berth agent`, killed when dropped.
+pub struct AgentProcess(std::process::Child);
+
+impl AgentProcess {
+    /// `berth agent --runtime sim --sim-nodes nodes --name name` against
+    /// `server`, with its join token, plus `extra` arguments.
+    pub fn sim(server: &TestServer, name: &str, nodes: usize, extra: &[&str]) -> AgentProcess {
+        let token = std::fs::read_to_string(server.data_dir.path().join("node-token"))
+            .expect("the server writes <data-dir>/node-token at first start");
+        let child = Command::new(berth_binary())
+            .args(["agent", "--runtime", "sim", "--name", name])
+            .args(["--sim-nodes", &nodes.to_string()])
+            .args(["--server", &format!("http://{}", server.process.grpc_addr)])
+            .args(["--token", token.trim()])
+            .args(extra)
+            .spawn()
+            .expect("starting berth agent");
+        AgentProcess(child)
+    }
+
+    /// Kills the agent at once (SIGKILL), as a crashed host would stop.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -9,7 +9,7 @@ use berth_api::node::v1 as pb;
 use berth_api::node::v1::node_service_client::NodeServiceClient;
 use berth_api::node::v1::pod_event::Type;
 use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::{TestServer, berth_binary};
+use berth_tests::process::{AgentProcess, TestServer, berth_binary, free_port};
 use berth_tests::rest::Api;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -428,44 +428,22 @@ async fn a_watch_resumes_from_its_resource_version_without_repeating_events() {
     assert!(!events.iter().any(|e| e.initial_events_end));
 }
 
-/// A running `berth agent`, killed when dropped.
-struct AgentProcess(std::process::Child);
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sim_agent_registers_three_ready_nodes_and_runs_a_pod_bound_to_one() {
-    let (_db, server, join_token, admin) = setup(TestBackend::Sqlite).await;
+    let (_db, server, _join_token, admin) = setup(TestBackend::Sqlite).await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let _agent = AgentProcess(
-        std::process::Command::new(berth_binary())
-            .args([
-                "agent",
-                "--runtime",
-                "sim",
-                "--sim-nodes",
-                "3",
-                "--name",
-                "sim",
-            ])
-            .args(["--server", &format!("http://{}", server.process.grpc_addr)])
-            .args(["--token", &join_token])
-            .args(["--sim-start-delay-ms", "100", "--heartbeat-ms", "1000"])
-            .args(["--metrics-addr", &metrics_addr])
-            .spawn()
-            .expect("starting berth agent"),
+    let _agent = AgentProcess::sim(
+        &server,
+        "sim",
+        3,
+        &[
+            "--sim-start-delay-ms",
+            "100",
+            "--heartbeat-ms",
+            "1000",
+            "--metrics-addr",
+            &metrics_addr,
+        ],
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let ready_nodes = loop {

@@ -202,3 +202,26 @@ pub fn json_error(
     };
     actix_web::error::InternalError::from_response(error, api.error_response()).into()
 }
+
+/// Turns actix's query string errors (`?limit=x`, an unknown or repeated
+/// parameter) into a 400 in the envelope rather than a plain-text body.
+pub fn query_error(
+    error: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let api = ApiError::BadRequest {
+        message: format!("the query string is invalid: {error}"),
+        details: vec![],
+    };
+    actix_web::error::InternalError::from_response(error, api.error_response()).into()
+}
+
+/// Turns actix's path segment errors into a 404 in the envelope: a path
+/// whose segments do not parse names nothing.
+pub fn path_error(
+    error: actix_web::error::PathError,
+    request: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let api = ApiError::NotFound(format!("nothing is at {}: {error}", request.path()));
+    actix_web::error::InternalError::from_response(error, api.error_response()).into()
+}

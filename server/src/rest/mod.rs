@@ -37,6 +37,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .limit(MAX_BODY_BYTES)
                 .error_handler(error::json_error),
         )
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(auth_routes::login)
         .service(auth_routes::refresh)
         .service(auth_routes::logout)
