@@ -8,6 +8,11 @@
 //!
 //! `bench etcd [--seconds N]` drives the etcd API with `etcd-client` against
 //! a real etcd 3.4 and against `berth server` on SQLite and PostgreSQL.
+//!
+//! `bench rest [--backend sqlite|postgres|both] [--clients 32] [--seconds N]`
+//! measures REST API latency under load against `berth server` on a fresh
+//! database: create, get and a 100-object list from concurrent clients, with
+//! p50, p99, max and requests/s per phase.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +53,19 @@ enum Bench {
         #[arg(long, default_value_t = 2000)]
         samples: usize,
     },
+    /// REST API latency under load: create, get and list from concurrent
+    /// clients against `berth server` on SQLite and PostgreSQL.
+    Rest {
+        /// Which backend(s) to measure.
+        #[arg(long, value_enum, default_value = "both")]
+        backend: rest::BackendChoice,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds each phase runs for.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// (internal) The second process of the cross-process latency figure:
     /// watches `--database-url`, prints `ready`, then one JSON line of
     /// latencies in microseconds once `--samples` events have arrived.
@@ -60,6 +78,7 @@ enum Bench {
 }
 
 mod etcd_api;
+mod rest;
 
 const VALUE_BYTES: usize = 256;
 
@@ -74,6 +93,11 @@ async fn main() -> anyhow::Result<()> {
         Bench::Etcd { seconds, samples } => {
             etcd_api::run(Duration::from_secs(seconds), samples).await
         }
+        Bench::Rest {
+            backend,
+            clients,
+            seconds,
+        } => rest::run(backend, clients, Duration::from_secs(seconds)).await,
         Bench::WatchPeer {
             database_url,
             samples,
