@@ -20,6 +20,10 @@
 //! - [`scheduler`]: picks a node for every unbound pod.
 //! - [`server`]: starts the parts above and runs them until shutdown.
 
+// The node API's async handlers nest deeply enough that computing their
+// layout in a release build overflows the default query depth.
+#![recursion_limit = "512"]
+
 pub mod audit;
 pub mod auth;
 pub mod authz;
