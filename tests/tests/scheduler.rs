@@ -142,14 +142,22 @@ async fn pods_are_bound_spread_and_told_why_when_nothing_fits() {
         condition["message"],
         "0/3 nodes are available: 3 Insufficient cpu, 3 node(s) didn't match node selector."
     );
-    let events = store
-        .range(RangeRequest {
-            range: KeyRange::prefix("/registry/events/acme/huge."),
-            ..RangeRequest::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(events.kvs.len(), 1);
+    // The event follows the condition.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = store
+            .range(RangeRequest {
+                range: KeyRange::prefix("/registry/events/acme/huge."),
+                ..RangeRequest::default()
+            })
+            .await
+            .unwrap();
+        if !events.kvs.is_empty() || tokio::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(events.kvs.len(), 1, "one FailedScheduling event");
     let event: Value = serde_json::from_slice(&events.kvs[0].value).unwrap();
     assert_eq!(event["reason"], "FailedScheduling");
     assert_eq!(event["type"], "Warning");
