@@ -22,13 +22,16 @@ use tokio_util::sync::CancellationToken;
 use super::fit::{self, BoundPod, NodeState, PodDemand};
 use crate::events::{EventRecorder, EventType, Involved};
 use crate::store::types::{
-    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, KeyValue, Op, PutRequest,
-    RangeRequest, Revision, TxnRequest, WatchRequest, prefix_end,
+    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, Op, PutRequest, Revision,
+    TxnRequest, WatchRequest,
 };
 use crate::store::{Store, StoreError, StoreResult};
 
 const PODS: &str = "/registry/pods/";
 const NODES: &str = "/registry/nodes/";
+
+/// How many keys one page of the initial list reads.
+const LIST_PAGE: i64 = 1000;
 
 /// How many bindings may be in flight at once.
 const MAX_BINDS_IN_FLIGHT: usize = 128;
@@ -318,9 +321,12 @@ impl Scheduler {
 
     /// Lists nodes and pods at one revision.
     async fn load(&self, state: &mut State) -> StoreResult<Revision> {
-        let nodes = self.list(NODES, 0).await?;
-        let revision = nodes.0;
-        for kv in nodes.1 {
+        let mut nodes = Vec::new();
+        let revision = self
+            .store
+            .range_prefix(NODES.as_bytes(), 0, LIST_PAGE, |kv| nodes.push(kv))
+            .await?;
+        for kv in nodes {
             if let (Some(name), Ok(node)) = (
                 split_key(&kv.key, NODES),
                 serde_json::from_slice::<Node>(&kv.value),
@@ -328,47 +334,17 @@ impl Scheduler {
                 state.node_changed(name, Some(node));
             }
         }
-        for kv in self.list(PODS, revision).await?.1 {
-            if let (Some(key), Ok(pod)) = (
-                split_key(&kv.key, PODS),
-                serde_json::from_slice::<Pod>(&kv.value),
-            ) {
-                state.pod_changed(key, Some((pod, kv.mod_revision)));
-            }
-        }
+        self.store
+            .range_prefix(PODS.as_bytes(), revision, LIST_PAGE, |kv| {
+                if let (Some(key), Ok(pod)) = (
+                    split_key(&kv.key, PODS),
+                    serde_json::from_slice::<Pod>(&kv.value),
+                ) {
+                    state.pod_changed(key, Some((pod, kv.mod_revision)));
+                }
+            })
+            .await?;
         Ok(revision)
-    }
-
-    async fn list(
-        &self,
-        prefix: &str,
-        revision: Revision,
-    ) -> StoreResult<(Revision, Vec<KeyValue>)> {
-        let mut start = prefix.as_bytes().to_vec();
-        let end = prefix_end(prefix.as_bytes());
-        let mut revision = revision;
-        let mut all = Vec::new();
-        loop {
-            let page = self
-                .store
-                .range(RangeRequest {
-                    range: KeyRange::between(start.clone(), end.clone()),
-                    revision,
-                    limit: 1000,
-                    ..RangeRequest::default()
-                })
-                .await?;
-            revision = page.revision;
-            let more = page.more;
-            if let Some(last) = page.kvs.last() {
-                start = last.key.clone();
-                start.push(0);
-            }
-            all.extend(page.kvs);
-            if !more {
-                return Ok((revision, all));
-            }
-        }
     }
 
     /// Places every queued pod it can, and starts their bindings.

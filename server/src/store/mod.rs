@@ -226,6 +226,41 @@ impl Store {
         })
     }
 
+    /// Every key under `prefix`, read at one revision (the first page's,
+    /// when `revision` is 0) in pages of `page` keys, handed to `each` in key
+    /// order. Answers the revision read at.
+    pub async fn range_prefix(
+        &self,
+        prefix: &[u8],
+        revision: Revision,
+        page: i64,
+        mut each: impl FnMut(KeyValue),
+    ) -> StoreResult<Revision> {
+        let end = prefix_end(prefix);
+        let mut start = prefix.to_vec();
+        let mut revision = revision;
+        loop {
+            let response = self
+                .range(RangeRequest {
+                    range: KeyRange::between(start.clone(), end.clone()),
+                    revision,
+                    limit: page,
+                    ..RangeRequest::default()
+                })
+                .await?;
+            revision = response.revision;
+            let more = response.more;
+            if let Some(last) = response.kvs.last() {
+                start = last.key.clone();
+                start.push(0);
+            }
+            response.kvs.into_iter().for_each(&mut each);
+            if !more {
+                return Ok(revision);
+            }
+        }
+    }
+
     /// Writes one key.
     pub async fn put(&self, request: PutRequest) -> StoreResult<PutResponse> {
         let response = self

@@ -13,7 +13,7 @@ use berth_api::objects::{Kind, Resource};
 use tokio_util::sync::CancellationToken;
 
 use crate::objects::collection_prefix;
-use crate::store::types::{EventKind, KeyRange, KeyValue, RangeRequest, Revision, WatchRequest};
+use crate::store::types::{EventKind, KeyRange, KeyValue, Revision, WatchRequest};
 use crate::store::{Store, StoreError};
 
 /// How many keys one list page reads.
@@ -456,41 +456,20 @@ impl<K: Resource> Reflector<K> {
     async fn list(&self) -> Result<Revision, ReflectorError> {
         let kind = K::KIND;
         let prefix = collection_prefix(kind, None);
-        let end = crate::store::types::prefix_end(prefix.as_bytes());
-        let mut start = prefix.clone().into_bytes();
-        let mut revision = 0;
         let mut objects = Vec::new();
-        loop {
-            let page = self
-                .store
-                .range(RangeRequest {
-                    range: KeyRange::between(start.clone(), end.clone()),
-                    revision,
-                    limit: LIST_PAGE,
-                    ..RangeRequest::default()
-                })
-                .await
-                .map_err(|source| ReflectorError::ListFailed {
-                    kind: kind.name(),
-                    source,
-                })?;
-            if revision == 0 {
-                revision = page.revision;
-            }
-            for kv in &page.kvs {
+        let revision = self
+            .store
+            .range_prefix(prefix.as_bytes(), 0, LIST_PAGE, |kv| {
                 let key = ObjectKey::from_store_key(kind, &kv.key);
-                if let (Some(key), Some(object)) = (key, parse::<K>(kv)) {
+                if let (Some(key), Some(object)) = (key, parse::<K>(&kv)) {
                     objects.push((key, object, kv.create_revision));
                 }
-            }
-            match page.kvs.last() {
-                Some(last) if page.more => {
-                    start = last.key.clone();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
+            })
+            .await
+            .map_err(|source| ReflectorError::ListFailed {
+                kind: kind.name(),
+                source,
+            })?;
         tracing::debug!(count = objects.len(), revision, "listed");
         let changes = self.cache.replace(objects, revision);
         for (key, old, new) in &changes {
