@@ -86,6 +86,19 @@ pub async fn read(request: &HttpRequest, mut payload: web::Payload) -> Result<Ve
     Ok(body)
 }
 
+/// The body of an object endpoint as one JSON object: its content type
+/// among `accepted` (415 otherwise), at most [`MAX_BODY_BYTES`] (413), and
+/// parsing (400).
+pub async fn read_object(
+    request: &HttpRequest,
+    payload: web::Payload,
+    accepted: &[Format],
+) -> Result<Value, ApiError> {
+    let format = format_of(request, accepted)?;
+    let bytes = read(request, payload).await?;
+    parse_object(&bytes, format)
+}
+
 /// One JSON or YAML document as a JSON value; it must be an object.
 pub fn parse_object(body: &[u8], format: Format) -> Result<Value, ApiError> {
     let value: Value = match format {

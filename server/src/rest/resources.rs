@@ -273,9 +273,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let (kind, tenant) = (place.kind, place.tenant.as_deref());
     let scope = scope(&caller, tenant, kind, Verb::Create)?;
-    let format = body::format_of(&request, &[Format::Json, Format::Yaml])?;
-    let bytes = body::read(&request, payload).await?;
-    let mut value = body::parse_object(&bytes, format)?;
+    let mut value = body::read_object(&request, payload, &[Format::Json, Format::Yaml]).await?;
     let name = generate_name(&mut value);
     let result = async {
         let (_, decoded) = state
@@ -336,9 +334,7 @@ async fn replace(
     let (kind, tenant, name) = (place.kind, place.tenant.as_deref(), place.name.as_str());
     let scope = scope(&caller, tenant, kind, Verb::Update)?;
     let result = async {
-        let format = body::format_of(&request, &[Format::Json, Format::Yaml])?;
-        let bytes = body::read(&request, payload).await?;
-        let value = body::parse_object(&bytes, format)?;
+        let value = body::read_object(&request, payload, &[Format::Json, Format::Yaml]).await?;
         let resource_version = value["metadata"]["resourceVersion"].clone();
         let (_, mut decoded) = state
             .objects
@@ -369,9 +365,8 @@ async fn patch(
     let (kind, tenant, name) = (place.kind, place.tenant.as_deref(), place.name.as_str());
     let scope = scope(&caller, tenant, kind, Verb::Patch)?;
     let result = async {
-        let format = body::format_of(&request, &[Format::MergePatch, Format::Json])?;
-        let bytes = body::read(&request, payload).await?;
-        let patch = body::parse_object(&bytes, format)?;
+        let patch =
+            body::read_object(&request, payload, &[Format::MergePatch, Format::Json]).await?;
         let (object, _) = state
             .objects
             .patch(&scope.at(name), patch, scope.reveal)
@@ -421,9 +416,7 @@ async fn replace_status(
     let (kind, tenant, name) = (place.kind, place.tenant.as_deref(), place.name.as_str());
     let scope = scope(&caller, tenant, kind, Verb::UpdateStatus)?;
     let result = async {
-        let format = body::format_of(&request, &[Format::Json, Format::Yaml])?;
-        let bytes = body::read(&request, payload).await?;
-        let value = body::parse_object(&bytes, format)?;
+        let value = body::read_object(&request, payload, &[Format::Json, Format::Yaml]).await?;
         let expected = match &value["metadata"]["resourceVersion"] {
             Value::String(rv) if !rv.is_empty() => Some(rv.parse().map_err(|_| {
                 ApiError::field("metadata.resourceVersion", "not a resourceVersion")
