@@ -29,6 +29,12 @@ pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
 /// one; an event lives between the TTL and the TTL plus this.
 const LEASE_BUCKET: Duration = Duration::from_secs(300);
 
+/// How many event writes one recorder keeps in flight in the background
+/// ([`EventRecorder::emit`]); past that, events are dropped rather than
+/// slowing the controllers down, as Kubernetes' broadcaster drops them when
+/// its queue is full.
+const BACKGROUND_WRITES: usize = 256;
+
 /// `Normal` or `Warning`, as Kubernetes has them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -51,6 +57,19 @@ pub struct Involved {
     pub uid: Option<String>,
 }
 
+impl Involved {
+    /// `object`, by its kind, tenant, name and uid.
+    pub fn of<K: berth_api::objects::Resource>(object: &K) -> Involved {
+        let meta = object.metadata();
+        Involved {
+            kind: K::KIND.name().to_owned(),
+            tenant: meta.tenant.clone().unwrap_or_default(),
+            name: meta.name.clone(),
+            uid: meta.uid.clone(),
+        }
+    }
+}
+
 /// Writes events on behalf of one component (`scheduler`,
 /// `deployment-controller`, …).
 #[derive(Clone)]
@@ -60,6 +79,7 @@ pub struct EventRecorder {
     ttl: Duration,
     lease: Arc<Mutex<Option<(i64, Instant)>>>,
     extra_compares: Vec<Compare>,
+    background: Arc<tokio::sync::Semaphore>,
 }
 
 impl EventRecorder {
@@ -71,7 +91,25 @@ impl EventRecorder {
             ttl,
             lease: Arc::new(Mutex::new(None)),
             extra_compares: Vec::new(),
+            background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_WRITES)),
         }
+    }
+
+    /// Records an event in the background: the caller does not wait for the
+    /// write, and an event that cannot be written is only logged.
+    pub fn emit(&self, involved: Involved, kind: EventType, reason: &str, message: String) {
+        let Ok(permit) = self.background.clone().try_acquire_owned() else {
+            tracing::debug!(reason, object = %involved.name, "too many events in flight; dropped one");
+            return;
+        };
+        let recorder = self.clone();
+        let reason = reason.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.record(&involved, kind, &reason, &message).await {
+                tracing::warn!(%reason, object = %involved.name, %error, "recording an event failed");
+            }
+            drop(permit);
+        });
     }
 
     /// The same recorder, whose writes also require `compares` to hold (a

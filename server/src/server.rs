@@ -112,7 +112,13 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     let controllers = crate::controllers::ControllerManager::new(
         store.clone(),
         &registry,
-        settings.leader_lease_ttl,
+        crate::controllers::ControllerSettings {
+            lease_ttl: settings.leader_lease_ttl,
+            node_lifecycle: crate::controllers::nodelifecycle::NodeLifecycleSettings {
+                monitor_grace: settings.node_monitor_grace,
+                eviction_timeout: settings.pod_eviction_timeout,
+            },
+        },
     )
     .context("setting up the controllers")?;
     // Without controllers this process only serves the APIs (another

@@ -173,6 +173,22 @@ impl AgentProcess {
         AgentProcess(child)
     }
 
+    /// Freezes the agent (SIGSTOP), as a host cut off from the network
+    /// falls silent without its pods stopping.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused agent go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signalling berth agent");
+    }
+
     /// Kills the agent at once (SIGKILL), as a crashed host would stop.
     pub fn kill(&mut self) {
         let _ = self.0.kill();

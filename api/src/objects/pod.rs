@@ -270,6 +270,27 @@ pub struct Toleration {
     pub toleration_seconds: Option<i64>,
 }
 
+impl Toleration {
+    /// Whether this toleration accepts `taint`, by Kubernetes' rules: the
+    /// effect matches (or is empty); the key matches, or is empty with
+    /// `Exists`; with `Equal`, the values match.
+    pub fn tolerates(&self, taint: &super::node::Taint) -> bool {
+        if self.effect.is_some() && self.effect != taint.effect {
+            return false;
+        }
+        let exists = self.operator == Some(TolerationOperator::Exists);
+        match self.key.as_deref().filter(|key| !key.is_empty()) {
+            None => exists,
+            Some(key) if key != taint.key => false,
+            Some(_) if exists => true,
+            Some(_) => {
+                self.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+            }
+        }
+    }
+}
+
 /// How a toleration compares with a taint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum TolerationOperator {

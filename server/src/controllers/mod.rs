@@ -7,6 +7,7 @@
 //! - [`fenced`]: every controller write, fenced by the leader's token.
 //! - [`replicaset`]: keeps each ReplicaSet's pods.
 //! - [`deployment`]: rolls Deployments out through ReplicaSets.
+//! - [`nodelifecycle`]: marks silent nodes NotReady and moves their pods.
 //!
 //! [`ControllerManager`] ties them together: it seeks leadership, and for
 //! each term it holds, starts the reflectors, the controllers and the
@@ -17,6 +18,7 @@
 pub mod deployment;
 pub mod fenced;
 pub mod leader;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 
@@ -28,7 +30,8 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::objects::{Deployment, Kind, Pod, ReplicaSet};
+use berth_api::objects::meta::ConditionStatus;
+use berth_api::objects::{Deployment, Kind, Node, Pod, ReplicaSet};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +42,7 @@ use crate::store::types::{Compare, CompareOp, CompareTarget, KeyRange};
 use deployment::DeploymentController;
 use fenced::{Fence, FencedWriter};
 use leader::{ElectionSettings, LeaderElection, TermEnd};
+use nodelifecycle::{NodeLifecycleController, NodeLifecycleSettings, node_index_value};
 use replicaset::{ReplicaSetController, controller_uid};
 use runtime::{
     Cache, Clock, Controller, ControllerMetrics, Reflector, SystemClock, controller_owner_key,
@@ -47,6 +51,25 @@ use runtime::{
 
 /// How many keys each controller reconciles at once.
 const WORKERS: usize = 4;
+
+/// How the controllers behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControllerSettings {
+    /// How long the leader's lease lasts.
+    pub lease_ttl: Duration,
+    /// When nodes turn NotReady and lose their pods.
+    pub node_lifecycle: NodeLifecycleSettings,
+}
+
+impl ControllerSettings {
+    /// The defaults, with a leader lease of `lease_ttl`.
+    pub fn with_lease_ttl(lease_ttl: Duration) -> ControllerSettings {
+        ControllerSettings {
+            lease_ttl,
+            node_lifecycle: NodeLifecycleSettings::default(),
+        }
+    }
+}
 
 /// Why the controllers could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -63,15 +86,15 @@ pub struct ControllerManager {
     metrics: ControllerMetrics,
     scheduler_metrics: SchedulerMetrics,
     clock: Arc<dyn Clock>,
+    settings: ControllerSettings,
 }
 
 impl ControllerManager {
-    /// A manager over `store`, its metrics registered in `registry`, whose
-    /// leader lease lasts `lease_ttl`.
+    /// A manager over `store`, its metrics registered in `registry`.
     pub fn new(
         store: Store,
         registry: &prometheus::Registry,
-        lease_ttl: Duration,
+        settings: ControllerSettings,
     ) -> Result<ControllerManager, ManagerError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let identity = format!(
@@ -84,13 +107,14 @@ impl ControllerManager {
             election: LeaderElection::new(
                 store.clone(),
                 identity,
-                ElectionSettings::with_ttl(lease_ttl),
+                ElectionSettings::with_ttl(settings.lease_ttl),
                 clock.clone(),
             ),
             store,
             metrics: ControllerMetrics::new(registry)?,
             scheduler_metrics: SchedulerMetrics::new(registry)?,
             clock,
+            settings,
         })
     }
 
@@ -116,6 +140,7 @@ impl ControllerManager {
                 self.clock.clone(),
                 self.metrics.clone(),
                 self.scheduler_metrics.clone(),
+                self.settings,
                 stop.clone(),
             ));
             let end = self.election.hold(&term, &shutdown).await;
@@ -143,6 +168,7 @@ async fn run_controllers(
     clock: Arc<dyn Clock>,
     metrics: ControllerMetrics,
     scheduler_metrics: SchedulerMetrics,
+    settings: ControllerSettings,
     stop: CancellationToken,
 ) {
     let scheduler_fence = vec![Compare {
@@ -154,10 +180,31 @@ async fn run_controllers(
     let scheduler_store = store.clone();
     let deployments: Cache<Deployment> = Cache::new(None);
     let replica_sets: Cache<ReplicaSet> = Cache::new(Some(controller_uid::<ReplicaSet>));
-    let pods: Cache<Pod> = Cache::new(Some(controller_uid::<Pod>));
+    let pods: Cache<Pod> = Cache::new(Some(pod_index));
+    let nodes: Cache<Node> = Cache::new(None);
     let mut deployment_reflector = Reflector::new(store.clone(), deployments.clone());
     let mut replica_set_reflector = Reflector::new(store.clone(), replica_sets.clone());
-    let mut pod_reflector = Reflector::new(store, pods.clone());
+    let mut pod_reflector = Reflector::new(store.clone(), pods.clone());
+    let mut node_reflector = Reflector::new(store.clone(), nodes.clone());
+    let events = |component: &str| {
+        EventRecorder::new(store.clone(), component, DEFAULT_EVENT_TTL)
+            .fenced(scheduler_fence.clone())
+    };
+
+    let mut node_lifecycle_controller = Controller::new(
+        nodelifecycle::NAME,
+        Arc::new(NodeLifecycleController::new(
+            nodes.clone(),
+            pods.clone(),
+            writer.clone(),
+            clock.clone(),
+            settings.node_lifecycle,
+            events("node-controller"),
+        )),
+        WORKERS,
+        &metrics,
+    );
+    node_lifecycle_controller.watches(&mut node_reflector, own_key);
 
     let mut replica_set_controller = Controller::new(
         replicaset::NAME,
@@ -201,6 +248,9 @@ async fn run_controllers(
     tasks.spawn(deployment_reflector.run(stop.clone()));
     tasks.spawn(replica_set_reflector.run(stop.clone()));
     tasks.spawn(pod_reflector.run(stop.clone()));
+    tasks.spawn(node_reflector.run(stop.clone()));
+    tasks.spawn(node_lifecycle_controller.run(stop.clone()));
+    tasks.spawn(report_nodes(nodes, metrics.clone(), stop.clone()));
     tasks.spawn(replica_set_controller.run(stop.clone()));
     tasks.spawn(deployment_controller.run(stop.clone()));
     while let Some(ended) = tasks.join_next().await {
@@ -209,6 +259,46 @@ async fn run_controllers(
             stop.cancel();
         }
     }
+}
+
+/// The index values of a pod: its controller's uid (what the ReplicaSet
+/// controller looks up) and `node:{name}` once bound.
+fn pod_index(pod: &Pod) -> Vec<String> {
+    let mut values = controller_uid(pod);
+    if let Some(node) = &pod.spec.node_name {
+        values.push(node_index_value(node));
+    }
+    values
+}
+
+/// Keeps `berth_nodes` (nodes by their Ready status) up to date while this
+/// term lasts; clears it when the term ends, as another process then
+/// reports.
+async fn report_nodes(nodes: Cache<Node>, metrics: ControllerMetrics, stop: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(1);
+    nodes.ready().await;
+    loop {
+        let mut counts = [0i64; 3];
+        for node in nodes.list() {
+            let index = match nodelifecycle::ready_status(&node) {
+                Some(ConditionStatus::True) => 0,
+                Some(ConditionStatus::False) => 1,
+                Some(ConditionStatus::Unknown) | None => 2,
+            };
+            counts[index] += 1;
+        }
+        for (status, count) in ["True", "False", "Unknown"].into_iter().zip(counts) {
+            metrics
+                .nodes
+                .with_label_values(&["Ready", status])
+                .set(count);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+    metrics.nodes.reset();
 }
 
 /// The scheduler for one term: started again after a failure (a watch that

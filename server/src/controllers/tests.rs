@@ -104,8 +104,12 @@ async fn a_deployment_gets_pods_becomes_available_and_scales_down() {
         .await
         .unwrap();
     let registry = prometheus::Registry::new();
-    let manager =
-        ControllerManager::new(store.clone(), &registry, Duration::from_secs(10)).unwrap();
+    let manager = ControllerManager::new(
+        store.clone(),
+        &registry,
+        super::ControllerSettings::with_lease_ttl(Duration::from_secs(10)),
+    )
+    .unwrap();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(manager.run(shutdown.clone()));
 

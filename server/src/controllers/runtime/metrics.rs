@@ -15,6 +15,9 @@ pub struct ControllerMetrics {
     pub errors: IntCounterVec,
     /// `berth_controller_reconcile_duration_seconds`: how long each took.
     pub duration: HistogramVec,
+    /// `berth_nodes`: nodes by condition and status (`Ready`, `True`), as
+    /// the leader sees them.
+    pub nodes: IntGaugeVec,
 }
 
 impl ControllerMetrics {
@@ -53,7 +56,15 @@ impl ControllerMetrics {
                 ]),
                 labels,
             )?,
+            nodes: IntGaugeVec::new(
+                Opts::new(
+                    "berth_nodes",
+                    "Nodes by condition and its status, as the controller leader sees them.",
+                ),
+                &["condition", "status"],
+            )?,
         };
+        registry.register(Box::new(metrics.nodes.clone()))?;
         registry.register(Box::new(metrics.queue_depth.clone()))?;
         registry.register(Box::new(metrics.reconciles.clone()))?;
         registry.register(Box::new(metrics.errors.clone()))?;

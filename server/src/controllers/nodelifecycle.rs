@@ -1,0 +1,610 @@
+//! Node lifecycle: notices nodes whose agent has gone silent and moves
+//! their pods elsewhere, as Kubernetes' node lifecycle controller and taint
+//! manager do.
+//!
+//! - A node whose heartbeat has not moved for `--node-monitor-grace` gets
+//!   Ready=Unknown and the `node.kubernetes.io/unreachable:NoExecute` taint
+//!   (a node that reports Ready=False gets `node.kubernetes.io/not-ready`),
+//!   and its pods are marked not ready, so that they stop counting as
+//!   available.
+//! - Once a pod has stood the taint for `--pod-eviction-timeout` (or its own
+//!   toleration's `tolerationSeconds`), it is deleted and its ReplicaSet
+//!   replaces it elsewhere. A pod that tolerates the taint without a time
+//!   limit stays.
+//! - A node that is Ready again loses the taint.
+//!
+//! Silence is measured from when this process last saw the heartbeat move,
+//! not from the heartbeat's own timestamp: a new leader gives every node a
+//! full grace period, and clocks of other processes do not matter. When no
+//! node at all is Ready, nothing is evicted: that is more likely the
+//! control plane's own trouble than every node's (Kubernetes' "full
+//! disruption").
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_api::objects::meta::ConditionStatus;
+use berth_api::objects::node::{NodeCondition, Taint};
+use berth_api::objects::pod::{PodCondition, TaintEffect};
+use berth_api::objects::{Node, Pod};
+use chrono::{DateTime, Utc};
+
+use super::fenced::{FencedWriter, WriteError};
+use super::runtime::clock::{Clock, format_time, parse_time};
+use super::runtime::{Action, Cache, ObjectKey, Reconciler};
+use crate::events::{EventRecorder, EventType, Involved};
+
+/// The controller's name in metrics and logs.
+pub const NAME: &str = "node-lifecycle";
+/// The taint of a node whose agent stopped reporting.
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// The taint of a node whose agent reports it not ready.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+/// The index of the pods cache by node: `node:{name}`.
+pub fn node_index_value(node: &str) -> String {
+    format!("node:{node}")
+}
+
+/// How long silence and taints are borne.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeLifecycleSettings {
+    /// Heartbeat silence after which a node is NotReady.
+    pub monitor_grace: Duration,
+    /// How long pods stay on a NotReady node (without a toleration saying
+    /// otherwise).
+    pub eviction_timeout: Duration,
+}
+
+impl Default for NodeLifecycleSettings {
+    fn default() -> Self {
+        NodeLifecycleSettings {
+            monitor_grace: Duration::from_secs(40),
+            eviction_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A change of a node's readiness that its pods' owners should hear of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The node went silent (or reported itself not ready).
+    NotReady,
+    /// The node is Ready again.
+    Ready,
+}
+
+/// What one reconcile of a node should do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodePlan {
+    /// The node to write back (its Ready condition, its taints), at the
+    /// resourceVersion the cache showed.
+    pub node: Option<Node>,
+    /// A readiness change to tell the node's pods about.
+    pub transition: Option<Transition>,
+    /// Pods to mark not ready.
+    pub mark_not_ready: Vec<ObjectKey>,
+    /// Pods to delete now.
+    pub evict: Vec<ObjectKey>,
+    /// When to look again even if nothing changes.
+    pub requeue_after: Option<Duration>,
+}
+
+/// The decision for `node`, whose heartbeat this process last saw move at
+/// `last_seen`, with `pods` bound to it, at `now`. `may_evict` is false
+/// while no node at all is Ready.
+pub fn plan(
+    node: &Node,
+    last_seen: DateTime<Utc>,
+    pods: &[Arc<Pod>],
+    may_evict: bool,
+    settings: &NodeLifecycleSettings,
+    now: DateTime<Utc>,
+) -> NodePlan {
+    let mut plan = NodePlan::default();
+    let mut updated = node.clone();
+    let grace =
+        chrono::Duration::from_std(settings.monitor_grace).unwrap_or(chrono::TimeDelta::MAX);
+    let silent_since = last_seen + grace;
+    let silent = now >= silent_since;
+    let mut status_changed = false;
+    if silent && ready_status(node) != Some(ConditionStatus::Unknown) {
+        mark_unknown(&mut updated, now);
+        status_changed = true;
+        plan.transition = Some(Transition::NotReady);
+    } else if !silent {
+        plan.requeue_after = (silent_since - now).to_std().ok();
+    }
+
+    let wanted = match ready_status(&updated) {
+        Some(ConditionStatus::True) => None,
+        Some(ConditionStatus::False) => Some(NOT_READY_TAINT),
+        Some(ConditionStatus::Unknown) => Some(UNREACHABLE_TAINT),
+        None if silent => Some(UNREACHABLE_TAINT),
+        None => None,
+    };
+    let ours = |taint: &Taint| {
+        taint.effect == Some(TaintEffect::NoExecute)
+            && (taint.key == UNREACHABLE_TAINT || taint.key == NOT_READY_TAINT)
+    };
+    let before = updated.spec.taints.len();
+    updated
+        .spec
+        .taints
+        .retain(|taint| !ours(taint) || Some(taint.key.as_str()) == wanted);
+    let removed = updated.spec.taints.len() < before;
+    if let Some(key) = wanted
+        && !updated.spec.taints.iter().any(|t| ours(t) && t.key == key)
+    {
+        updated.spec.taints.push(Taint {
+            key: key.to_owned(),
+            value: None,
+            effect: Some(TaintEffect::NoExecute),
+            time_added: Some(format_time(now)),
+        });
+    }
+    let taints_changed = updated.spec.taints != node.spec.taints;
+    if taints_changed {
+        let meta = &mut updated.metadata;
+        meta.generation = Some(meta.generation.unwrap_or(1) + 1);
+        if removed && wanted.is_none() {
+            plan.transition = Some(Transition::Ready);
+        }
+    }
+    if wanted.is_some() && plan.transition.is_none() && taints_changed {
+        // An agent that reports Ready=False itself.
+        plan.transition = Some(Transition::NotReady);
+    }
+    if status_changed || taints_changed {
+        plan.node = Some(updated.clone());
+    }
+
+    let Some(taint) = updated
+        .spec
+        .taints
+        .iter()
+        .find(|t| ours(t) && Some(t.key.as_str()) == wanted)
+    else {
+        return plan;
+    };
+    let tainted_at = parse_time(taint.time_added.as_deref()).unwrap_or(now);
+    for pod in pods
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+    {
+        let key = ObjectKey::of(pod.as_ref());
+        if pod_ready(pod) {
+            plan.mark_not_ready.push(key.clone());
+        }
+        let Some(due) = eviction_due(pod, taint, tainted_at, settings) else {
+            continue;
+        };
+        if due <= now && may_evict {
+            plan.evict.push(key);
+        } else {
+            // Not yet due, or held back while every node is down: look
+            // again then (or after a grace period).
+            let wait = (due - now).to_std().unwrap_or(settings.monitor_grace);
+            plan.requeue_after = Some(plan.requeue_after.map_or(wait, |w| w.min(wait)));
+        }
+    }
+    plan
+}
+
+/// When `pod` is to be evicted for `taint`, added at `tainted_at`: after
+/// its toleration's `tolerationSeconds`, never if it tolerates the taint
+/// without a limit, else after the eviction timeout.
+fn eviction_due(
+    pod: &Pod,
+    taint: &Taint,
+    tainted_at: DateTime<Utc>,
+    settings: &NodeLifecycleSettings,
+) -> Option<DateTime<Utc>> {
+    let tolerated = match pod.spec.tolerations.iter().find(|t| t.tolerates(taint)) {
+        Some(toleration) => chrono::Duration::seconds(toleration.toleration_seconds?.max(0)),
+        None => chrono::Duration::from_std(settings.eviction_timeout).ok()?,
+    };
+    Some(tainted_at + tolerated)
+}
+
+/// The status of the node's Ready condition, if it has one.
+pub fn ready_status(node: &Node) -> Option<ConditionStatus> {
+    node.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status)
+}
+
+/// The node's last heartbeat, as its Ready condition carries it.
+fn heartbeat(node: &Node) -> Option<&str> {
+    node.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?
+        .last_heartbeat_time
+        .as_deref()
+}
+
+fn mark_unknown(node: &mut Node, now: DateTime<Utc>) {
+    let conditions = &mut node.status.get_or_insert_with(Default::default).conditions;
+    let message = "Berth agent stopped posting node status.".to_owned();
+    match conditions.iter_mut().find(|c| c.type_ == "Ready") {
+        Some(ready) => {
+            ready.status = ConditionStatus::Unknown;
+            ready.reason = Some("NodeStatusUnknown".into());
+            ready.message = Some(message);
+            ready.last_transition_time = Some(format_time(now));
+        }
+        None => conditions.push(NodeCondition {
+            type_: "Ready".into(),
+            status: ConditionStatus::Unknown,
+            last_heartbeat_time: None,
+            last_transition_time: Some(format_time(now)),
+            reason: Some("NodeStatusUnknown".into()),
+            message: Some(message),
+        }),
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+    })
+}
+
+/// `pod` with its Ready condition False because its node is not ready.
+fn not_ready(pod: &Pod, now: DateTime<Utc>) -> Pod {
+    let mut pod = pod.clone();
+    let status = pod.status.get_or_insert_with(Default::default);
+    let condition = PodCondition {
+        type_: "Ready".into(),
+        status: ConditionStatus::False,
+        last_transition_time: Some(format_time(now)),
+        reason: Some("NodeNotReady".into()),
+        message: Some("the pod's node is not ready".into()),
+        ..PodCondition::default()
+    };
+    status.conditions.retain(|c| c.type_ != "Ready");
+    status.conditions.push(condition);
+    pod
+}
+
+/// Why a node reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeLifecycleError {
+    /// The node could not be written.
+    #[error("writing node {node} failed: {source}")]
+    NodeWriteFailed {
+        /// The node.
+        node: String,
+        /// The write's error.
+        source: WriteError,
+    },
+    /// A pod could not be marked not ready or evicted.
+    #[error("{action} pod {pod} of node {node} failed: {source}")]
+    PodWriteFailed {
+        /// `marking` or `evicting`.
+        action: &'static str,
+        /// The node.
+        node: String,
+        /// The pod.
+        pod: ObjectKey,
+        /// The write's error.
+        source: WriteError,
+    },
+}
+
+/// A node's heartbeat as last seen, and when this process saw it change.
+type Sighting = (Option<String>, DateTime<Utc>);
+
+/// Runs [`plan`] for each node and carries it out.
+pub struct NodeLifecycleController {
+    nodes: Cache<Node>,
+    pods: Cache<Pod>,
+    writer: FencedWriter,
+    clock: Arc<dyn Clock>,
+    settings: NodeLifecycleSettings,
+    events: EventRecorder,
+    /// Per node: the heartbeat last seen, and when this process saw it.
+    seen: Mutex<HashMap<String, Sighting>>,
+}
+
+impl NodeLifecycleController {
+    /// A controller over the nodes and the pods (indexed by
+    /// [`node_index_value`]).
+    pub fn new(
+        nodes: Cache<Node>,
+        pods: Cache<Pod>,
+        writer: FencedWriter,
+        clock: Arc<dyn Clock>,
+        settings: NodeLifecycleSettings,
+        events: EventRecorder,
+    ) -> NodeLifecycleController {
+        NodeLifecycleController {
+            nodes,
+            pods,
+            writer,
+            clock,
+            settings,
+            events,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When the heartbeat of `node` last moved, as far as this process saw.
+    fn last_seen(&self, node: &Node, now: DateTime<Utc>) -> DateTime<Utc> {
+        let beat = heartbeat(node).map(str::to_owned);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = seen
+            .entry(node.metadata.name.clone())
+            .or_insert_with(|| (beat.clone(), now));
+        if entry.0 != beat {
+            *entry = (beat, now);
+        }
+        entry.1
+    }
+
+    /// Whether any node is Ready (else evictions wait).
+    fn any_node_ready(&self) -> bool {
+        self.nodes
+            .list()
+            .iter()
+            .any(|node| ready_status(node) == Some(ConditionStatus::True))
+    }
+
+    fn tell_pods(&self, node: &str, pods: &[Arc<Pod>], transition: Transition) {
+        let (kind, reason, message) = match transition {
+            Transition::NotReady => (
+                EventType::Warning,
+                "NodeNotReady",
+                format!("Node {node} is not ready: its agent stopped reporting"),
+            ),
+            Transition::Ready => (
+                EventType::Normal,
+                "NodeReady",
+                format!("Node {node} is ready again"),
+            ),
+        };
+        for pod in pods {
+            self.events
+                .emit(Involved::of(pod.as_ref()), kind, reason, message.clone());
+        }
+    }
+}
+
+impl Reconciler for NodeLifecycleController {
+    type Error = NodeLifecycleError;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, NodeLifecycleError> {
+        let Some(node) = self.nodes.get(key) else {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key.name);
+            return Ok(Action::Done);
+        };
+        let now = self.clock.now();
+        let last_seen = self.last_seen(&node, now);
+        let pods = self.pods.indexed(&node_index_value(&key.name));
+        let mut result = plan(&node, last_seen, &pods, true, &self.settings, now);
+        if !result.evict.is_empty() && !self.any_node_ready() {
+            tracing::warn!(node = %key, "no node is Ready; holding evictions back");
+            result = plan(&node, last_seen, &pods, false, &self.settings, now);
+        }
+        let node_error = |source| NodeLifecycleError::NodeWriteFailed {
+            node: key.name.clone(),
+            source,
+        };
+        if let Some(updated) = &result.node {
+            self.writer.replace(updated).await.map_err(node_error)?;
+            tracing::info!(node = %key, transition = ?result.transition, "node readiness changed");
+        }
+        if let Some(transition) = result.transition {
+            self.tell_pods(&key.name, &pods, transition);
+        }
+        let pod_error = |action, pod: &ObjectKey, source| NodeLifecycleError::PodWriteFailed {
+            action,
+            node: key.name.clone(),
+            pod: pod.clone(),
+            source,
+        };
+        for pod_key in &result.mark_not_ready {
+            let Some(pod) = self.pods.get(pod_key) else {
+                continue;
+            };
+            self.writer
+                .replace(&not_ready(&pod, now))
+                .await
+                .map_err(|e| pod_error("marking", pod_key, e))?;
+        }
+        for pod_key in &result.evict {
+            let (Some(pod), Some(created)) =
+                (self.pods.get(pod_key), self.pods.create_revision(pod_key))
+            else {
+                continue;
+            };
+            self.writer
+                .delete::<Pod>(pod_key, created)
+                .await
+                .map_err(|e| pod_error("evicting", pod_key, e))?;
+            tracing::info!(node = %key, pod = %pod_key, "evicted a pod from a node that is not ready");
+            self.events.emit(
+                Involved::of(pod.as_ref()),
+                EventType::Normal,
+                "TaintManagerEviction",
+                format!("Marking for deletion Pod {pod_key}"),
+            );
+        }
+        Ok(match result.requeue_after {
+            // A little late rather than early: a reconcile just before the
+            // deadline would find nothing due and wait a full round again.
+            Some(delay) => Action::RequeueAfter(delay + Duration::from_millis(50)),
+            None => Action::Done,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::fixtures::*;
+    use berth_api::objects::Resource;
+    use berth_api::objects::pod::{Toleration, TolerationOperator};
+
+    fn settings() -> NodeLifecycleSettings {
+        NodeLifecycleSettings {
+            monitor_grace: Duration::from_secs(40),
+            eviction_timeout: Duration::from_secs(300),
+        }
+    }
+
+    fn node(ready: ConditionStatus) -> Node {
+        let mut node = Node::named("n1");
+        node.metadata.uid = Some("uid-n1".into());
+        node.metadata.generation = Some(1);
+        node.metadata.resource_version = Some("5".into());
+        node.status = Some(berth_api::objects::node::NodeStatus {
+            conditions: vec![NodeCondition {
+                type_: "Ready".into(),
+                status: ready,
+                last_heartbeat_time: Some(format_time(at(0))),
+                last_transition_time: Some(format_time(at(0))),
+                reason: None,
+                message: None,
+            }],
+            ..Default::default()
+        });
+        node
+    }
+
+    fn pods_on_n1() -> Vec<Arc<Pod>> {
+        let rs = replica_set("web", 2);
+        let on = |name: &str| {
+            let mut pod = pod_of(&rs, name, running_ready(at(0)));
+            Arc::make_mut(&mut pod).spec.node_name = Some("n1".into());
+            pod
+        };
+        vec![on("web-a"), on("web-b")]
+    }
+
+    fn unreachable_since(secs: i64) -> Taint {
+        Taint {
+            key: UNREACHABLE_TAINT.into(),
+            value: None,
+            effect: Some(TaintEffect::NoExecute),
+            time_added: Some(format_time(at(secs))),
+        }
+    }
+
+    /// The plan for n1, last heard from at 0 s with Ready `ready` and two
+    /// ready pods, at `now` seconds.
+    fn plan_at(ready: ConditionStatus, now: i64) -> NodePlan {
+        plan(
+            &node(ready),
+            at(0),
+            &pods_on_n1(),
+            true,
+            &settings(),
+            at(now),
+        )
+    }
+
+    fn names(keys: &[ObjectKey]) -> Vec<&str> {
+        keys.iter().map(|k| k.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_node_heard_from_within_the_grace_period_is_left_alone() {
+        let plan = plan_at(ConditionStatus::True, 30);
+        assert_eq!(plan.node, None);
+        assert!(plan.mark_not_ready.is_empty() && plan.evict.is_empty());
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_silent_node_turns_unknown_is_tainted_and_its_pods_turn_not_ready() {
+        let plan = plan_at(ConditionStatus::True, 40);
+        let node = plan.node.expect("the node is written");
+        let ready = &node.status.as_ref().unwrap().conditions[0];
+        assert_eq!(ready.status, ConditionStatus::Unknown);
+        assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
+        assert_eq!(ready.last_heartbeat_time, Some(format_time(at(0))));
+        assert_eq!(node.spec.taints, vec![unreachable_since(40)]);
+        assert_eq!(node.metadata.generation, Some(2));
+        assert_eq!(plan.transition, Some(Transition::NotReady));
+        assert_eq!(names(&plan.mark_not_ready), ["web-a", "web-b"]);
+        assert!(plan.evict.is_empty());
+        // The pods are due at 40 + 300 s.
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn pods_are_evicted_after_the_timeout_or_their_own_toleration() {
+        let mut tainted = node(ConditionStatus::True);
+        mark_unknown(&mut tainted, at(40));
+        tainted.spec.taints.push(unreachable_since(40));
+        let mut pods = pods_on_n1();
+        // web-b tolerates the taint for 60 s only; a third pod for ever.
+        Arc::make_mut(&mut pods[1]).spec.tolerations = vec![Toleration {
+            key: Some(UNREACHABLE_TAINT.into()),
+            operator: Some(TolerationOperator::Exists),
+            effect: Some(TaintEffect::NoExecute),
+            toleration_seconds: Some(60),
+            ..Toleration::default()
+        }];
+        let mut forever = pods[0].clone();
+        let forever_pod = Arc::make_mut(&mut forever);
+        forever_pod.metadata.name = "web-forever".into();
+        forever_pod.spec.tolerations = vec![Toleration {
+            operator: Some(TolerationOperator::Exists),
+            ..Toleration::default()
+        }];
+        pods.push(forever);
+
+        let early = plan(&tainted, at(0), &pods, true, &settings(), at(100));
+        assert_eq!(early.node, None, "already Unknown and tainted");
+        assert_eq!(names(&early.evict), ["web-b"]);
+        assert_eq!(early.requeue_after, Some(Duration::from_secs(240)));
+
+        let late = plan(&tainted, at(0), &pods, true, &settings(), at(340));
+        assert_eq!(names(&late.evict), ["web-a", "web-b"]);
+
+        let disrupted = plan(&tainted, at(0), &pods, false, &settings(), at(340));
+        assert!(disrupted.evict.is_empty(), "no node is Ready: nobody moves");
+        assert!(disrupted.requeue_after.is_some());
+    }
+
+    #[test]
+    fn a_node_that_reports_again_loses_the_taint() {
+        let mut back = node(ConditionStatus::True);
+        back.spec.taints = vec![
+            unreachable_since(40),
+            Taint {
+                key: "gpu".into(),
+                value: Some("yes".into()),
+                effect: Some(TaintEffect::NoSchedule),
+                time_added: None,
+            },
+        ];
+        let plan = plan(&back, at(100), &[], true, &settings(), at(101));
+        let node = plan.node.expect("the taint is removed");
+        assert_eq!(node.spec.taints.len(), 1);
+        assert_eq!(node.spec.taints[0].key, "gpu", "other taints stay");
+        assert_eq!(plan.transition, Some(Transition::Ready));
+    }
+
+    #[test]
+    fn a_node_reporting_not_ready_gets_the_not_ready_taint() {
+        let plan = plan_at(ConditionStatus::False, 5);
+        let node = plan.node.expect("tainted");
+        assert_eq!(node.spec.taints[0].key, NOT_READY_TAINT);
+        assert_eq!(plan.transition, Some(Transition::NotReady));
+        assert_eq!(plan.mark_not_ready.len(), 2);
+    }
+}
