@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_tests::cluster::{admin_with_tenant, deployment, eventually, server};
+use berth_tests::cluster::{admin_with_tenant, deployment, eventually, items, server};
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::AgentProcess;
 use serde_json::json;
@@ -60,6 +60,32 @@ async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_no
         "evenly spread: {per_node:?}"
     );
 
+    // Users see what the controllers and the scheduler did.
+    let events = eventually(
+        &admin,
+        "/api/v1/tenants/acme/events",
+        10,
+        "ScalingReplicaSet, SuccessfulCreate and Scheduled events",
+        |list| {
+            let count = |reason: &str| items(list).iter().filter(|e| e["reason"] == reason).count();
+            count("ScalingReplicaSet") >= 1
+                && count("SuccessfulCreate") == 10
+                && count("Scheduled") == 10
+        },
+    )
+    .await;
+    let scaled = items(&events)
+        .into_iter()
+        .find(|e| e["reason"] == "ScalingReplicaSet")
+        .unwrap();
+    assert_eq!(scaled["involvedObject"]["kind"], "Deployment", "{scaled}");
+    assert!(
+        scaled["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Scaled up replica set web-") && m.ends_with(" to 10")),
+        "{scaled}"
+    );
+
     // Scaling to 0 removes every pod; scaling back brings ten again.
     let (status, body) = admin
         .patch(
@@ -71,6 +97,20 @@ async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_no
     eventually(&admin, "/api/v1/tenants/acme/pods", 60, "no pods", |list| {
         list["items"].as_array().is_some_and(Vec::is_empty)
     })
+    .await;
+    eventually(
+        &admin,
+        "/api/v1/tenants/acme/events",
+        10,
+        "SuccessfulDelete events",
+        |list| {
+            items(list)
+                .iter()
+                .filter(|e| e["reason"] == "SuccessfulDelete")
+                .count()
+                == 10
+        },
+    )
     .await;
     let (status, body) = admin
         .patch(

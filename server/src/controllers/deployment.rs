@@ -33,6 +33,7 @@ use super::fenced::{FencedWriter, WriteError};
 use super::replicaset::{controller_reference, is_active};
 use super::runtime::clock::{Clock, format_time, parse_time};
 use super::runtime::{Action, Cache, ObjectKey, OwnWrites, Reconciler};
+use crate::events::{EventRecorder, EventType, Involved};
 
 /// The controller's name in metrics and logs.
 pub const NAME: &str = "deployment";
@@ -724,17 +725,20 @@ pub struct DeploymentController {
     writer: FencedWriter,
     clock: Arc<dyn Clock>,
     own_writes: OwnWrites,
+    events: EventRecorder,
 }
 
 impl DeploymentController {
     /// A controller over these caches (ReplicaSets and pods indexed by
-    /// their controller's uid).
+    /// their controller's uid), telling users what it does through
+    /// `events`.
     pub fn new(
         deployments: Cache<Deployment>,
         replica_sets: Cache<ReplicaSet>,
         pods: Cache<Pod>,
         writer: FencedWriter,
         clock: Arc<dyn Clock>,
+        events: EventRecorder,
     ) -> DeploymentController {
         DeploymentController {
             deployments,
@@ -743,7 +747,23 @@ impl DeploymentController {
             writer,
             clock,
             own_writes: OwnWrites::default(),
+            events,
         }
+    }
+
+    /// `ScalingReplicaSet` on the Deployment, as Kubernetes words it.
+    fn scaled(&self, deployment: &Deployment, replica_set: &str, from: i32, to: i32) {
+        let message = if to > from {
+            format!("Scaled up replica set {replica_set} to {to}")
+        } else {
+            format!("Scaled down replica set {replica_set} to {to} from {from}")
+        };
+        self.events.emit(
+            Involved::of(deployment),
+            EventType::Normal,
+            "ScalingReplicaSet",
+            message,
+        );
     }
 
     fn rs_error(key: &ObjectKey, name: &str, source: WriteError) -> DeploymentError {
@@ -805,9 +825,16 @@ impl Reconciler for DeploymentController {
                 .unwrap_or(0);
             self.own_writes.record(key, Kind::ReplicaSet, revision);
             tracing::info!(replica_set = %name, replicas = replica_set.spec.replicas(), "created ReplicaSet");
+            if replica_set.spec.replicas() > 0 {
+                self.scaled(&deployment, name, 0, replica_set.spec.replicas());
+            }
         }
         for replica_set in &plan.update {
             let name = &replica_set.metadata.name;
+            let before = self
+                .replica_sets
+                .get(&ObjectKey::of(replica_set))
+                .map_or(0, |old| old.spec.replicas());
             let revision = self
                 .writer
                 .replace(replica_set)
@@ -815,6 +842,9 @@ impl Reconciler for DeploymentController {
                 .map_err(|e| Self::rs_error(key, name, e))?;
             self.own_writes.record(key, Kind::ReplicaSet, revision);
             tracing::info!(replica_set = %name, replicas = replica_set.spec.replicas(), "scaled ReplicaSet");
+            if before != replica_set.spec.replicas() {
+                self.scaled(&deployment, name, before, replica_set.spec.replicas());
+            }
         }
         for old in &plan.delete {
             let Some(create_revision) = self.replica_sets.create_revision(old) else {

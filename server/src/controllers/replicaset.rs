@@ -24,6 +24,7 @@ use rand::Rng;
 use super::fenced::{FencedWriter, WriteError};
 use super::runtime::clock::{Clock, parse_time};
 use super::runtime::{Action, Cache, ObjectKey, OwnWrites, Reconciler};
+use crate::events::{EventRecorder, EventType, Involved};
 
 /// The controller's name in metrics and logs.
 pub const NAME: &str = "replicaset";
@@ -401,15 +402,18 @@ pub struct ReplicaSetController {
     clock: Arc<dyn Clock>,
     expectations: Expectations,
     own_writes: OwnWrites,
+    events: EventRecorder,
 }
 
 impl ReplicaSetController {
-    /// A controller over these caches (pods indexed by [`controller_uid`]).
+    /// A controller over these caches (pods indexed by [`controller_uid`]),
+    /// telling users what it does through `events`.
     pub fn new(
         replica_sets: Cache<ReplicaSet>,
         pods: Cache<Pod>,
         writer: FencedWriter,
         clock: Arc<dyn Clock>,
+        events: EventRecorder,
     ) -> ReplicaSetController {
         ReplicaSetController {
             replica_sets,
@@ -418,7 +422,13 @@ impl ReplicaSetController {
             clock,
             expectations: Expectations::default(),
             own_writes: OwnWrites::default(),
+            events,
         }
+    }
+
+    fn tell(&self, replica_set: &ReplicaSet, kind: EventType, reason: &str, message: String) {
+        self.events
+            .emit(Involved::of(replica_set), kind, reason, message);
     }
 
     async fn create_pods(
@@ -443,12 +453,26 @@ impl ReplicaSetController {
                 futures::future::join_all(pods.iter().map(|pod| self.writer.create(pod))).await;
             let mut first_error = None;
             for (pod, result) in keys.iter().zip(results) {
-                if let Err(source) = result {
-                    self.expectations.failed(key, pod);
-                    first_error.get_or_insert(source);
+                match result {
+                    Ok(_) => self.tell(
+                        replica_set,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", pod.name),
+                    ),
+                    Err(source) => {
+                        self.expectations.failed(key, pod);
+                        first_error.get_or_insert(source);
+                    }
                 }
             }
             if let Some(source) = first_error {
+                self.tell(
+                    replica_set,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("Error creating: {source}"),
+                );
                 return Err(ReplicaSetError::PodCreateFailed {
                     key: key.clone(),
                     source,
@@ -464,6 +488,7 @@ impl ReplicaSetController {
     async fn delete_pods(
         &self,
         key: &ObjectKey,
+        replica_set: &ReplicaSet,
         pods: &[ObjectKey],
     ) -> Result<(), ReplicaSetError> {
         self.expectations
@@ -482,12 +507,26 @@ impl ReplicaSetController {
         });
         let mut first_error = None;
         for (pod, result) in futures::future::join_all(deletes).await {
-            if let Err(source) = result {
-                self.expectations.failed(key, pod);
-                first_error.get_or_insert((pod.clone(), source));
+            match result {
+                Ok(()) => self.tell(
+                    replica_set,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", pod.name),
+                ),
+                Err(source) => {
+                    self.expectations.failed(key, pod);
+                    first_error.get_or_insert((pod.clone(), source));
+                }
             }
         }
         if let Some((pod, source)) = first_error {
+            self.tell(
+                replica_set,
+                EventType::Warning,
+                "FailedDelete",
+                format!("Error deleting pod {}: {source}", pod.name),
+            );
             return Err(ReplicaSetError::PodDeleteFailed {
                 key: key.clone(),
                 pod,
@@ -533,7 +572,7 @@ impl Reconciler for ReplicaSetController {
             self.create_pods(key, &replica_set, plan.create).await?;
         }
         if !plan.delete.is_empty() {
-            self.delete_pods(key, &plan.delete).await?;
+            self.delete_pods(key, &replica_set, &plan.delete).await?;
         }
         if let Some(status) = plan.status {
             let mut updated = (*replica_set).clone();
