@@ -116,6 +116,52 @@ pub enum SecretValues {
     Redact,
 }
 
+/// The kinds the garbage collector looks after: the owners and
+/// dependents of Berth's workloads.
+pub const COLLECTED_KINDS: [Kind; 3] = [Kind::Deployment, Kind::ReplicaSet, Kind::Pod];
+/// The finalizer of an owner deleted with `Orphan` propagation.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer of an owner deleted with `Foreground` propagation.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// What becomes of the objects an object owns when it is deleted
+/// (`propagationPolicy`, as Kubernetes has it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The owner goes now; the garbage collector deletes its dependents
+    /// afterwards.
+    #[default]
+    Background,
+    /// The owner goes once no dependent names it any more; they stay.
+    Orphan,
+    /// The owner goes once its dependents are gone.
+    Foreground,
+}
+
+impl Propagation {
+    /// `Background`, `Orphan` or `Foreground`.
+    pub fn parse(text: &str) -> Result<Propagation, String> {
+        match text {
+            "Background" => Ok(Propagation::Background),
+            "Orphan" => Ok(Propagation::Orphan),
+            "Foreground" => Ok(Propagation::Foreground),
+            other => Err(format!(
+                "{other:?} is not a propagation policy; use Background, Orphan or Foreground"
+            )),
+        }
+    }
+
+    /// The finalizer that holds the owner until the garbage collector has
+    /// done its part.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Orphan => Some(ORPHAN_FINALIZER),
+            Propagation::Foreground => Some(FOREGROUND_FINALIZER),
+        }
+    }
+}
+
 /// One page of a list.
 #[derive(Debug)]
 pub struct ListPage {
@@ -198,6 +244,7 @@ impl Objects {
         metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         metadata.remove("resourceVersion");
         metadata.remove("deletionTimestamp");
+        metadata.remove("deletionGracePeriodSeconds");
         if kind.has_status() {
             object
                 .as_object_mut()
@@ -331,13 +378,17 @@ impl Objects {
     }
 
     /// Deletes an object; with `expected`, only if it is still at that
-    /// version. Answers the object as it was.
+    /// version. An object with finalizers (or deleted with `Orphan` or
+    /// `Foreground` propagation, which add theirs) is only marked with a
+    /// `deletionTimestamp`; it goes when its last finalizer is removed.
+    /// Answers the object as it was, or as marked.
     #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
     pub async fn delete(
         &self,
         at: &ObjectRef,
         expected: Option<Revision>,
         reveal: SecretValues,
+        propagation: Propagation,
     ) -> ObjectResult<Value> {
         let kv = self.current(at).await?;
         if let Some(expected) = expected
@@ -345,6 +396,35 @@ impl Objects {
         {
             return Err(stale(at, expected, kv.mod_revision));
         }
+        let mut stored = stored_value(&kv)?;
+        let mut finalizers = finalizers_of(&stored);
+        if let Some(finalizer) = propagation.finalizer()
+            && COLLECTED_KINDS.contains(&at.kind)
+            && !finalizers.iter().any(|f| f == finalizer)
+        {
+            finalizers.push(finalizer.to_owned());
+        }
+        if finalizers.is_empty() {
+            self.delete_kv(at, &kv).await?;
+            return self.present_kv(at, &kv, reveal);
+        }
+        let marked = stored.clone();
+        let metadata = metadata_mut(&mut stored);
+        if !metadata.contains_key("deletionTimestamp") {
+            metadata.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+        }
+        metadata.insert("finalizers".into(), json!(finalizers));
+        if stored == marked {
+            return self.present_kv(at, &kv, reveal);
+        }
+        self.write_raw(at, &kv, stored, reveal)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Deletes the object at `kv` if it is still at that revision.
+    async fn delete_kv(&self, at: &ObjectRef, kv: &KeyValue) -> ObjectResult<()> {
         let response = self
             .store
             .txn(crate::store::types::TxnRequest {
@@ -367,7 +447,7 @@ impl Objects {
                 at.name
             )));
         }
-        self.present_kv(at, &kv, reveal)
+        Ok(())
     }
 
     /// A page of the objects of `kind` in `tenant` that `selector` selects:
@@ -537,6 +617,15 @@ impl Objects {
             let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
             metadata_mut(&mut merged).insert("generation".into(), json!(generation + 1));
         }
+        if merged["metadata"]["deletionTimestamp"].is_string() && finalizers_of(&merged).is_empty()
+        {
+            // The last finalizer is gone: the deletion it held goes ahead.
+            self.delete_kv(at, kv).await?;
+            return Ok((
+                self.present(at, merged, kv.mod_revision, reveal)?,
+                Outcome::Updated,
+            ));
+        }
         let sealed = self.seal(at, merged)?;
         self.write_raw(at, kv, sealed, reveal).await
     }
@@ -690,6 +779,18 @@ fn ref_from_key(kind: Kind, tenant: Option<&str>, key: &[u8]) -> ObjectRef {
     }
 }
 
+/// The object's `metadata.finalizers`.
+fn finalizers_of(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn stored_value(kv: &KeyValue) -> ObjectResult<Value> {
     serde_json::from_slice(&kv.value).map_err(|e| {
         ObjectError::Store(StoreError::Database(format!(
@@ -803,6 +904,7 @@ fn merge_user_change(kind: Kind, stored: &Value, user: Value) -> Value {
         "generation",
         "tenant",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
     ] {
         match stored_meta.get(field) {
             Some(value) => metadata.insert(field.into(), value.clone()),

@@ -99,3 +99,27 @@ pub async fn metric(url: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
+
+/// Polls `path` until it answers 404, for at most `seconds`.
+pub async fn gone(api: &Api, path: &str, seconds: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let (status, body) = api.get(path).await;
+        if status == 404 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Posts `body` to the collection at `path` and answers what was created;
+/// anything but 201 fails the test.
+pub async fn create(api: &Api, path: &str, body: Value) -> Value {
+    let (status, created) = api.post(path, body).await;
+    assert_eq!(status, 201, "creating at {path}: {created}");
+    created
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_tests::cluster::{admin_with_tenant, deployment, eventually, items, server};
+use berth_tests::cluster::{admin_with_tenant, create, deployment, eventually, items, server};
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::AgentProcess;
 use serde_json::json;
@@ -27,13 +27,12 @@ async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_no
     })
     .await;
 
-    let (status, body) = admin
-        .post(
-            "/api/v1/tenants/acme/deployments",
-            deployment("web", 10, "busybox:1"),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    create(
+        &admin,
+        "/api/v1/tenants/acme/deployments",
+        deployment("web", 10, "busybox:1"),
+    )
+    .await;
     let web = eventually(
         &admin,
         "/api/v1/tenants/acme/deployments/web",

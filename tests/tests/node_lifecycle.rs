@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use berth_tests::cluster::{
-    admin_with_tenant, deployment, eventually, items, metric, ready_status, server,
+    admin_with_tenant, create, deployment, eventually, items, metric, ready_status, server,
 };
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::{AgentProcess, TestServer, free_port};
@@ -83,13 +83,12 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
     let admin = admin_with_tenant(&server, "acme").await;
     three_ready_nodes(&admin).await;
 
-    let (status, body) = admin
-        .post(
-            "/api/v1/tenants/acme/deployments",
-            deployment("web", 6, "busybox:1"),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    create(
+        &admin,
+        "/api/v1/tenants/acme/deployments",
+        deployment("web", 6, "busybox:1"),
+    )
+    .await;
     eventually(
         &admin,
         "/api/v1/tenants/acme/deployments/web",
@@ -198,13 +197,12 @@ async fn a_frozen_node_that_returns_drops_the_pods_it_no_longer_owns() {
     let admin = admin_with_tenant(&server, "acme").await;
     three_ready_nodes(&admin).await;
 
-    let (status, body) = admin
-        .post(
-            "/api/v1/tenants/acme/deployments",
-            deployment("web", 3, "busybox:1"),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    create(
+        &admin,
+        "/api/v1/tenants/acme/deployments",
+        deployment("web", 3, "busybox:1"),
+    )
+    .await;
     running_elsewhere(&admin, 3, "none", 60).await;
     let agent_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     assert_eq!(

@@ -153,15 +153,7 @@ impl FencedWriter {
     /// Answers the new revision.
     pub async fn replace<K: Resource>(&self, object: &K) -> Result<Revision, WriteError> {
         let key = ObjectKey::of(object).store_key(K::KIND);
-        let expected = object
-            .metadata()
-            .resource_version
-            .as_deref()
-            .and_then(|rv| rv.parse::<Revision>().ok())
-            .ok_or_else(|| WriteError::Encoding {
-                key: key.clone(),
-                reason: "a replace needs the resourceVersion it was read at".into(),
-            })?;
+        let expected = read_at(object, &key)?;
         let mut stored = serde_json::to_value(object).map_err(|e| encoding(&key, e))?;
         if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
@@ -174,6 +166,20 @@ impl FencedWriter {
             ..PutRequest::default()
         });
         self.fenced(&key, CompareTarget::ModRevision(expected), put)
+            .await
+    }
+
+    /// Deletes `object` if the stored one is still at the object's
+    /// `resourceVersion` (a finalizer removed from what the cache showed).
+    /// Answers the revision of the delete.
+    pub async fn delete_unchanged<K: Resource>(&self, object: &K) -> Result<Revision, WriteError> {
+        let key = ObjectKey::of(object).store_key(K::KIND);
+        let expected = read_at(object, &key)?;
+        let delete = Op::Delete(DeleteRequest {
+            range: KeyRange::single(key.clone()),
+            prev_kv: false,
+        });
+        self.fenced(&key, CompareTarget::ModRevision(expected), delete)
             .await
     }
 
@@ -253,6 +259,19 @@ impl FencedWriter {
             key: key.to_owned(),
         })
     }
+}
+
+/// The revision `object` was read at (its `resourceVersion`).
+fn read_at<K: Resource>(object: &K, key: &str) -> Result<Revision, WriteError> {
+    object
+        .metadata()
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse::<Revision>().ok())
+        .ok_or_else(|| WriteError::Encoding {
+            key: key.to_owned(),
+            reason: "a write over a stored object needs the resourceVersion it was read at".into(),
+        })
 }
 
 fn encoding(key: &str, error: serde_json::Error) -> WriteError {

@@ -8,6 +8,7 @@
 //! - [`replicaset`]: keeps each ReplicaSet's pods.
 //! - [`deployment`]: rolls Deployments out through ReplicaSets.
 //! - [`nodelifecycle`]: marks silent nodes NotReady and moves their pods.
+//! - [`gc`]: deletes (or orphans) what a deleted owner owned.
 //!
 //! [`ControllerManager`] ties them together: it seeks leadership, and for
 //! each term it holds, starts the reflectors, the controllers and the
@@ -17,6 +18,7 @@
 
 pub mod deployment;
 pub mod fenced;
+pub mod gc;
 pub mod leader;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -41,6 +43,7 @@ use crate::store::Store;
 use crate::store::types::{Compare, CompareOp, CompareTarget, KeyRange};
 use deployment::DeploymentController;
 use fenced::{Fence, FencedWriter};
+use gc::{Collector, GarbageCollector, Graph};
 use leader::{ElectionSettings, LeaderElection, TermEnd};
 use nodelifecycle::{NodeLifecycleController, NodeLifecycleSettings, node_index_value};
 use replicaset::{ReplicaSetController, controller_uid};
@@ -179,7 +182,7 @@ async fn run_controllers(
     let writer = FencedWriter::new(store.clone(), fence, clock.clone());
     let scheduler_store = store.clone();
     let deployments: Cache<Deployment> = Cache::new(None);
-    let replica_sets: Cache<ReplicaSet> = Cache::new(Some(controller_uid::<ReplicaSet>));
+    let replica_sets: Cache<ReplicaSet> = Cache::new(Some(replica_set_index));
     let pods: Cache<Pod> = Cache::new(Some(pod_index));
     let nodes: Cache<Node> = Cache::new(None);
     let mut deployment_reflector = Reflector::new(store.clone(), deployments.clone());
@@ -205,6 +208,62 @@ async fn run_controllers(
         &metrics,
     );
     node_lifecycle_controller.watches(&mut node_reflector, own_key);
+
+    let collector = Arc::new(GarbageCollector::new(
+        Graph {
+            deployments: deployments.clone(),
+            replica_sets: replica_sets.clone(),
+            pods: pods.clone(),
+        },
+        writer.clone(),
+        store.clone(),
+        clock.clone(),
+    ));
+    let mut gc_deployments = Controller::new(
+        gc::name(Kind::Deployment),
+        Arc::new(Collector::<Deployment>::new(collector.clone())),
+        WORKERS,
+        &metrics,
+    );
+    gc_deployments.watches(&mut deployment_reflector, gc::needs_collection);
+    gc_deployments.watches(
+        &mut replica_set_reflector,
+        gc::released_owners::<ReplicaSet>(Kind::Deployment),
+    );
+    gc_deployments.watches(
+        &mut pod_reflector,
+        gc::released_owners::<Pod>(Kind::Deployment),
+    );
+    let mut gc_replica_sets = Controller::new(
+        gc::name(Kind::ReplicaSet),
+        Arc::new(Collector::<ReplicaSet>::new(collector.clone())),
+        WORKERS,
+        &metrics,
+    );
+    gc_replica_sets.watches(&mut replica_set_reflector, gc::needs_collection);
+    gc_replica_sets.watches(
+        &mut deployment_reflector,
+        gc::dependents_of_deleted::<Deployment, ReplicaSet>(replica_sets.clone()),
+    );
+    gc_replica_sets.watches(
+        &mut pod_reflector,
+        gc::released_owners::<Pod>(Kind::ReplicaSet),
+    );
+    let mut gc_pods = Controller::new(
+        gc::name(Kind::Pod),
+        Arc::new(Collector::<Pod>::new(collector)),
+        WORKERS,
+        &metrics,
+    );
+    gc_pods.watches(&mut pod_reflector, gc::needs_collection);
+    gc_pods.watches(
+        &mut replica_set_reflector,
+        gc::dependents_of_deleted::<ReplicaSet, Pod>(pods.clone()),
+    );
+    gc_pods.watches(
+        &mut deployment_reflector,
+        gc::dependents_of_deleted::<Deployment, Pod>(pods.clone()),
+    );
 
     let mut replica_set_controller = Controller::new(
         replicaset::NAME,
@@ -252,6 +311,9 @@ async fn run_controllers(
     tasks.spawn(pod_reflector.run(stop.clone()));
     tasks.spawn(node_reflector.run(stop.clone()));
     tasks.spawn(node_lifecycle_controller.run(stop.clone()));
+    tasks.spawn(gc_deployments.run(stop.clone()));
+    tasks.spawn(gc_replica_sets.run(stop.clone()));
+    tasks.spawn(gc_pods.run(stop.clone()));
     tasks.spawn(report_nodes(nodes, metrics.clone(), stop.clone()));
     tasks.spawn(replica_set_controller.run(stop.clone()));
     tasks.spawn(deployment_controller.run(stop.clone()));
@@ -263,10 +325,20 @@ async fn run_controllers(
     }
 }
 
+/// The index values of a ReplicaSet: its controller's uid (what the
+/// Deployment controller looks up) and its owners (for the collector).
+fn replica_set_index(replica_set: &ReplicaSet) -> Vec<String> {
+    let mut values = controller_uid(replica_set);
+    values.extend(gc::owner_index_values(replica_set));
+    values
+}
+
 /// The index values of a pod: its controller's uid (what the ReplicaSet
-/// controller looks up) and `node:{name}` once bound.
+/// controller looks up), its owners (for the collector) and `node:{name}`
+/// once bound.
 fn pod_index(pod: &Pod) -> Vec<String> {
     let mut values = controller_uid(pod);
+    values.extend(gc::owner_index_values(pod));
     if let Some(node) = &pod.spec.node_name {
         values.push(node_index_value(node));
     }

@@ -452,9 +452,25 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
             "Delete only if the object is still at this resourceVersion.",
             revision(),
         ))
+        .parameter(query_param(
+            "propagationPolicy",
+            "What becomes of the objects it owns: Background (the default: deleted after it), \
+             Orphan (kept; the object goes once none names it) or Foreground (the object goes \
+             once they are deleted).",
+            RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .enum_values(Some(["Background", "Orphan", "Foreground"]))
+                    .build(),
+            )),
+        ))
         .response(
             "200",
-            object_response("Deleted; the object as it was.", kind),
+            object_response(
+                "Deleted; the object as it was, or marked with its deletionTimestamp while \
+                 finalizers hold it.",
+                kind,
+            ),
         ),
         WITH_CONFLICT,
     );

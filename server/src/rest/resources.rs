@@ -19,7 +19,7 @@ use super::error::{ApiError, Detail, allowed};
 use super::watch;
 use crate::authz::{Target, Verb, authorize};
 use crate::http::AppState;
-use crate::objects::{ObjectError, ObjectRef, Outcome, SecretValues};
+use crate::objects::{ObjectError, ObjectRef, Outcome, Propagation, SecretValues};
 
 /// Mounts the object endpoints. `apply` comes first so that it is not taken
 /// for a kind.
@@ -383,6 +383,7 @@ async fn patch(
 #[serde(rename_all = "camelCase")]
 pub struct DeleteQuery {
     resource_version: Option<String>,
+    propagation_policy: Option<String>,
 }
 
 async fn delete(
@@ -395,9 +396,14 @@ async fn delete(
     let scope = scope(&caller, tenant, kind, Verb::Delete)?;
     let result = async {
         let expected = parse_number("resourceVersion", &query.resource_version)?;
+        let propagation = match &query.propagation_policy {
+            None => Propagation::Background,
+            Some(text) => Propagation::parse(text)
+                .map_err(|reason| ApiError::field("propagationPolicy", reason))?,
+        };
         let object = state
             .objects
-            .delete(&scope.at(name), expected, scope.reveal)
+            .delete(&scope.at(name), expected, scope.reveal, propagation)
             .await
             .map_err(object_error)?;
         Ok(HttpResponse::Ok().json(object))
