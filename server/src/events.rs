@@ -35,6 +35,22 @@ const LEASE_BUCKET: Duration = Duration::from_secs(300);
 /// its queue is full.
 const BACKGROUND_WRITES: usize = 256;
 
+/// Events about one object with the same type and reason but different
+/// messages: after this many distinct ones within [`SIMILAR_WINDOW`], the
+/// rest are counted in one combined event, as Kubernetes' event aggregator
+/// does (a ReplicaSet creating 100 pods writes 11 events, not 100).
+const SIMILAR_BEFORE_COMBINING: usize = 10;
+/// How long similar events are remembered for combining.
+const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
+/// Past this many remembered groups, those older than the window go.
+const SIMILAR_GROUPS_KEPT: usize = 4096;
+
+/// The distinct messages of similar events seen since a time.
+struct Similar {
+    messages: std::collections::HashSet<u64>,
+    since: Instant,
+}
+
 /// `Normal` or `Warning`, as Kubernetes has them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -80,6 +96,7 @@ pub struct EventRecorder {
     lease: Arc<Mutex<Option<(i64, Instant)>>>,
     extra_compares: Vec<Compare>,
     background: Arc<tokio::sync::Semaphore>,
+    similar: Arc<std::sync::Mutex<std::collections::HashMap<String, Similar>>>,
 }
 
 impl EventRecorder {
@@ -92,7 +109,44 @@ impl EventRecorder {
             lease: Arc::new(Mutex::new(None)),
             extra_compares: Vec::new(),
             background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_WRITES)),
+            similar: Arc::default(),
         }
+    }
+
+    /// Whether this event is one too many of its kind (same object, type
+    /// and reason, another message) and goes into the combined event.
+    fn combine(&self, involved: &Involved, kind: EventType, reason: &str, message: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let group = format!(
+            "{}\n{}\n{}\n{}\n{kind:?}\n{reason}",
+            involved.kind,
+            involved.tenant,
+            involved.name,
+            involved.uid.as_deref().unwrap_or_default()
+        );
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        message.hash(&mut hasher);
+        let message = hasher.finish();
+        let mut groups = self.similar.lock().unwrap_or_else(|e| e.into_inner());
+        if groups.len() > SIMILAR_GROUPS_KEPT {
+            groups.retain(|_, similar| similar.since.elapsed() < SIMILAR_WINDOW);
+        }
+        let similar = groups.entry(group).or_insert_with(|| Similar {
+            messages: Default::default(),
+            since: Instant::now(),
+        });
+        if similar.since.elapsed() >= SIMILAR_WINDOW {
+            similar.messages.clear();
+            similar.since = Instant::now();
+        }
+        if similar.messages.contains(&message) {
+            return false;
+        }
+        if similar.messages.len() >= SIMILAR_BEFORE_COMBINING {
+            return true;
+        }
+        similar.messages.insert(message);
+        false
     }
 
     /// Records an event in the background: the caller does not wait for the
@@ -128,9 +182,16 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) -> StoreResult<()> {
+        let combined;
+        let (message, digested) = if self.combine(involved, kind, reason, message) {
+            combined = format!("(combined from similar events): {message}");
+            (combined.as_str(), "(combined from similar events)")
+        } else {
+            (message, message)
+        };
         let digest = hex::encode(
             &sha2::Sha256::digest(format!(
-                "{}\n{}\n{}\n{reason}\n{message}",
+                "{}\n{}\n{}\n{reason}\n{digested}",
                 involved.kind,
                 involved.name,
                 involved.uid.as_deref().unwrap_or_default()
@@ -221,5 +282,77 @@ impl EventRecorder {
         let granted = self.store.lease_grant(id, ttl).await?;
         *current = Some((granted.id, Instant::now()));
         Ok(granted.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn similar_events_past_ten_are_counted_in_one_combined_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("events.db").display());
+        let store = Store::open(&url, &prometheus::Registry::new())
+            .await
+            .unwrap();
+        let recorder =
+            EventRecorder::new(store.clone(), "replicaset-controller", DEFAULT_EVENT_TTL);
+        let web = Involved {
+            kind: "ReplicaSet".into(),
+            tenant: "acme".into(),
+            name: "web-1".into(),
+            uid: Some("uid-web-1".into()),
+        };
+        for pod in 0..25 {
+            let message = format!("Created pod: web-1-{pod}");
+            recorder
+                .record(&web, EventType::Normal, "SuccessfulCreate", &message)
+                .await
+                .unwrap();
+        }
+        // A repeat of an early message counts on its own event.
+        recorder
+            .record(
+                &web,
+                EventType::Normal,
+                "SuccessfulCreate",
+                "Created pod: web-1-0",
+            )
+            .await
+            .unwrap();
+        let events = store
+            .range(crate::store::types::RangeRequest {
+                range: KeyRange::prefix("/registry/events/acme/"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let events: Vec<serde_json::Value> = events
+            .kvs
+            .iter()
+            .map(|kv| serde_json::from_slice(&kv.value).unwrap())
+            .collect();
+        assert_eq!(events.len(), 11, "ten of their own and one combined");
+        let combined: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("(combined from similar events): ")
+            })
+            .collect();
+        assert_eq!(combined.len(), 1);
+        assert_eq!(combined[0]["count"], 15);
+        assert_eq!(
+            combined[0]["message"],
+            "(combined from similar events): Created pod: web-1-24"
+        );
+        let first = events
+            .iter()
+            .find(|e| e["message"] == "Created pod: web-1-0")
+            .unwrap();
+        assert_eq!(first["count"], 2);
     }
 }
