@@ -58,7 +58,7 @@ enum Bench {
     Rest {
         /// Which backend(s) to measure.
         #[arg(long, value_enum, default_value = "both")]
-        backend: rest::BackendChoice,
+        backend: server_under_test::BackendChoice,
         /// Concurrent clients.
         #[arg(long, default_value_t = 32)]
         clients: usize,
@@ -78,7 +78,10 @@ enum Bench {
 }
 
 mod etcd_api;
+mod process_stats;
 mod rest;
+mod server_metrics;
+mod server_under_test;
 
 const VALUE_BYTES: usize = 256;
 
