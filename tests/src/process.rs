@@ -173,6 +173,11 @@ impl AgentProcess {
         AgentProcess(child)
     }
 
+    /// The agent's process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Kills the agent at once (SIGKILL), as a crashed host would stop.
     pub fn kill(&mut self) {
         let _ = self.0.kill();

@@ -1,6 +1,7 @@
-//! What a benchmark reads about processes from `/proc` (Linux): CPU time.
+//! What a benchmark reads about processes from `/proc` (Linux): CPU time
+//! and peak memory, and which program a process id really is.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 /// `/proc`'s unit of CPU time (`USER_HZ`), 100 on Linux everywhere.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -94,4 +95,47 @@ impl CpuTimes {
     pub fn rest(&self) -> f64 {
         (self.machine - self.processes.iter().sum::<f64>() - self.this_process).max(0.0)
     }
+}
+
+/// Process `pid`'s peak resident set size so far (`VmHWM`), in bytes.
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status_path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .with_context(|| format!("{status_path} has no VmHWM line in kB"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{status_path}'s VmHWM is not a number"))?;
+    Ok(kib * 1024)
+}
+
+/// Fails unless process `pid` runs `program` with `subcommand` as its first
+/// argument: figures read from `/proc/<pid>` must be those of the process
+/// meant, not of a wrapper that started it.
+pub fn check_process_is(
+    pid: u32,
+    program: &std::path::Path,
+    subcommand: &str,
+) -> anyhow::Result<()> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("reading /proc/{pid}/exe"))?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .with_context(|| format!("reading /proc/{pid}/cmdline"))?;
+    let argument = cmdline.split(|b| *b == 0).nth(1).unwrap_or_default();
+    let program = program
+        .canonicalize()
+        .with_context(|| format!("resolving {}", program.display()))?;
+    if exe != program || argument != subcommand.as_bytes() {
+        bail!(
+            "process {pid} is {} {:?}, not {} {subcommand}",
+            exe.display(),
+            String::from_utf8_lossy(argument),
+            program.display()
+        );
+    }
+    Ok(())
 }

@@ -41,6 +41,22 @@ impl MetricsPage {
         self.get(series)
             .with_context(|| format!("/metrics has no number for {series}"))
     }
+
+    /// The sum of every series of metric `name`, whatever its labels (0
+    /// when it has none yet).
+    pub fn sum(&self, name: &str) -> f64 {
+        self.text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse::<f64>().ok()
+            })
+            .sum()
+    }
 }
 
 /// The store writer's counters.
