@@ -97,20 +97,37 @@ impl CpuTimes {
     }
 }
 
-/// Process `pid`'s peak resident set size so far (`VmHWM`), in bytes.
-pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status_path = format!("/proc/{pid}/status");
-    let status =
-        std::fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .with_context(|| format!("{status_path} has no VmHWM line in kB"))?
-        .trim()
-        .parse()
-        .with_context(|| format!("{status_path}'s VmHWM is not a number"))?;
-    Ok(kib * 1024)
+/// A process's resident set, in bytes.
+#[derive(Clone, Copy)]
+pub struct Memory {
+    /// Now (`VmRSS`).
+    pub current: u64,
+    /// The most it has been so far (`VmHWM`).
+    pub peak: u64,
+}
+
+impl Memory {
+    /// Process `pid`'s, from `/proc/<pid>/status`.
+    pub fn of(pid: u32) -> anyhow::Result<Memory> {
+        let status_path = format!("/proc/{pid}/status");
+        let status = std::fs::read_to_string(&status_path)
+            .with_context(|| format!("reading {status_path}"))?;
+        let bytes = |field: &str| -> anyhow::Result<u64> {
+            let kib: u64 = status
+                .lines()
+                .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|rest| rest.trim().strip_suffix("kB"))
+                .with_context(|| format!("{status_path} has no {field} line in kB"))?
+                .trim()
+                .parse()
+                .with_context(|| format!("{status_path}'s {field} is not a number"))?;
+            Ok(kib * 1024)
+        };
+        Ok(Memory {
+            current: bytes("VmRSS")?,
+            peak: bytes("VmHWM")?,
+        })
+    }
 }
 
 /// Fails unless process `pid` runs `program` with `subcommand` as its first
