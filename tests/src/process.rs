@@ -173,6 +173,11 @@ impl AgentProcess {
         AgentProcess(child)
     }
 
+    /// The agent's process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Freezes the agent (SIGSTOP), as a host cut off from the network
     /// falls silent without its pods stopping.
     pub fn pause(&self) {
@@ -185,7 +190,7 @@ impl AgentProcess {
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(self.id() as i32);
         nix::sys::signal::kill(pid, signal).expect("signalling berth agent");
     }
 

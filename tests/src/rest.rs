@@ -93,3 +93,22 @@ impl Api {
         Api::send(self.request(reqwest::Method::DELETE, path)).await
     }
 }
+
+/// The names of the nodes whose `Ready` condition is `True` in the answer
+/// to `GET /api/v1/nodes`.
+pub fn ready_node_names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|node| {
+            node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .filter_map(|node| node["metadata"]["name"].as_str())
+        .map(str::to_owned)
+        .collect()
+}

@@ -10,7 +10,7 @@ use berth_api::node::v1::node_service_client::NodeServiceClient;
 use berth_api::node::v1::pod_event::Type;
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::{AgentProcess, TestServer, berth_binary, free_port};
-use berth_tests::rest::Api;
+use berth_tests::rest::{Api, ready_node_names};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -449,19 +449,7 @@ async fn the_sim_agent_registers_three_ready_nodes_and_runs_a_pod_bound_to_one()
     let ready_nodes = loop {
         let (status, list) = admin.get("/api/v1/nodes").await;
         assert_eq!(status, 200, "{list}");
-        let ready: Vec<String> = list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|node| {
-                node["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .map(|node| node["metadata"]["name"].as_str().unwrap().to_owned())
-            .collect();
+        let ready = ready_node_names(&list);
         if ready.len() == 3 || tokio::time::Instant::now() > deadline {
             break ready;
         }

@@ -13,6 +13,16 @@
 //! measures REST API latency under load against `berth server` on a fresh
 //! database: create, get and a 100-object list from concurrent clients, with
 //! p50, p99, max and requests/s per phase.
+//!
+//! `bench schedule [--backend sqlite|postgres|both] [--nodes 1000]
+//! [--deployments 300] [--replicas 100] [--timeout-seconds 600]` measures
+//! how fast Deployments become running pods: a `berth server` with its
+//! controllers and scheduler on a fresh database, one `berth agent --runtime
+//! sim` with `--nodes` nodes, and `--deployments` Deployments of
+//! `--replicas` pods created at once; it prints the create time, scheduling
+//! throughput from the bind times one watch saw, create→bind and
+//! create→Running latencies, the time until every pod is Running, and the
+//! server's and agent's peak RSS, next to their goals.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,13 +68,33 @@ enum Bench {
     Rest {
         /// Which backend(s) to measure.
         #[arg(long, value_enum, default_value = "both")]
-        backend: rest::BackendChoice,
+        backend: server_under_test::BackendChoice,
         /// Concurrent clients.
         #[arg(long, default_value_t = 32)]
         clients: usize,
         /// Seconds each phase runs for.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+    },
+    /// Scheduling throughput: Deployments to running pods on simulated
+    /// nodes, against `berth server` on SQLite and PostgreSQL.
+    Schedule {
+        /// Which backend(s) to measure.
+        #[arg(long, value_enum, default_value = "both")]
+        backend: server_under_test::BackendChoice,
+        /// Simulated nodes (4 CPU, 16 GiB, 110 pods each).
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Deployments created.
+        #[arg(long, default_value_t = 300)]
+        deployments: usize,
+        /// Replicas of each Deployment.
+        #[arg(long, default_value_t = 100)]
+        replicas: u32,
+        /// The longest each wait lasts: for the nodes to be Ready, and from
+        /// the first create until every pod is Running.
+        #[arg(long, default_value_t = 600)]
+        timeout_seconds: u64,
     },
     /// (internal) The second process of the cross-process latency figure:
     /// watches `--database-url`, prints `ready`, then one JSON line of
@@ -78,7 +108,11 @@ enum Bench {
 }
 
 mod etcd_api;
+mod process_stats;
 mod rest;
+mod schedule;
+mod server_metrics;
+mod server_under_test;
 
 const VALUE_BYTES: usize = 256;
 
@@ -98,6 +132,21 @@ async fn main() -> anyhow::Result<()> {
             clients,
             seconds,
         } => rest::run(backend, clients, Duration::from_secs(seconds)).await,
+        Bench::Schedule {
+            backend,
+            nodes,
+            deployments,
+            replicas,
+            timeout_seconds,
+        } => {
+            let scale = schedule::Scale {
+                nodes,
+                deployments,
+                replicas,
+                timeout: Duration::from_secs(timeout_seconds),
+            };
+            schedule::run(backend, scale).await
+        }
         Bench::WatchPeer {
             database_url,
             samples,

@@ -15,17 +15,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::TestServer;
+use anyhow::bail;
 use berth_tests::rest::Api;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::process_stats::CpuTimes;
+use super::server_metrics::{MetricsPage, StoreWrites};
+use super::server_under_test::{BackendChoice, PodRequests, ServerUnderTest, deployment, exchange};
 use super::{ms, percentile};
 
-const ADMIN_EMAIL: &str = "admin@berth.local";
-const ADMIN_PASSWORD: &str = "bench-admin-password";
 /// The issue's goal for create and get, on both backends.
 const GOAL_P99: Duration = Duration::from_millis(25);
 /// Where the create and get phases work.
@@ -34,29 +33,11 @@ const WORK_TENANT: &str = "bench";
 const LIST_TENANT: &str = "list100";
 /// How many objects the listed collection holds.
 const LIST_SIZE: usize = 100;
-
-/// Which backends `bench rest` measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// An SQLite file in a temp dir.
-    Sqlite,
-    /// A fresh database on the PostgreSQL server named by `DATABASE_URL`.
-    Postgres,
-    /// SQLite, then PostgreSQL.
-    Both,
-}
-
-impl BackendChoice {
-    fn backends(self) -> Vec<(&'static str, TestBackend)> {
-        let sqlite = ("SQLite", TestBackend::Sqlite);
-        let postgres = ("PostgreSQL", TestBackend::Postgres);
-        match self {
-            BackendChoice::Sqlite => vec![sqlite],
-            BackendChoice::Postgres => vec![postgres],
-            BackendChoice::Both => vec![sqlite, postgres],
-        }
-    }
-}
+/// What each Deployment's pods ask for (nothing runs them here).
+const REQUESTS: PodRequests = PodRequests {
+    cpu: "250m",
+    memory: "128Mi",
+};
 
 /// One phase's figures.
 struct Figures {
@@ -87,23 +68,16 @@ pub async fn run(backends: BackendChoice, clients: usize, run_for: Duration) -> 
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         run_for.as_secs()
     );
-    if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build measures a debug server; use --release for figures");
-    }
     let mut rows = Vec::new();
     for (name, backend) in backends.backends() {
-        let db = TestDb::new(backend).await;
-        let server = TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD]);
-        let api = Api::new(server.process.url(""))
-            .login(ADMIN_EMAIL, ADMIN_PASSWORD)
-            .await;
-        eprintln!("{name}: berth server at {}", server.process.url(""));
+        let target = ServerUnderTest::start(backend, &[]).await;
+        eprintln!("{name}: berth server at {}", target.server.process.url(""));
         let load = Load {
             clients,
             run_for,
-            server_pid: server.process.child.id(),
+            server_pid: target.pid(),
         };
-        rows.extend(measure(name, &api, &load).await?);
+        rows.extend(measure(name, &target, &load).await?);
     }
     println!();
     println!(
@@ -138,16 +112,15 @@ pub async fn run(backends: BackendChoice, clients: usize, run_for: Duration) -> 
 }
 
 /// Every phase against one server, signed in as `api`.
-async fn measure(backend: &'static str, api: &Api, load: &Load) -> anyhow::Result<Vec<Row>> {
+async fn measure(
+    backend: &'static str,
+    target: &ServerUnderTest,
+    load: &Load,
+) -> anyhow::Result<Vec<Row>> {
     for tenant in [WORK_TENANT, LIST_TENANT] {
-        exchange(
-            api.request(Method::POST, "/api/v1/tenants")
-                .json(&json!({"name": tenant})),
-            201,
-        )
-        .await
-        .with_context(|| format!("creating tenant {tenant}"))?;
+        target.create_tenant(tenant).await?;
     }
+    let api = &target.api;
     fill_list_tenant(api, load.clients).await?;
     // Every client's connection is open before the first figure.
     Load {
@@ -206,7 +179,7 @@ async fn measure(backend: &'static str, api: &Api, load: &Load) -> anyhow::Resul
     );
 
     let collection = format!("/api/v1/tenants/{WORK_TENANT}/deployments");
-    let before = StoreWrites::scrape(api).await?;
+    let before = StoreWrites::read(&MetricsPage::scrape(api).await?)?;
     let next = Arc::new(AtomicU64::new(0));
     let figures = load
         .run({
@@ -215,13 +188,13 @@ async fn measure(backend: &'static str, api: &Api, load: &Load) -> anyhow::Resul
                 let name = format!("web-{}", next.fetch_add(1, Ordering::Relaxed));
                 exchange(
                     api.request(Method::POST, &collection)
-                        .json(&deployment(&name)),
+                        .json(&deployment(&name, 3, REQUESTS)),
                     201,
                 )
             }
         })
         .await?;
-    let writes = StoreWrites::scrape(api).await?.since(&before);
+    let writes = StoreWrites::read(&MetricsPage::scrape(api).await?)?.since(&before);
     // Every name handed out was created: a failed create ends the run.
     let created = next.load(Ordering::Relaxed);
     if created == 0 {
@@ -232,10 +205,8 @@ async fn measure(backend: &'static str, api: &Api, load: &Load) -> anyhow::Resul
          (mean batch {:.1}), mean {} from batch start to commit",
         writes.writes,
         writes.batches,
-        writes.batched / writes.batches.max(1.0),
-        ms(Duration::from_secs_f64(
-            writes.seconds / writes.writes.max(1.0)
-        )),
+        writes.mean_batch(),
+        ms(writes.mean_commit_wait()),
     );
     row("create Deployment", figures, true);
 
@@ -281,8 +252,11 @@ async fn fill_list_tenant(api: &Api, clients: usize) -> anyhow::Result<()> {
                         return anyhow::Ok(());
                     }
                     exchange(
-                        api.request(Method::POST, &collection)
-                            .json(&deployment(&format!("web-{n:03}"))),
+                        api.request(Method::POST, &collection).json(&deployment(
+                            &format!("web-{n:03}"),
+                            3,
+                            REQUESTS,
+                        )),
                         201,
                     )
                     .await?;
@@ -313,21 +287,6 @@ async fn check_list(api: &Api, list: &str) -> anyhow::Result<usize> {
     Ok(body.len())
 }
 
-/// Sends `request`, reads the whole answer, and fails unless its status is
-/// `expected`.
-async fn exchange(request: reqwest::RequestBuilder, expected: u16) -> anyhow::Result<()> {
-    let response = request.send().await.context("sending a request")?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.context("reading an answer")?;
-    if status != expected {
-        bail!(
-            "answered {status}, not {expected}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok(())
-}
-
 /// How a phase loads the server.
 #[derive(Clone, Copy)]
 struct Load {
@@ -348,7 +307,7 @@ impl Load {
         F: Fn(usize) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send,
     {
-        let cpu_before = CpuTimes::now(self.server_pid)?;
+        let cpu_before = CpuTimes::now(&[self.server_pid])?;
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let tasks: Vec<_> = (0..self.clients)
@@ -372,7 +331,7 @@ impl Load {
             latencies.extend(task.await??);
         }
         let elapsed = started.elapsed();
-        let cpu = CpuTimes::now(self.server_pid)?.since(&cpu_before);
+        let cpu = CpuTimes::now(&[self.server_pid])?.since(&cpu_before);
         latencies.sort();
         let requests = latencies.len().max(1) as f64;
         Ok(Figures {
@@ -382,9 +341,9 @@ impl Load {
             p99: percentile(&latencies, 0.99),
             max: latencies.last().copied().unwrap_or_default(),
             cpu: CpuSplit {
-                server: cpu.server / requests,
-                client: cpu.client / requests,
-                rest: (cpu.machine - cpu.server - cpu.client).max(0.0) / requests,
+                server: cpu.processes[0] / requests,
+                client: cpu.this_process / requests,
+                rest: cpu.rest() / requests,
             },
         })
     }
@@ -397,155 +356,4 @@ struct CpuSplit {
     server: f64,
     client: f64,
     rest: f64,
-}
-
-/// CPU seconds used so far, from `/proc` (Linux).
-struct CpuTimes {
-    server: f64,
-    client: f64,
-    machine: f64,
-}
-
-/// `/proc`'s unit of CPU time (`USER_HZ`), 100 on Linux everywhere.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-impl CpuTimes {
-    fn now(server_pid: u32) -> anyhow::Result<CpuTimes> {
-        Ok(CpuTimes {
-            server: process_cpu(&format!("/proc/{server_pid}/stat"))?,
-            client: process_cpu("/proc/self/stat")?,
-            machine: machine_cpu()?,
-        })
-    }
-
-    fn since(&self, before: &CpuTimes) -> CpuTimes {
-        CpuTimes {
-            server: self.server - before.server,
-            client: self.client - before.client,
-            machine: self.machine - before.machine,
-        }
-    }
-}
-
-/// A process's user plus system time, every thread included.
-fn process_cpu(stat_path: &str) -> anyhow::Result<f64> {
-    let stat =
-        std::fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
-    // The command name may hold spaces; the fields after it are plain.
-    // utime and stime are fields 14 and 15; the third comes first here.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .with_context(|| format!("{stat_path} is shorter than expected"))?
-            .parse()?)
-    };
-    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
-}
-
-/// Every core's busy time (all but idle and iowait), from `/proc/stat`.
-fn machine_cpu() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .context("/proc/stat has no cpu line")?;
-    let ticks: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is already
-    // in user).
-    let busy: f64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    Ok(busy / TICKS_PER_SECOND)
-}
-
-/// The store writer's counters, read from the server's `/metrics`.
-struct StoreWrites {
-    /// Writes committed.
-    writes: f64,
-    /// Their summed time from batch start to commit (one observation per
-    /// write, so a batch of n counts n times).
-    seconds: f64,
-    /// Transactions (batches) committed.
-    batches: f64,
-    /// Writes in those batches.
-    batched: f64,
-}
-
-impl StoreWrites {
-    async fn scrape(api: &Api) -> anyhow::Result<StoreWrites> {
-        let text = api
-            .request(Method::GET, "/metrics")
-            .send()
-            .await?
-            .text()
-            .await?;
-        let value = |name: &str| -> anyhow::Result<f64> {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-                .with_context(|| format!("/metrics has no {name}"))?
-                .trim()
-                .parse()
-                .with_context(|| format!("{name} is not a number"))
-        };
-        Ok(StoreWrites {
-            writes: value("berth_store_write_duration_seconds_count")?,
-            seconds: value("berth_store_write_duration_seconds_sum")?,
-            batches: value("berth_store_write_batch_size_count")?,
-            batched: value("berth_store_write_batch_size_sum")?,
-        })
-    }
-
-    fn since(&self, before: &StoreWrites) -> StoreWrites {
-        StoreWrites {
-            writes: self.writes - before.writes,
-            seconds: self.seconds - before.seconds,
-            batches: self.batches - before.batches,
-            batched: self.batched - before.batched,
-        }
-    }
-}
-
-/// A Deployment as people write them: labels, a selector, one container
-/// with a named port, requests and limits, and a readiness probe.
-fn deployment(name: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "labels": {"app": name, "tier": "web", "team": "shop"},
-        },
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name, "tier": "web"}},
-                "spec": {"containers": [{
-                    "name": "web",
-                    "image": "registry.example.com/shop/web:1.4.2",
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "resources": {
-                        "requests": {"cpu": "250m", "memory": "128Mi"},
-                        "limits": {"cpu": "1", "memory": "256Mi"},
-                    },
-                    "readinessProbe": {
-                        "httpGet": {"path": "/healthz", "port": "http"},
-                        "periodSeconds": 5,
-                    },
-                }]},
-            },
-        },
-    })
 }
