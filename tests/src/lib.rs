@@ -1,11 +1,13 @@
 //! The harness behind Berth's end-to-end tests and benchmarks.
 //!
+//! - [`cluster`]: a server with its control loops and three sim nodes.
 //! - [`db`]: a fresh database per test, on SQLite or PostgreSQL.
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`process`]: building and running Berth's binaries as real processes.
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
 //! - [`tokens`]: forged, tampered and expired access tokens.
 
+pub mod cluster;
 pub mod db;
 pub mod etcd;
 pub mod process;
