@@ -11,7 +11,8 @@
 //! - the platform admin: everything, everywhere.
 //!
 //! Nodes are cluster-scoped: anyone signed in reads them, only the platform
-//! admin (and, later, node credentials) writes them. Someone who is not a
+//! admin (and, later, node credentials) writes them; node join tokens are
+//! the platform admin's alone. Someone who is not a
 //! member of a tenant is told that its objects do not exist ([`Decision::Hidden`]),
 //! so that names in other tenants cannot be probed.
 
@@ -79,6 +80,8 @@ pub enum Target {
     Audit,
     /// User accounts (platform-wide).
     Users,
+    /// The join tokens agents register with (platform-wide).
+    NodeJoinTokens,
     /// Keys of the etcd API outside any known kind.
     RawKeys,
 }
@@ -93,6 +96,7 @@ impl Target {
             Target::Tokens => "Token",
             Target::Audit => "AuditEntry",
             Target::Users => "User",
+            Target::NodeJoinTokens => "NodeJoinToken",
             Target::RawKeys => "Key",
         }
     }
@@ -222,8 +226,12 @@ mod tests {
     /// The matrix the REST tests also run against a live server.
     const MATRIX: &str = include_str!("../../tests/data/rbac_matrix.txt");
 
+    /// A row's target: a subresource (`Deployment/scale`) is decided as
+    /// its kind.
     fn target(name: &str) -> Target {
+        let name = name.split_once('/').map_or(name, |(kind, _)| kind);
         match name {
+            "NodeJoinToken" => Target::NodeJoinTokens,
             "Member" => Target::Members,
             "Token" => Target::Tokens,
             "Tenant" => Target::Tenant,
@@ -282,7 +290,8 @@ mod tests {
             };
             let target = target(kind);
             let verb = verb(verb_name);
-            let cluster_scoped = target == Target::Object(Kind::Node);
+            let cluster_scoped =
+                matches!(target, Target::Object(Kind::Node) | Target::NodeJoinTokens);
             let tenant = (!cluster_scoped).then_some("own");
             for (role, expected) in Role::ALL.into_iter().zip([viewer, editor, admin, owner]) {
                 let got = outcome(authorize(&subject(false, Some(role)), tenant, target, verb));

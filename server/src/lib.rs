@@ -14,6 +14,8 @@
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
 //! - [`objects`]: objects of every kind in the store: keys, managed fields,
 //!   concurrency, Secret sealing, lists and watches.
+//! - [`rollouts`]: the scale of Deployments and ReplicaSets, a
+//!   Deployment's revisions and rollback, over [`objects`].
 //! - [`rest`]: the REST API under `/api/v1`.
 //! - [`controllers`]: the leader-elected control loops (ReplicaSets,
 //!   Deployments) and the runtime they share.
@@ -34,6 +36,7 @@ pub mod http;
 pub mod node_api;
 pub mod objects;
 pub mod rest;
+pub mod rollouts;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;

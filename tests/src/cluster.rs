@@ -1,18 +1,76 @@
-//! A small cluster for end-to-end tests of the control loops: a server
-//! running its controllers, an admin signed in with a tenant, and the
-//! shapes and waits those tests share.
+//! A whole small cluster for the control-loop tests: a server with its
+//! controllers and scheduler on a fresh SQLite database, `berth agent
+//! --runtime sim` standing in for three nodes, the platform admin signed
+//! in and a tenant `acme`; the Deployment those tests roll out, and the
+//! reads and waits they share.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::process::TestServer;
+use crate::db::{TestBackend, TestDb, create_user};
+use crate::process::{AgentProcess, TestServer};
 use crate::rest::Api;
 
-/// The platform admin every cluster test signs in as.
+/// The platform admin's email.
 pub const ADMIN: &str = "admin@berth.local";
-/// That admin's password.
+/// The platform admin's password.
 pub const ADMIN_PASSWORD: &str = "admin-secret-1";
+/// The tenant every cluster starts with.
+pub const TENANT: &str = "acme";
+
+/// A running cluster; everything stops when it is dropped.
+pub struct SimCluster {
+    /// The platform admin, signed in.
+    pub admin: Api,
+    /// The agent of the three sim nodes.
+    pub agent: AgentProcess,
+    /// The server.
+    pub server: TestServer,
+    /// Its database.
+    pub db: TestDb,
+}
+
+impl SimCluster {
+    /// Starts the server (with `extra` arguments) and three sim nodes that
+    /// start a pod in 100 ms, makes tenant `acme`, and waits until the
+    /// three nodes are registered.
+    pub async fn start(extra: &[&str]) -> SimCluster {
+        let db = TestDb::new(TestBackend::Sqlite).await;
+        let server = server(&db.url, extra);
+        let agent = AgentProcess::sim(
+            &server,
+            "sim",
+            3,
+            &["--sim-start-delay-ms", "100", "--heartbeat-ms", "1000"],
+        );
+        let admin = admin_with_tenant(&server, TENANT).await;
+        admin
+            .eventually("/api/v1/nodes", 30, "three nodes", |list| {
+                list["items"]
+                    .as_array()
+                    .is_some_and(|nodes| nodes.len() == 3)
+            })
+            .await;
+        SimCluster {
+            admin,
+            agent,
+            server,
+            db,
+        }
+    }
+
+    /// A new user who is `role` in tenant `acme`, signed in.
+    pub async fn member(&self, email: &str, role: &str) -> Api {
+        const PASSWORD: &str = "member-secret-1";
+        let store = self.db.open().await;
+        create_user(&store, email, PASSWORD, Some((TENANT, role))).await;
+        store.close().await;
+        Api::new(self.server.process.url(""))
+            .login(email, PASSWORD)
+            .await
+    }
+}
 
 /// Starts a server with its controllers on `database_url`, plus `extra`
 /// flags.
@@ -32,8 +90,8 @@ pub async fn admin_with_tenant(server: &TestServer, tenant: &str) -> Api {
     admin
 }
 
-/// A Deployment `name` of `replicas` pods labelled `app: {name}`, each
-/// asking for 100m CPU and 32Mi.
+/// A Deployment `name` of `replicas` pods of one container running
+/// `image`, selected by `app: {name}`, with the default rollout strategy.
 pub fn deployment(name: &str, replicas: i64, image: &str) -> Value {
     json!({
         "apiVersion": "apps/v1",
@@ -45,36 +103,13 @@ pub fn deployment(name: &str, replicas: i64, image: &str) -> Value {
             "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{
-                    "name": name,
+                    "name": "web",
                     "image": image,
                     "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}},
                 }]},
             },
         },
     })
-}
-
-/// Polls `path` until `check` holds, for at most `seconds`; answers the
-/// body that passed.
-pub async fn eventually(
-    api: &Api,
-    path: &str,
-    seconds: u64,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let (status, body) = api.get(path).await;
-        if status == 200 && check(&body) {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The items of a list body.

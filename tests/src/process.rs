@@ -162,6 +162,18 @@ impl AgentProcess {
     pub fn sim(server: &TestServer, name: &str, nodes: usize, extra: &[&str]) -> AgentProcess {
         let token = std::fs::read_to_string(server.data_dir.path().join("node-token"))
             .expect("the server writes <data-dir>/node-token at first start");
+        Self::sim_with_token(server, &token, name, nodes, extra)
+    }
+
+    /// Like [`AgentProcess::sim`], registering with `token` instead of the
+    /// server's bootstrap join token.
+    pub fn sim_with_token(
+        server: &TestServer,
+        token: &str,
+        name: &str,
+        nodes: usize,
+        extra: &[&str],
+    ) -> AgentProcess {
         let child = Command::new(berth_binary())
             .args(["agent", "--runtime", "sim", "--name", name])
             .args(["--sim-nodes", &nodes.to_string()])

@@ -92,6 +92,30 @@ impl Api {
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         Api::send(self.request(reqwest::Method::DELETE, path)).await
     }
+
+    /// GETs `path` every 200 ms until it answers 200 with a body for which
+    /// `check` holds, and answers that body; panics with `what` and the
+    /// last answer after `seconds`.
+    pub async fn eventually(
+        &self,
+        path: &str,
+        seconds: u64,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && check(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {status} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// The names of the nodes whose `Ready` condition is `True` in the answer

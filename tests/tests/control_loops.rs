@@ -4,43 +4,28 @@
 
 use std::collections::BTreeMap;
 
-use berth_tests::cluster::{admin_with_tenant, create, deployment, eventually, items, server};
-use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::AgentProcess;
+use berth_tests::cluster::{SimCluster, create, deployment, items};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_nodes() {
-    let db = TestDb::new(TestBackend::Sqlite).await;
-    let server = server(&db.url, &[]);
-    let _agent = AgentProcess::sim(
-        &server,
-        "sim",
-        3,
-        &["--sim-start-delay-ms", "100", "--heartbeat-ms", "1000"],
-    );
-    let admin = admin_with_tenant(&server, "acme").await;
-    eventually(&admin, "/api/v1/nodes", 30, "three Ready nodes", |list| {
-        list["items"]
-            .as_array()
-            .is_some_and(|nodes| nodes.len() == 3)
-    })
-    .await;
+    let cluster = SimCluster::start(&[]).await;
+    let admin = &cluster.admin;
 
     create(
-        &admin,
+        admin,
         "/api/v1/tenants/acme/deployments",
         deployment("web", 10, "busybox:1"),
     )
     .await;
-    let web = eventually(
-        &admin,
-        "/api/v1/tenants/acme/deployments/web",
-        60,
-        "10 available",
-        |d| d["status"]["availableReplicas"] == 10 && d["status"]["updatedReplicas"] == 10,
-    )
-    .await;
+    let web = admin
+        .eventually(
+            "/api/v1/tenants/acme/deployments/web",
+            60,
+            "10 available",
+            |d| d["status"]["availableReplicas"] == 10 && d["status"]["updatedReplicas"] == 10,
+        )
+        .await;
     assert_eq!(web["status"]["replicas"], 10, "{web}");
 
     let (_, pods) = admin.get("/api/v1/tenants/acme/pods").await;
@@ -60,19 +45,20 @@ async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_no
     );
 
     // Users see what the controllers and the scheduler did.
-    let events = eventually(
-        &admin,
-        "/api/v1/tenants/acme/events",
-        10,
-        "ScalingReplicaSet, SuccessfulCreate and Scheduled events",
-        |list| {
-            let count = |reason: &str| items(list).iter().filter(|e| e["reason"] == reason).count();
-            count("ScalingReplicaSet") >= 1
-                && count("SuccessfulCreate") == 10
-                && count("Scheduled") == 10
-        },
-    )
-    .await;
+    let events = admin
+        .eventually(
+            "/api/v1/tenants/acme/events",
+            10,
+            "ScalingReplicaSet, SuccessfulCreate and Scheduled events",
+            |list| {
+                let count =
+                    |reason: &str| items(list).iter().filter(|e| e["reason"] == reason).count();
+                count("ScalingReplicaSet") >= 1
+                    && count("SuccessfulCreate") == 10
+                    && count("Scheduled") == 10
+            },
+        )
+        .await;
     let scaled = items(&events)
         .into_iter()
         .find(|e| e["reason"] == "ScalingReplicaSet")
@@ -93,24 +79,25 @@ async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_no
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    eventually(&admin, "/api/v1/tenants/acme/pods", 60, "no pods", |list| {
-        list["items"].as_array().is_some_and(Vec::is_empty)
-    })
-    .await;
-    eventually(
-        &admin,
-        "/api/v1/tenants/acme/events",
-        10,
-        "SuccessfulDelete events",
-        |list| {
-            items(list)
-                .iter()
-                .filter(|e| e["reason"] == "SuccessfulDelete")
-                .count()
-                == 10
-        },
-    )
-    .await;
+    admin
+        .eventually("/api/v1/tenants/acme/pods", 60, "no pods", |list| {
+            list["items"].as_array().is_some_and(Vec::is_empty)
+        })
+        .await;
+    admin
+        .eventually(
+            "/api/v1/tenants/acme/events",
+            10,
+            "SuccessfulDelete events",
+            |list| {
+                items(list)
+                    .iter()
+                    .filter(|e| e["reason"] == "SuccessfulDelete")
+                    .count()
+                    == 10
+            },
+        )
+        .await;
     let (status, body) = admin
         .patch(
             "/api/v1/tenants/acme/deployments/web",
@@ -118,12 +105,12 @@ async fn a_deployment_of_ten_reaches_ten_available_pods_spread_over_three_sim_no
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    eventually(
-        &admin,
-        "/api/v1/tenants/acme/deployments/web",
-        60,
-        "10 available again",
-        |d| d["status"]["availableReplicas"] == 10,
-    )
-    .await;
+    admin
+        .eventually(
+            "/api/v1/tenants/acme/deployments/web",
+            60,
+            "10 available again",
+            |d| d["status"]["availableReplicas"] == 10,
+        )
+        .await;
 }

@@ -3,9 +3,7 @@
 //! longer owned) and `Foreground` (the owner waits for them, here held up
 //! by a finalizer on one pod).
 
-use berth_tests::cluster::{
-    admin_with_tenant, create, deployment, eventually, gone, items, server,
-};
+use berth_tests::cluster::{admin_with_tenant, create, deployment, gone, items, server};
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::rest::Api;
 use serde_json::{Value, json};
@@ -23,7 +21,9 @@ async fn web_with_pods(admin: &Api) -> (Value, Vec<Value>) {
         deployment("web", 3, "busybox:1"),
     )
     .await;
-    let pods = eventually(admin, PODS, 30, "3 pods", |list| items(list).len() == 3).await;
+    let pods = admin
+        .eventually(PODS, 30, "3 pods", |list| items(list).len() == 3)
+        .await;
     let (_, replica_sets) = admin.get(REPLICA_SETS).await;
     let replica_sets = items(&replica_sets);
     assert_eq!(replica_sets.len(), 1, "{replica_sets:?}");
@@ -50,18 +50,16 @@ async fn deleting_an_owner_deletes_orphans_or_waits_for_what_it_owns() {
     let (status, body) = admin.delete(WEB).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(admin.get(WEB).await.0, 404);
-    eventually(
-        &admin,
-        REPLICA_SETS,
-        30,
-        "the ReplicaSet is collected",
-        |list| items(list).is_empty(),
-    )
-    .await;
-    eventually(&admin, PODS, 30, "the pods are collected", |list| {
-        items(list).is_empty()
-    })
-    .await;
+    admin
+        .eventually(REPLICA_SETS, 30, "the ReplicaSet is collected", |list| {
+            items(list).is_empty()
+        })
+        .await;
+    admin
+        .eventually(PODS, 30, "the pods are collected", |list| {
+            items(list).is_empty()
+        })
+        .await;
 
     // Orphan: the Deployment goes; its ReplicaSet stays, owned by nobody,
     // and keeps its pods.
@@ -119,10 +117,11 @@ async fn deleting_an_owner_deletes_orphans_or_waits_for_what_it_owns() {
         marked["metadata"]["finalizers"],
         json!(["foregroundDeletion"])
     );
-    let left = eventually(&admin, PODS, 30, "only the held pod is left", |list| {
-        items(list).len() == 1
-    })
-    .await;
+    let left = admin
+        .eventually(PODS, 30, "only the held pod is left", |list| {
+            items(list).len() == 1
+        })
+        .await;
     let pod = &items(&left)[0];
     assert_eq!(pod["metadata"]["name"], held.as_str());
     assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");

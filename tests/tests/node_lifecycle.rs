@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use berth_tests::cluster::{
-    admin_with_tenant, create, deployment, eventually, items, metric, ready_status, server,
+    admin_with_tenant, create, deployment, items, metric, ready_status, server,
 };
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::{AgentProcess, TestServer, free_port};
@@ -44,33 +44,34 @@ fn unreachable_taint(node: &Value) -> bool {
 }
 
 async fn three_ready_nodes(admin: &Api) {
-    eventually(admin, "/api/v1/nodes", 30, "three Ready nodes", |list| {
-        let nodes = items(list);
-        nodes.len() == 3
-            && nodes
-                .iter()
-                .all(|n| ready_status(n).as_deref() == Some("True"))
-    })
-    .await;
+    admin
+        .eventually("/api/v1/nodes", 30, "three Ready nodes", |list| {
+            let nodes = items(list);
+            nodes.len() == 3
+                && nodes
+                    .iter()
+                    .all(|n| ready_status(n).as_deref() == Some("True"))
+        })
+        .await;
 }
 
 /// Waits until the Deployment `web` has `replicas` Running pods, none of
 /// them on `avoid`; answers them.
 async fn running_elsewhere(admin: &Api, replicas: usize, avoid: &str, seconds: u64) -> Vec<Value> {
-    let list = eventually(
-        admin,
-        "/api/v1/tenants/acme/pods",
-        seconds,
-        &format!("{replicas} pods Running, none on {avoid}"),
-        |list| {
-            let pods = items(list);
-            pods.len() == replicas
-                && pods
-                    .iter()
-                    .all(|p| p["status"]["phase"] == "Running" && node_of(p) != avoid)
-        },
-    )
-    .await;
+    let list = admin
+        .eventually(
+            "/api/v1/tenants/acme/pods",
+            seconds,
+            &format!("{replicas} pods Running, none on {avoid}"),
+            |list| {
+                let pods = items(list);
+                pods.len() == replicas
+                    && pods
+                        .iter()
+                        .all(|p| p["status"]["phase"] == "Running" && node_of(p) != avoid)
+            },
+        )
+        .await;
     items(&list)
 }
 
@@ -89,14 +90,14 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
         deployment("web", 6, "busybox:1"),
     )
     .await;
-    eventually(
-        &admin,
-        "/api/v1/tenants/acme/deployments/web",
-        60,
-        "6 available",
-        |d| d["status"]["availableReplicas"] == 6,
-    )
-    .await;
+    admin
+        .eventually(
+            "/api/v1/tenants/acme/deployments/web",
+            60,
+            "6 available",
+            |d| d["status"]["availableReplicas"] == 6,
+        )
+        .await;
     let (_, pods) = admin.get("/api/v1/tenants/acme/pods").await;
     let on_lost: BTreeSet<String> = items(&pods)
         .iter()
@@ -107,14 +108,14 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
 
     let killed = Instant::now();
     lost.kill();
-    let node = eventually(
-        &admin,
-        "/api/v1/nodes/lost",
-        30,
-        "the killed node turns Unknown and is tainted",
-        |node| ready_status(node).as_deref() == Some("Unknown") && unreachable_taint(node),
-    )
-    .await;
+    let node = admin
+        .eventually(
+            "/api/v1/nodes/lost",
+            30,
+            "the killed node turns Unknown and is tainted",
+            |node| ready_status(node).as_deref() == Some("Unknown") && unreachable_taint(node),
+        )
+        .await;
     let not_ready_after = killed.elapsed();
     let ready = node["status"]["conditions"]
         .as_array()
@@ -137,30 +138,30 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
         names.is_disjoint(&on_lost),
         "the lost node's pods were replaced: {names:?} vs {on_lost:?}"
     );
-    eventually(
-        &admin,
-        "/api/v1/tenants/acme/deployments/web",
-        30,
-        "6 available again",
-        |d| d["status"]["availableReplicas"] == 6,
-    )
-    .await;
+    admin
+        .eventually(
+            "/api/v1/tenants/acme/deployments/web",
+            30,
+            "6 available again",
+            |d| d["status"]["availableReplicas"] == 6,
+        )
+        .await;
 
     // What happened is told to the pods' owners.
-    let events = eventually(
-        &admin,
-        "/api/v1/tenants/acme/events",
-        10,
-        "NodeNotReady and eviction events",
-        |list| {
-            let reasons: BTreeSet<String> = items(list)
-                .iter()
-                .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
-                .collect();
-            reasons.contains("NodeNotReady") && reasons.contains("TaintManagerEviction")
-        },
-    )
-    .await;
+    let events = admin
+        .eventually(
+            "/api/v1/tenants/acme/events",
+            10,
+            "NodeNotReady and eviction events",
+            |list| {
+                let reasons: BTreeSet<String> = items(list)
+                    .iter()
+                    .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+                    .collect();
+                reasons.contains("NodeNotReady") && reasons.contains("TaintManagerEviction")
+            },
+        )
+        .await;
     for event in items(&events) {
         if event["reason"] == "TaintManagerEviction" {
             let pod = event["involvedObject"]["name"].as_str().unwrap();
@@ -170,14 +171,14 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
 
     // The node comes back: Ready, untainted, and nothing moves back.
     let _back = agent(&server, "lost", 1, None);
-    eventually(
-        &admin,
-        "/api/v1/nodes/lost",
-        30,
-        "the node is Ready again without the taint",
-        |node| ready_status(node).as_deref() == Some("True") && !unreachable_taint(node),
-    )
-    .await;
+    admin
+        .eventually(
+            "/api/v1/nodes/lost",
+            30,
+            "the node is Ready again without the taint",
+            |node| ready_status(node).as_deref() == Some("True") && !unreachable_taint(node),
+        )
+        .await;
     let ready_nodes = r#"berth_nodes{condition="Ready",status="True"}"#;
     let metrics = server.process.url("/metrics");
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
@@ -216,14 +217,14 @@ async fn a_frozen_node_that_returns_drops_the_pods_it_no_longer_owns() {
     frozen.pause();
     running_elsewhere(&admin, 3, "frozen", 60).await;
     frozen.resume();
-    eventually(
-        &admin,
-        "/api/v1/nodes/frozen",
-        30,
-        "the node is Ready again without the taint",
-        |node| ready_status(node).as_deref() == Some("True") && !unreachable_taint(node),
-    )
-    .await;
+    admin
+        .eventually(
+            "/api/v1/nodes/frozen",
+            30,
+            "the node is Ready again without the taint",
+            |node| ready_status(node).as_deref() == Some("True") && !unreachable_taint(node),
+        )
+        .await;
     let deadline = Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let running = metric(&agent_metrics, "berth_agent_pods_running").await;

@@ -1,5 +1,6 @@
 //! The RBAC matrix (`tests/data/rbac_matrix.txt`) against a live server:
-//! for every object kind and verb, each role in its own tenant, the
+//! for every object kind and verb (and the workload subresources and node
+//! join tokens), each role in its own tenant, the
 //! platform admin, and each role in a foreign tenant gets what the matrix
 //! says: allow (2xx), deny (403) or hidden (404). The foreign tenant holds
 //! objects of the same names, so a 404 there means hidden, not absent.
@@ -80,6 +81,40 @@ fn object(kind: &str, name: &str) -> (&'static str, Value) {
     }
 }
 
+/// A row's kind without its subresource, and the subresource:
+/// `Deployment/scale` → (`Deployment`, `scale`).
+fn split_kind(kind: &str) -> (&str, Option<&str>) {
+    match kind.split_once('/') {
+        Some((kind, subresource)) => (kind, Some(subresource)),
+        None => (kind, None),
+    }
+}
+
+/// Rows whose targets belong to no tenant.
+fn is_cluster_scoped(kind: &str) -> bool {
+    matches!(kind, "Node" | "NodeJoinToken")
+}
+
+/// Two ReplicaSets owned by the Deployment `deployment` (its uid given),
+/// revisions 1 (an older image) and 2 (its template), so that it has a
+/// revision to roll back to.
+fn history(deployment: &str, uid: &str) -> [Value; 2] {
+    [(1, "busybox:0"), (2, "busybox:1")].map(|(revision, image)| {
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+            "name": format!("{deployment}-{revision}"),
+            "labels": {"app": "web"},
+            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                 "name": deployment, "uid": uid, "controller": true}],
+        }, "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": image}]}},
+        }})
+    })
+}
+
 fn collection(tenant: Option<&str>, plural: &str) -> String {
     match tenant {
         Some(tenant) => format!("/api/v1/tenants/{tenant}/{plural}"),
@@ -88,11 +123,71 @@ fn collection(tenant: Option<&str>, plural: &str) -> String {
 }
 
 /// Runs one request of `verb` on `kind` as `api` and says what happened.
-async fn attempt(api: &Api, tenant: Option<&str>, kind: &str, verb: &str, caller: &str) -> String {
+/// `join_token` is the id of the node join token this caller's delete
+/// revokes.
+async fn attempt(
+    api: &Api,
+    tenant: Option<&str>,
+    kind: &str,
+    verb: &str,
+    caller: &str,
+    join_token: i64,
+) -> String {
+    let target_name = format!("t-{caller}");
+    let (kind, subresource) = split_kind(kind);
+    let (status, answer) = if kind == "NodeJoinToken" {
+        let base = "/api/v1/nodes/join-tokens";
+        match verb {
+            "list" => api.get(base).await,
+            "create" => api.post(base, json!({"description": caller})).await,
+            "delete" => api.delete(&format!("{base}/{join_token}")).await,
+            other => panic!("no request for verb {other} of join tokens"),
+        }
+    } else if let Some(subresource) = subresource {
+        let (plural, _) = object(kind, &target_name);
+        let path = format!("{}/{target_name}/{subresource}", collection(tenant, plural));
+        match (subresource, verb) {
+            ("scale" | "revisions", "get") => api.get(&path).await,
+            ("scale", "update") => {
+                api.put(
+                    &path,
+                    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                           "metadata": {"name": target_name}, "spec": {"replicas": 1}}),
+                )
+                .await
+            }
+            ("rollback", "update") => api.post(&path, json!({})).await,
+            other => panic!("no request for {other:?}"),
+        }
+    } else {
+        plain_attempt(api, tenant, kind, verb, caller).await
+    };
+    match status {
+        200..=299 if verb == "reveal" => {
+            let revealed = answer["data"]["a"] == "Yg==";
+            let redacted = answer["data"]["a"] == "";
+            assert!(revealed || redacted, "{kind} {verb}: {answer}");
+            if revealed { "allow" } else { "deny" }.into()
+        }
+        200..=299 => "allow".into(),
+        403 => "deny".into(),
+        404 => "hidden".into(),
+        other => format!("status {other}: {answer}"),
+    }
+}
+
+/// One request of `verb` on an object of `kind` (no subresource).
+async fn plain_attempt(
+    api: &Api,
+    tenant: Option<&str>,
+    kind: &str,
+    verb: &str,
+    caller: &str,
+) -> (u16, Value) {
     let target_name = format!("t-{caller}");
     let (plural, body) = object(kind, &target_name);
     let base = collection(tenant, plural);
-    let (status, answer) = match verb {
+    match verb {
         "get" | "reveal" => api.get(&format!("{base}/{target_name}")).await,
         "list" => api.get(&base).await,
         "watch" => {
@@ -122,18 +217,6 @@ async fn attempt(api: &Api, tenant: Option<&str>, kind: &str, verb: &str, caller
         }
         "delete" => api.delete(&format!("{base}/d-{caller}")).await,
         other => panic!("no request for verb {other}"),
-    };
-    match status {
-        200..=299 if verb == "reveal" => {
-            let revealed = answer["data"]["a"] == "Yg==";
-            let redacted = answer["data"]["a"] == "";
-            assert!(revealed || redacted, "{kind} {verb}: {answer}");
-            if revealed { "allow" } else { "deny" }.into()
-        }
-        200..=299 => "allow".into(),
-        403 => "deny".into(),
-        404 => "hidden".into(),
-        other => format!("status {other}: {answer}"),
     }
 }
 
@@ -174,8 +257,13 @@ async fn every_role_gets_what_the_rbac_matrix_says_for_every_kind_and_verb() {
         .map(|r| r[0])
         .filter(|k| !matches!(*k, "Member" | "Token" | "Tenant" | "AuditEntry"))
         .collect();
-    for kind in &kinds {
-        let tenants: Vec<Option<&str>> = if *kind == "Node" {
+    let object_kinds: std::collections::BTreeSet<&str> = kinds
+        .iter()
+        .map(|k| split_kind(k).0)
+        .filter(|k| *k != "NodeJoinToken")
+        .collect();
+    for kind in &object_kinds {
+        let tenants: Vec<Option<&str>> = if is_cluster_scoped(kind) {
             vec![None]
         } else {
             vec![Some("own"), Some("foreign")]
@@ -186,20 +274,40 @@ async fn every_role_gets_what_the_rbac_matrix_says_for_every_kind_and_verb() {
                     let (plural, body) = object(kind, &format!("{prefix}-{caller}"));
                     let (status, answer) = platform.post(&collection(tenant, plural), body).await;
                     assert_eq!(status, 201, "creating a {kind}: {answer}");
+                    if *kind == "Deployment" && prefix == "t" && tenant == Some("own") {
+                        let name = format!("t-{caller}");
+                        let uid = answer["metadata"]["uid"].as_str().expect("a uid");
+                        for replica_set in history(&name, uid) {
+                            let (status, answer) = platform
+                                .post("/api/v1/tenants/own/replicasets", replica_set)
+                                .await;
+                            assert_eq!(status, 201, "creating a revision: {answer}");
+                        }
+                    }
                 }
             }
         }
+    }
+    // A node join token per caller, for that caller's delete.
+    let mut join_tokens = std::collections::BTreeMap::new();
+    for (caller, _) in &callers {
+        let (status, answer) = platform
+            .post("/api/v1/nodes/join-tokens", json!({"description": caller}))
+            .await;
+        assert_eq!(status, 201, "creating a join token: {answer}");
+        join_tokens.insert(*caller, answer["id"].as_i64().expect("an id"));
     }
 
     let mut mismatches = Vec::new();
     let mut checked = 0;
     for row in rows.iter().filter(|r| kinds.contains(r[0])) {
         let (kind, verb) = (row[0], row[1]);
-        let cluster_scoped = kind == "Node";
+        let cluster_scoped = is_cluster_scoped(kind);
         for (column, (caller, api)) in callers.iter().enumerate() {
             let expected = row[2 + column];
             let own = if cluster_scoped { None } else { Some("own") };
-            let got = attempt(api, own, kind, verb, caller).await;
+            let join_token = join_tokens[caller];
+            let got = attempt(api, own, kind, verb, caller, join_token).await;
             checked += 1;
             if got != expected {
                 mismatches.push(format!(
@@ -208,7 +316,7 @@ async fn every_role_gets_what_the_rbac_matrix_says_for_every_kind_and_verb() {
             }
             if !cluster_scoped && *caller != "platform" {
                 let expected = row[7];
-                let got = attempt(api, Some("foreign"), kind, verb, caller).await;
+                let got = attempt(api, Some("foreign"), kind, verb, caller, join_token).await;
                 checked += 1;
                 if got != expected {
                     mismatches.push(format!(

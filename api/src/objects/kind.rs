@@ -128,6 +128,11 @@ impl Kind {
         !matches!(self, Kind::ConfigMap | Kind::Secret | Kind::Event)
     }
 
+    /// Whether the kind has the scale subresource (`.../{name}/scale`).
+    pub fn has_scale(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::ReplicaSet)
+    }
+
     /// The `kind` of a list answer (`DeploymentList`).
     pub fn list_kind(self) -> &'static str {
         match self {

@@ -11,6 +11,9 @@
 //! - [`validate`]: every rule, reporting all problems with field paths.
 //! - [`resource`]: the [`Resource`] trait every kind's type implements.
 //! - [`schema`]: the OpenAPI schemas, closed against unknown fields.
+//! - [`scale`]: the scale subresource (`autoscaling/v1` `Scale`) of
+//!   Deployments and ReplicaSets.
+//! - [`rollout`]: a Deployment's revisions and the rollback request.
 
 pub mod autoscaling;
 pub mod config;
@@ -23,6 +26,8 @@ pub mod meta;
 pub mod node;
 pub mod pod;
 pub mod resource;
+pub mod rollout;
+pub mod scale;
 pub mod schema;
 pub mod service;
 pub mod storage;

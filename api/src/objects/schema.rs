@@ -17,7 +17,8 @@ use super::{
 };
 
 /// Every schema the kinds use (each kind, everything it contains,
-/// [`Kind`] and [`FieldError`]), by name, with `additionalProperties: false`
+/// [`Kind`] and [`FieldError`]) and their subresources' (`Scale`, a
+/// Deployment's revisions and rollback), by name, with `additionalProperties: false`
 /// on every struct. Maps keep their `additionalProperties`.
 pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     let mut all = Vec::new();
@@ -33,6 +34,9 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<Node>(&mut all);
     add::<Kind>(&mut all);
     add::<FieldError>(&mut all);
+    add::<super::scale::Scale>(&mut all);
+    add::<super::rollout::RollbackRequest>(&mut all);
+    add::<super::rollout::DeploymentRevisionList>(&mut all);
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|(name, _)| seen.insert(name.clone()));
     for (_, schema) in &mut all {

@@ -8,16 +8,21 @@
 //! - [`openapi`]: the OpenAPI document.
 //! - `resources`, `body`, `watch`: the object endpoints of every kind,
 //!   their bodies and their watch streams.
+//! - `rollouts`: the scale subresource of Deployments and ReplicaSets, a
+//!   Deployment's rollback and revisions.
 //! - `tenants`: tenants and their members; `users`: accounts (platform
-//!   admin); `tokens`: API tokens.
+//!   admin); `tokens`: API tokens; `join_tokens`: node join tokens
+//!   (platform admin).
 
 mod audit_routes;
 mod auth_routes;
 mod body;
 pub mod caller;
 pub mod error;
+mod join_tokens;
 pub mod openapi;
 mod resources;
+mod rollouts;
 mod tenants;
 pub mod throttle;
 mod tokens;
@@ -46,5 +51,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
     tenants::configure(config);
     users::configure(config);
     tokens::configure(config);
+    // Before the object routes, which would take `join-tokens` for a node
+    // and the subresources for nothing.
+    join_tokens::configure(config);
+    rollouts::configure(config);
     resources::configure(config);
 }

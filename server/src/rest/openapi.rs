@@ -4,8 +4,9 @@
 //! Handlers with fixed paths describe themselves with `#[utoipa::path]`.
 //! The object endpoints are one set of handlers for every kind, so their
 //! paths are generated here from the kinds, each with its own schema and
-//! operation ids (`list_deployments`, `create_deployment`, …), so that a
-//! generated SDK gets typed methods per kind.
+//! operation ids (`list_deployments`, `create_deployment`, …,
+//! `update_deployment_scale`), so that a generated SDK gets typed methods
+//! per kind.
 
 use berth_api::objects::Kind;
 use utoipa::OpenApi as _;
@@ -24,6 +25,8 @@ pub fn document() -> OpenApi {
     doc.merge(super::tenants::TenantsApi::openapi());
     doc.merge(super::users::UsersApi::openapi());
     doc.merge(super::tokens::TokensApi::openapi());
+    doc.merge(super::join_tokens::JoinTokensApi::openapi());
+    doc.merge(super::rollouts::RolloutsApi::openapi());
     doc.info.title = "Berth".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
@@ -489,7 +492,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
                 kind,
                 format!("Replace a {name}'s status (controllers and agents)"),
             )
-            .parameters(Some(scope_params))
+            .parameters(Some(scope_params.clone()))
             .request_body(Some(body_of(kind)))
             .response(
                 "200",
@@ -502,6 +505,69 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
             PathItem::new(HttpMethod::Put, status),
         );
     }
+
+    if kind.has_scale() {
+        add_scale_path(doc, kind, &collection, scope_params);
+    }
+}
+
+/// `.../{name}/scale` of a kind with the scale subresource: GET and PUT of
+/// an `autoscaling/v1` `Scale`.
+fn add_scale_path(doc: &mut OpenApi, kind: Kind, collection: &str, params: Vec<Parameter>) {
+    let singular = snake(kind.name());
+    let name = kind.name();
+    let scale_response = |description: &str| {
+        Response::builder()
+            .description(description)
+            .content("application/json", json_content(schema_ref("Scale")))
+            .build()
+    };
+    let get = with_errors(
+        operation(
+            format!("get_{singular}_scale"),
+            kind,
+            format!("Read a {name}'s scale: its replicas, the pods it has, its selector"),
+        )
+        .parameters(Some(params.clone()))
+        .response("200", scale_response("The scale.")),
+        READ_ERRORS,
+    );
+    let content = || {
+        Content::builder()
+            .schema(Some(schema_ref("Scale")))
+            .example(Some(serde_json::json!({
+                "apiVersion": berth_api::objects::scale::SCALE_API_VERSION,
+                "kind": berth_api::objects::scale::SCALE_KIND,
+                "metadata": {"name": EXAMPLE_NAME},
+                "spec": {"replicas": 3},
+            })))
+            .build()
+    };
+    let update = with_errors(
+        operation(
+            format!("update_{singular}_scale"),
+            kind,
+            format!(
+                "Set a {name}'s spec.replicas, and nothing else (a resourceVersion or uid \
+                 in the body must be current)"
+            ),
+        )
+        .parameters(Some(params))
+        .request_body(Some(
+            RequestBody::builder()
+                .required(Some(Required::True))
+                .content("application/json", content())
+                .content("application/yaml", content())
+                .build(),
+        ))
+        .response("200", scale_response("The new scale.")),
+        WRITE_ERRORS,
+    );
+    let mut item = PathItem::new(HttpMethod::Get, get);
+    item.merge_operations(PathItem::new(HttpMethod::Put, update));
+    doc.paths
+        .paths
+        .insert(format!("{collection}/{{name}}/scale"), item);
 }
 
 const WITH_CONFLICT: &[(&str, &str)] = &[
@@ -535,6 +601,9 @@ mod tests {
         }
         assert!(seen.contains("list_deployments"));
         assert!(seen.contains("create_horizontal_pod_autoscaler"));
+        assert!(seen.contains("update_replica_set_scale"));
+        assert!(seen.contains("rollback_deployment"));
+        assert!(seen.contains("create_join_token"));
     }
 
     /// An example the server refused would still pass schemathesis (a 400

@@ -106,14 +106,15 @@ fn kind_of(plural: &str, namespaced: bool) -> Result<Kind, ApiError> {
 }
 
 /// Where a request points, once its kind is known and access is allowed.
-struct Scope {
+pub(super) struct Scope {
     kind: Kind,
     tenant: Option<String>,
     reveal: SecretValues,
 }
 
 impl Scope {
-    fn at(&self, name: &str) -> ObjectRef {
+    /// The object `name` of this kind in this tenant.
+    pub(super) fn at(&self, name: &str) -> ObjectRef {
         ObjectRef {
             kind: self.kind,
             tenant: self.tenant.clone(),
@@ -122,7 +123,14 @@ impl Scope {
     }
 }
 
-fn scope(caller: &Caller, tenant: Option<&str>, kind: Kind, verb: Verb) -> Result<Scope, ApiError> {
+/// Asks [`authorize`] whether the caller may do `verb` to `kind` in
+/// `tenant`; the scope of the request when they may.
+pub(super) fn scope(
+    caller: &Caller,
+    tenant: Option<&str>,
+    kind: Kind,
+    verb: Verb,
+) -> Result<Scope, ApiError> {
     allowed(authorize(
         &caller.subject,
         tenant,
@@ -157,7 +165,7 @@ fn audit(state: &AppState, caller: &Caller, scope: &Scope, verb: &str, name: &st
 }
 
 /// Answers `result` and records it in the audit log, success or not.
-fn audited(
+pub(super) fn audited(
     state: &AppState,
     caller: &Caller,
     scope: &Scope,

@@ -20,13 +20,13 @@ use crate::store::identity::{ApiToken, NewApiToken};
 )]
 pub struct TokensApi;
 
-/// The longest token name accepted.
-const MAX_NAME_CHARS: usize = 100;
-/// The shortest lifetime a token may be given.
-const MIN_EXPIRES_IN_SECONDS: u64 = 60;
-/// The longest lifetime a token may be given (ten years); without
-/// `expiresInSeconds` it never expires.
-const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 366 * 24 * 3600;
+/// The longest token name accepted (also of node join tokens).
+pub(super) const MAX_NAME_CHARS: usize = 100;
+/// The shortest lifetime a token may be given (also a node join token).
+pub(super) const MIN_EXPIRES_IN_SECONDS: u64 = 60;
+/// The longest lifetime a token may be given (ten years), also a node join
+/// token; without a lifetime it never expires.
+pub(super) const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 366 * 24 * 3600;
 
 /// `POST /tokens`'s body.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
