@@ -201,10 +201,14 @@ impl EventRecorder {
         let key = format!("/registry/events/{}/{name}", involved.tenant);
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let lease = self.lease().await?;
+        // Most events are new: the first attempt creates without reading.
         // A repeat is a read-modify-write; two recorders racing on one event
         // lose a count at worst, so one retry is enough.
-        for _ in 0..2 {
-            let current = self.store.get(key.as_bytes(), 0).await?;
+        for attempt in 0..3 {
+            let current = match attempt {
+                0 => None,
+                _ => self.store.get(key.as_bytes(), 0).await?,
+            };
             let (count, first, uid, guard) = match &current {
                 Some(kv) => {
                     let old: serde_json::Value =

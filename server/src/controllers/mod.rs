@@ -54,6 +54,10 @@ use runtime::{
 
 /// How many keys each controller reconciles at once.
 const WORKERS: usize = 4;
+/// How many ReplicaSets create or delete pods at once: each waits for its
+/// writes to commit, and more of them in flight make the store's group
+/// commits larger rather than the wait longer.
+const REPLICA_SET_WORKERS: usize = 16;
 
 /// How the controllers behave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,7 +278,7 @@ async fn run_controllers(
             clock.clone(),
             events("replicaset-controller"),
         )),
-        WORKERS,
+        REPLICA_SET_WORKERS,
         &metrics,
     );
     replica_set_controller.watches(&mut replica_set_reflector, own_key);

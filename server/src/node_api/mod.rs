@@ -386,13 +386,14 @@ impl NodeApi {
         };
         let mut event = pb::PodEvent {
             r#type: r#type.into(),
-            pod_json: pod.to_string(),
+            pod_json: pod.json.to_string(),
             resource_version: revision,
             ..pb::PodEvent::default()
         };
         if kind == ChangeKind::Deleted {
             return Ok(event);
         }
+        let pod = pod.value();
         let tenant = pod["metadata"]["tenant"].as_str().unwrap_or_default();
         let references = PodReferences::of(&pod);
         for (reference, kind, into) in [

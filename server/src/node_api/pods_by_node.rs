@@ -55,7 +55,7 @@ pub enum NodePodEvent {
         /// How.
         kind: ChangeKind,
         /// The pod as of this event (its last state, for a deletion).
-        pod: Arc<Value>,
+        pod: PodDoc,
         /// The revision of the change.
         revision: Revision,
     },
@@ -119,7 +119,7 @@ struct Index {
     /// Pod key → the node it is bound to.
     node_of: HashMap<String, String>,
     /// Node → its pods by key.
-    by_node: HashMap<String, HashMap<String, Arc<Value>>>,
+    by_node: HashMap<String, HashMap<String, PodDoc>>,
     /// Recent events, oldest first, with the node each went to.
     window: VecDeque<(String, NodePodEvent)>,
     /// The window holds every event after this revision.
@@ -169,17 +169,17 @@ impl PodsByNode {
                 .collect();
             (replay, resource_version.max(index.revision))
         } else {
-            let mut pods: Vec<Arc<Value>> = index
+            let mut pods: Vec<PodDoc> = index
                 .by_node
                 .get(node)
                 .map(|pods| pods.values().cloned().collect())
                 .unwrap_or_default();
-            pods.sort_by_key(|pod| revision_of(pod));
+            pods.sort_by_key(|pod| pod.revision);
             let mut snapshot: Vec<NodePodEvent> = pods
                 .into_iter()
                 .map(|pod| NodePodEvent::Change {
                     kind: ChangeKind::Added,
-                    revision: revision_of(&pod),
+                    revision: pod.revision,
                     pod,
                 })
                 .collect();
@@ -274,7 +274,7 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// Every pod bound to a node, with the revision of the list.
 async fn list_bound_pods(
     objects: &Objects,
-) -> Result<(Revision, Vec<(String, String, Arc<Value>)>), crate::objects::ObjectError> {
+) -> Result<(Revision, Vec<(String, String, PodDoc)>), crate::objects::ObjectError> {
     let page = objects
         .list(
             Kind::Pod,
@@ -295,20 +295,49 @@ async fn list_bound_pods(
                 pod["metadata"]["tenant"].as_str().unwrap_or_default(),
                 pod["metadata"]["name"].as_str().unwrap_or_default()
             );
-            Some((key, node, Arc::new(pod)))
+            let revision = revision_of(&pod);
+            Some((key, node, PodDoc::new(&pod, revision)))
         })
         .collect();
     Ok((page.revision, pods))
 }
 
 /// The node a stored pod is bound to, and the pod as callers see it.
-fn bound_pod(stored: &[u8], revision: Revision) -> Option<(String, Arc<Value>)> {
-    let mut pod: Value = serde_json::from_slice(stored).ok()?;
+fn bound_pod(stored: &[u8], revision: Revision) -> Option<(String, PodDoc)> {
+    let pod: Value = serde_json::from_slice(stored).ok()?;
     let node = node_name_of(&pod)?.to_owned();
-    if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.insert("resourceVersion".into(), json!(revision.to_string()));
+    Some((node, PodDoc::new(&pod, revision)))
+}
+
+/// A bound pod as the index keeps it: the JSON callers see, as compact
+/// text, with its revision. Text, because a parsed value takes about ten
+/// times the memory, and the index holds every bound pod plus a window of
+/// recent versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodDoc {
+    /// The pod, with `metadata.resourceVersion` set to `revision`.
+    pub json: Arc<str>,
+    /// The revision of this version of the pod.
+    pub revision: Revision,
+}
+
+impl PodDoc {
+    /// `pod` as of `revision`.
+    pub fn new(pod: &Value, revision: Revision) -> PodDoc {
+        let mut pod = pod.clone();
+        if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert("resourceVersion".into(), json!(revision.to_string()));
+        }
+        PodDoc {
+            json: pod.to_string().into(),
+            revision,
+        }
     }
-    Some((node, Arc::new(pod)))
+
+    /// The pod, parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
 }
 
 /// `spec.nodeName`, when set.
@@ -326,9 +355,9 @@ fn revision_of(pod: &Value) -> Revision {
 impl Index {
     /// Replaces the index with a fresh list, turning the difference into
     /// events at the list's revision.
-    fn reset(&mut self, revision: Revision, pods: Vec<(String, String, Arc<Value>)>) {
+    fn reset(&mut self, revision: Revision, pods: Vec<(String, String, PodDoc)>) {
         let first = self.revision == 0;
-        let mut listed: HashMap<String, (String, Arc<Value>)> = pods
+        let mut listed: HashMap<String, (String, PodDoc)> = pods
             .into_iter()
             .map(|(key, node, pod)| (key, (node, pod)))
             .collect();
@@ -358,19 +387,15 @@ impl Index {
     }
 
     /// Applies one change to the pod at `key` (`None`: deleted or unbound).
-    fn apply(&mut self, key: String, now: Option<(String, Arc<Value>)>, revision: Revision) {
+    fn apply(&mut self, key: String, now: Option<(String, PodDoc)>, revision: Revision) {
         self.revision = self.revision.max(revision);
         let before = self.node_of.get(&key).cloned();
         match (before, now) {
             (None, None) => {}
             (Some(old), None) => {
                 if let Some(last) = self.remove(&old, &key) {
-                    let mut last = (*last).clone();
-                    if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut)
-                    {
-                        metadata.insert("resourceVersion".into(), json!(revision.to_string()));
-                    }
-                    self.emit(&old, ChangeKind::Deleted, Arc::new(last), revision);
+                    let last = PodDoc::new(&last.value(), revision);
+                    self.emit(&old, ChangeKind::Deleted, last, revision);
                 }
             }
             (None, Some((node, pod))) => {
@@ -390,7 +415,7 @@ impl Index {
         }
     }
 
-    fn insert(&mut self, node: &str, key: String, pod: Arc<Value>) {
+    fn insert(&mut self, node: &str, key: String, pod: PodDoc) {
         self.node_of.insert(key.clone(), node.to_owned());
         self.by_node
             .entry(node.to_owned())
@@ -398,7 +423,7 @@ impl Index {
             .insert(key, pod);
     }
 
-    fn remove(&mut self, node: &str, key: &str) -> Option<Arc<Value>> {
+    fn remove(&mut self, node: &str, key: &str) -> Option<PodDoc> {
         self.node_of.remove(key);
         let pods = self.by_node.get_mut(node)?;
         let removed = pods.remove(key);
@@ -410,7 +435,7 @@ impl Index {
 
     /// Records an event in the window and hands it to the node's
     /// subscribers; a subscriber that cannot take it is dropped.
-    fn emit(&mut self, node: &str, kind: ChangeKind, pod: Arc<Value>, revision: Revision) {
+    fn emit(&mut self, node: &str, kind: ChangeKind, pod: PodDoc, revision: Revision) {
         let event = NodePodEvent::Change {
             kind,
             pod,
@@ -467,13 +492,16 @@ fn deliver(subscribers: &mut Vec<Subscriber>, event: &NodePodEvent) {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, node: &str, revision: Revision) -> (String, Arc<Value>) {
+    fn pod(name: &str, node: &str, revision: Revision) -> (String, PodDoc) {
         (
             node.to_owned(),
-            Arc::new(json!({
-                "metadata": {"name": name, "tenant": "acme", "resourceVersion": revision.to_string()},
-                "spec": {"nodeName": node},
-            })),
+            PodDoc::new(
+                &json!({
+                    "metadata": {"name": name, "tenant": "acme"},
+                    "spec": {"nodeName": node},
+                }),
+                revision,
+            ),
         )
     }
 
@@ -495,7 +523,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Ok(event) = receiver.try_recv() {
             if let NodePodEvent::Change { kind, pod, .. } = event {
-                seen.push((kind, pod["metadata"]["name"].as_str().unwrap().to_owned()));
+                seen.push((kind, pod.value()["metadata"]["name"].as_str().unwrap().to_owned()));
             }
         }
         seen
@@ -594,7 +622,7 @@ mod tests {
             .initial
             .iter()
             .map(|e| match e {
-                NodePodEvent::Change { pod, .. } => pod["metadata"]["name"].clone(),
+                NodePodEvent::Change { pod, .. } => pod.value()["metadata"]["name"].clone(),
                 NodePodEvent::Bookmark { .. } => json!("bookmark"),
             })
             .collect();

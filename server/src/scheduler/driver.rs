@@ -34,7 +34,7 @@ const NODES: &str = "/registry/nodes/";
 const LIST_PAGE: i64 = 1000;
 
 /// How many bindings may be in flight at once.
-const MAX_BINDS_IN_FLIGHT: usize = 128;
+const MAX_BINDS_IN_FLIGHT: usize = 256;
 
 /// Scheduling figures for `/metrics`.
 #[derive(Clone)]
@@ -439,14 +439,10 @@ impl Scheduler {
             name: pod.metadata.name.clone(),
             uid: pod.metadata.uid.clone(),
         };
+        // Written in the background: the next binding need not wait for it.
         let message = format!("Successfully assigned {key} to {node}");
-        if let Err(error) = self
-            .events
-            .record(&involved, EventType::Normal, "Scheduled", &message)
-            .await
-        {
-            tracing::warn!(%key, %error, "recording Scheduled failed");
-        }
+        self.events
+            .emit(involved, EventType::Normal, "Scheduled", message);
         Ok(true)
     }
 

@@ -21,8 +21,12 @@ use super::metrics::StoreMetrics;
 use super::types::{Event, EventKind, KeyRange, KeyValue, Revision, WatchRequest};
 
 /// How many batches the broadcast holds before a slow watcher lags and has
-/// to catch up from the log.
-const BROADCAST_CAPACITY: usize = 4096;
+/// to catch up from the log. The broadcast keeps that many batches (with
+/// their values, before and after) alive even when every watcher has read
+/// them, so this is memory: under load a batch carries about a hundred
+/// events, and 128 batches are a few seconds of slack for watchers within
+/// the process.
+const BROADCAST_CAPACITY: usize = 128;
 
 /// How many revisions one catch-up read from the log covers.
 const CATCH_UP_PAGE: i64 = 1000;
