@@ -403,7 +403,14 @@ pub struct ReplicaSetController {
     expectations: Expectations,
     own_writes: OwnWrites,
     events: EventRecorder,
+    /// When each ReplicaSet's status was last written.
+    status_written: Mutex<HashMap<ObjectKey, DateTime<Utc>>>,
 }
+
+/// The least time between two status writes of one ReplicaSet that only
+/// count pods (no new generation observed): while hundreds of its pods
+/// start, their changes share a write instead of taking one each.
+pub const STATUS_PACE: Duration = Duration::from_millis(500);
 
 impl ReplicaSetController {
     /// A controller over these caches (pods indexed by [`controller_uid`]),
@@ -423,7 +430,15 @@ impl ReplicaSetController {
             expectations: Expectations::default(),
             own_writes: OwnWrites::default(),
             events,
+            status_written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long a counts-only status write of `key` must wait, if at all.
+    fn status_wait(&self, key: &ObjectKey, now: DateTime<Utc>) -> Option<Duration> {
+        let written = self.status_written.lock().unwrap_or_else(|e| e.into_inner());
+        let since = (now - *written.get(key)?).to_std().unwrap_or_default();
+        STATUS_PACE.checked_sub(since).filter(|wait| !wait.is_zero())
     }
 
     fn tell(&self, replica_set: &ReplicaSet, kind: EventType, reason: &str, message: String) {
@@ -553,6 +568,10 @@ impl Reconciler for ReplicaSetController {
         }
         let Some(replica_set) = self.replica_sets.get(key) else {
             self.expectations.forget(key);
+            self.status_written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
             return Ok(Action::Done);
         };
         if replica_set.metadata.deletion_timestamp.is_some() {
@@ -574,7 +593,15 @@ impl Reconciler for ReplicaSetController {
         if !plan.delete.is_empty() {
             self.delete_pods(key, &replica_set, &plan.delete).await?;
         }
+        let requeue = plan.requeue_after.map(Action::RequeueAfter).unwrap_or(Action::Done);
         if let Some(status) = plan.status {
+            let counts_only = plan.create == 0
+                && plan.delete.is_empty()
+                && replica_set.status.as_ref().and_then(|s| s.observed_generation)
+                    == status.observed_generation;
+            if counts_only && let Some(wait) = self.status_wait(key, now) {
+                return Ok(requeue.sooner(Action::RequeueAfter(wait)));
+            }
             let mut updated = (*replica_set).clone();
             updated.status = Some(status);
             let revision = self.writer.replace(&updated).await.map_err(|source| {
@@ -584,11 +611,12 @@ impl Reconciler for ReplicaSetController {
                 }
             })?;
             self.own_writes.record(key, Kind::ReplicaSet, revision);
+            self.status_written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), now);
         }
-        Ok(match plan.requeue_after {
-            Some(delay) => Action::RequeueAfter(delay),
-            None => Action::Done,
-        })
+        Ok(requeue)
     }
 }
 
