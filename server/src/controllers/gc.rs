@@ -86,6 +86,30 @@ pub struct Graph {
     pub pods: Cache<Pod>,
 }
 
+impl Graph {
+    /// Whether the caches show `owner` (of the object at `key`), the same
+    /// incarnation.
+    fn shows(&self, key: &ObjectKey, owner: &OwnerReference) -> bool {
+        let Some(kind) = Kind::from_kind_name(&owner.kind) else {
+            return false;
+        };
+        let owner_key = ObjectKey {
+            tenant: key.tenant.clone().filter(|_| kind.namespaced()),
+            name: owner.name.clone(),
+        };
+        let uid = match kind {
+            Kind::Deployment => self.deployments.get(&owner_key).map(|o| uid_of(o.as_ref())),
+            Kind::ReplicaSet => self
+                .replica_sets
+                .get(&owner_key)
+                .map(|o| uid_of(o.as_ref())),
+            Kind::Pod => self.pods.get(&owner_key).map(|o| uid_of(o.as_ref())),
+            _ => None,
+        };
+        uid.as_deref() == Some(owner.uid.as_str())
+    }
+}
+
 /// A kind the collector looks after.
 pub trait Collected: Resource + Clone + Send + Sync + 'static {
     /// Its cache in `graph`.
@@ -329,21 +353,7 @@ impl GarbageCollector {
             tenant: key.tenant.clone().filter(|_| kind.namespaced()),
             name: owner.name.clone(),
         };
-        let cached_uid = match kind {
-            Kind::Deployment => self
-                .graph
-                .deployments
-                .get(&owner_key)
-                .map(|o| uid_of(o.as_ref())),
-            Kind::ReplicaSet => self
-                .graph
-                .replica_sets
-                .get(&owner_key)
-                .map(|o| uid_of(o.as_ref())),
-            Kind::Pod => self.graph.pods.get(&owner_key).map(|o| uid_of(o.as_ref())),
-            _ => None,
-        };
-        if cached_uid.as_deref() == Some(owner.uid.as_str()) {
+        if self.graph.shows(key, owner) {
             return Ok(true);
         }
         let store_key = format!(
@@ -405,23 +415,31 @@ pub fn name(kind: Kind) -> &'static str {
 }
 
 /// Maps a change of an object to its own key when the collector has
-/// something to look at: an object new to the cache, with changed owner
-/// references, or being deleted.
-pub fn needs_collection<K: Resource>(change: &Change<'_, K>) -> Vec<ObjectKey> {
-    let Some(new) = change.new else {
-        return Vec::new();
-    };
-    let relevant = match change.old {
-        None => true,
-        Some(old) => {
-            old.metadata().owner_references != new.metadata().owner_references
-                || new.metadata().deletion_timestamp.is_some()
+/// something to look at: it is being deleted, or it names an owner the
+/// caches do not show (new to the cache, or with changed owner references).
+/// Pods created by a ReplicaSet the cache holds cost nothing.
+pub fn needs_collection<K: Resource>(
+    graph: Graph,
+) -> impl Fn(&Change<'_, K>) -> Vec<ObjectKey> + Send + Sync + 'static {
+    move |change| {
+        let Some(new) = change.new else {
+            return Vec::new();
+        };
+        let meta = new.metadata();
+        let owners_changed = change
+            .old
+            .is_none_or(|old| old.metadata().owner_references != meta.owner_references);
+        let relevant = meta.deletion_timestamp.is_some()
+            || (owners_changed
+                && meta
+                    .owner_references
+                    .iter()
+                    .any(|owner| !graph.shows(change.key, owner)));
+        if relevant {
+            vec![change.key.clone()]
+        } else {
+            Vec::new()
         }
-    };
-    if relevant {
-        vec![change.key.clone()]
-    } else {
-        Vec::new()
     }
 }
 

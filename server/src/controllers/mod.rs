@@ -213,12 +213,13 @@ async fn run_controllers(
     );
     node_lifecycle_controller.watches(&mut node_reflector, own_key);
 
+    let graph = Graph {
+        deployments: deployments.clone(),
+        replica_sets: replica_sets.clone(),
+        pods: pods.clone(),
+    };
     let collector = Arc::new(GarbageCollector::new(
-        Graph {
-            deployments: deployments.clone(),
-            replica_sets: replica_sets.clone(),
-            pods: pods.clone(),
-        },
+        graph.clone(),
         writer.clone(),
         store.clone(),
         clock.clone(),
@@ -229,7 +230,10 @@ async fn run_controllers(
         WORKERS,
         &metrics,
     );
-    gc_deployments.watches(&mut deployment_reflector, gc::needs_collection);
+    gc_deployments.watches(
+        &mut deployment_reflector,
+        gc::needs_collection(graph.clone()),
+    );
     gc_deployments.watches(
         &mut replica_set_reflector,
         gc::released_owners::<ReplicaSet>(Kind::Deployment),
@@ -244,7 +248,10 @@ async fn run_controllers(
         WORKERS,
         &metrics,
     );
-    gc_replica_sets.watches(&mut replica_set_reflector, gc::needs_collection);
+    gc_replica_sets.watches(
+        &mut replica_set_reflector,
+        gc::needs_collection(graph.clone()),
+    );
     gc_replica_sets.watches(
         &mut deployment_reflector,
         gc::dependents_of_deleted::<Deployment, ReplicaSet>(replica_sets.clone()),
@@ -259,7 +266,7 @@ async fn run_controllers(
         WORKERS,
         &metrics,
     );
-    gc_pods.watches(&mut pod_reflector, gc::needs_collection);
+    gc_pods.watches(&mut pod_reflector, gc::needs_collection(graph));
     gc_pods.watches(
         &mut replica_set_reflector,
         gc::dependents_of_deleted::<ReplicaSet, Pod>(pods.clone()),

@@ -436,9 +436,14 @@ impl ReplicaSetController {
 
     /// How long a counts-only status write of `key` must wait, if at all.
     fn status_wait(&self, key: &ObjectKey, now: DateTime<Utc>) -> Option<Duration> {
-        let written = self.status_written.lock().unwrap_or_else(|e| e.into_inner());
+        let written = self
+            .status_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let since = (now - *written.get(key)?).to_std().unwrap_or_default();
-        STATUS_PACE.checked_sub(since).filter(|wait| !wait.is_zero())
+        STATUS_PACE
+            .checked_sub(since)
+            .filter(|wait| !wait.is_zero())
     }
 
     fn tell(&self, replica_set: &ReplicaSet, kind: EventType, reason: &str, message: String) {
@@ -593,11 +598,17 @@ impl Reconciler for ReplicaSetController {
         if !plan.delete.is_empty() {
             self.delete_pods(key, &replica_set, &plan.delete).await?;
         }
-        let requeue = plan.requeue_after.map(Action::RequeueAfter).unwrap_or(Action::Done);
+        let requeue = plan
+            .requeue_after
+            .map(Action::RequeueAfter)
+            .unwrap_or(Action::Done);
         if let Some(status) = plan.status {
             let counts_only = plan.create == 0
                 && plan.delete.is_empty()
-                && replica_set.status.as_ref().and_then(|s| s.observed_generation)
+                && replica_set
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.observed_generation)
                     == status.observed_generation;
             if counts_only && let Some(wait) = self.status_wait(key, now) {
                 return Ok(requeue.sooner(Action::RequeueAfter(wait)));

@@ -523,7 +523,10 @@ mod tests {
         let mut seen = Vec::new();
         while let Ok(event) = receiver.try_recv() {
             if let NodePodEvent::Change { kind, pod, .. } = event {
-                seen.push((kind, pod.value()["metadata"]["name"].as_str().unwrap().to_owned()));
+                seen.push((
+                    kind,
+                    pod.value()["metadata"]["name"].as_str().unwrap().to_owned(),
+                ));
             }
         }
         seen

@@ -114,6 +114,9 @@ struct State {
     binding: BTreeSet<String>,
     /// The last FailedScheduling message per pod, to write it once.
     told: HashMap<String, String>,
+    /// Where the next pod's search through the nodes starts, so that
+    /// searches that stop early still cover every node in turn.
+    next_start: usize,
 }
 
 fn split_key(key: &[u8], prefix: &str) -> Option<String> {
@@ -363,7 +366,13 @@ impl Scheduler {
             };
             let (pod, revision, since) = (waiting.pod.clone(), waiting.revision, waiting.since);
             let demand = PodDemand::of(tenant_of(&key), &pod);
-            match fit::choose(&demand, state.nodes.values()) {
+            let total = state.nodes.len();
+            let enough = fit::enough_fitting(total);
+            let start = state.next_start % total.max(1);
+            state.next_start = start + enough;
+            let nodes = state.nodes.values();
+            let in_turn = nodes.clone().skip(start).chain(nodes.take(start));
+            match fit::choose(&demand, in_turn, enough) {
                 Ok(node) => {
                     state.place(&key, &node, &pod);
                     state.binding.insert(key.clone());

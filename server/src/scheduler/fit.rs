@@ -504,11 +504,26 @@ impl std::fmt::Display for Unschedulable {
     }
 }
 
-/// The best node for `pod` among `nodes`, or why there is none. Ties go
-/// to the node that comes first by name, so the choice is deterministic.
+/// How many fitting nodes are enough to choose among in a cluster of
+/// `nodes`, as Kubernetes' adaptive `percentageOfNodesToScore` has it: all
+/// up to 100 nodes; beyond, 50% less 1% per 125 nodes (at least 5%), and
+/// never fewer than 100. Filtering and scoring every node of a large
+/// cluster for every pod buys little.
+pub fn enough_fitting(nodes: usize) -> usize {
+    if nodes <= 100 {
+        return nodes.max(1);
+    }
+    let percent = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percent / 100).max(100)
+}
+
+/// The best node for `pod` among the first `enough` that fit in `nodes`
+/// (all of them, when fewer fit), or why there is none. Ties go to the node
+/// that comes first by name, so the choice is deterministic.
 pub fn choose<'a>(
     pod: &PodDemand,
     nodes: impl IntoIterator<Item = &'a NodeState>,
+    enough: usize,
 ) -> Result<String, Unschedulable> {
     let mut fitting = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -518,6 +533,9 @@ pub fn choose<'a>(
         let found = misfits(pod, node);
         if found.is_empty() {
             fitting.push(node);
+            if fitting.len() >= enough {
+                break;
+            }
         } else {
             let unique: BTreeSet<String> = found.iter().map(Misfit::reason).collect();
             for reason in unique {
@@ -614,11 +632,24 @@ mod tests {
         }
         nodes[3].labels.insert("disk".into(), "ssd".into());
         nodes[4].labels.insert("disk".into(), "ssd".into());
-        let error = choose(&pod, &nodes).unwrap_err();
+        let error = choose(&pod, &nodes, usize::MAX).unwrap_err();
         assert_eq!(
             error.to_string(),
             "0/5 nodes are available: 3 Insufficient cpu, 2 node(s) didn't match node selector."
         );
+    }
+
+    #[test]
+    fn large_clusters_score_a_share_of_their_fitting_nodes() {
+        assert_eq!(enough_fitting(3), 3);
+        assert_eq!(enough_fitting(100), 100);
+        assert_eq!(enough_fitting(1000), 420);
+        assert_eq!(enough_fitting(5000), 500);
+        assert_eq!(enough_fitting(200), 100);
+        let nodes: Vec<NodeState> = (0..10).map(|i| node(&format!("n{i}"), 1000, 4)).collect();
+        // With two enough, the choice is among the first two that fit.
+        let chosen = choose(&demand(100, None), &nodes[4..], 2).unwrap();
+        assert!(["n4", "n5"].contains(&chosen.as_str()), "{chosen}");
     }
 
     #[test]
@@ -627,7 +658,7 @@ mod tests {
         busy.add_pod("acme/x".into(), bound("other", 3000));
         let idle = node("b-idle", 4000, 16);
         assert_eq!(
-            choose(&demand(500, None), [&busy, &idle]).unwrap(),
+            choose(&demand(500, None), [&busy, &idle], usize::MAX).unwrap(),
             "b-idle"
         );
         // Two equally loaded nodes; one already has a sibling.
@@ -636,7 +667,12 @@ mod tests {
         let mut with_stranger = node("b", 4000, 16);
         with_stranger.add_pod("acme/t".into(), bound("rs-2", 100));
         assert_eq!(
-            choose(&demand(100, Some("rs-1")), [&with_sibling, &with_stranger]).unwrap(),
+            choose(
+                &demand(100, Some("rs-1")),
+                [&with_sibling, &with_stranger],
+                usize::MAX
+            )
+            .unwrap(),
             "b"
         );
     }
