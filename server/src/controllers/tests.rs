@@ -186,9 +186,8 @@ async fn a_deployment_gets_pods_becomes_available_and_scales_down() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_write_after_leadership_is_lost_is_refused() {
-    let (_dir, store) = store().await;
+/// Leadership for a process named `first`, and its fenced writer.
+async fn leading(store: &Store) -> (LeaderElection, leader::Leadership, FencedWriter) {
     let election = LeaderElection::new(
         store.clone(),
         "first".into(),
@@ -197,6 +196,13 @@ async fn a_write_after_leadership_is_lost_is_refused() {
     );
     let term = election.try_acquire().await.unwrap().unwrap();
     let writer = FencedWriter::new(store.clone(), term.fence.clone(), Arc::new(SystemClock));
+    (election, term, writer)
+}
+
+#[tokio::test]
+async fn a_write_after_leadership_is_lost_is_refused() {
+    let (_dir, store) = store().await;
+    let (election, term, writer) = leading(&store).await;
     let created = writer
         .create(&fixtures::replica_set("web", 1))
         .await
@@ -220,5 +226,148 @@ async fn a_write_after_leadership_is_lost_is_refused() {
             .unwrap()
             .is_none()
     );
+    store.close().await;
+}
+
+/// Fills `cache` with what the store holds of its kind now, as a
+/// reflector's list would.
+async fn load<K: berth_api::objects::Resource>(store: &Store, cache: &Cache<K>) {
+    use runtime::ObjectKey;
+    let mut objects = Vec::new();
+    let revision = store
+        .range_prefix(
+            crate::objects::collection_prefix(K::KIND, None).as_bytes(),
+            0,
+            100,
+            |kv| {
+                let key = ObjectKey::from_store_key(K::KIND, &kv.key).unwrap();
+                let object: K = runtime::reflector::decode_stored(&kv).unwrap();
+                objects.push((key, object, kv.create_revision));
+            },
+        )
+        .await
+        .unwrap();
+    cache.replace(objects, revision);
+}
+
+#[tokio::test]
+async fn the_collector_deletes_orphans_strips_owners_on_request_and_waits_in_the_foreground() {
+    use gc::{Collector, GarbageCollector, Graph};
+    use runtime::{Change, ObjectKey, Reconciler};
+
+    let (_dir, store) = store().await;
+    let (_election, _term, writer) = leading(&store).await;
+    let web = writer
+        .create(&fixtures::replica_set("web", 2))
+        .await
+        .unwrap();
+    let api = writer
+        .create(&fixtures::replica_set("api", 1))
+        .await
+        .unwrap();
+    for (owner, name) in [(&web, "web-a"), (&web, "web-b"), (&api, "api-a")] {
+        writer
+            .create(&replicaset::pod_from_template(owner, name))
+            .await
+            .unwrap();
+    }
+    let graph = Graph {
+        deployments: Cache::new(None),
+        replica_sets: Cache::new(Some(replica_set_index)),
+        pods: Cache::new(Some(pod_index)),
+    };
+    let reload = || async {
+        load(&store, &graph.replica_sets).await;
+        load(&store, &graph.pods).await;
+    };
+    reload().await;
+    let collector = Arc::new(GarbageCollector::new(
+        graph.clone(),
+        writer.clone(),
+        store.clone(),
+        Arc::new(SystemClock),
+    ));
+    let pods = Collector::<Pod>::new(collector.clone());
+    let replica_sets = Collector::<ReplicaSet>::new(collector);
+    let pod_key = |name: &str| ObjectKey::namespaced("acme", name);
+    let stored = |name: &str| {
+        let store = store.clone();
+        let key = format!("/registry/pods/acme/{name}");
+        async move { store.get(key.as_bytes(), 0).await.unwrap() }
+    };
+
+    // A pod whose owner the cache shows is nobody's business.
+    let web_a = graph.pods.get(&pod_key("web-a")).unwrap();
+    let added = Change {
+        key: &pod_key("web-a"),
+        old: None,
+        new: Some(&web_a),
+    };
+    assert!(gc::needs_collection::<Pod>(graph.clone())(&added).is_empty());
+    pods.reconcile(&pod_key("web-a")).await.unwrap();
+    assert!(stored("web-a").await.is_some());
+
+    // Its owner gone (from the store; the cache still lags), the pod goes.
+    store
+        .delete(crate::store::types::DeleteRequest {
+            range: KeyRange::single("/registry/replicasets/acme/web"),
+            prev_kv: false,
+        })
+        .await
+        .unwrap();
+    load(&store, &graph.replica_sets).await;
+    pods.reconcile(&pod_key("web-a")).await.unwrap();
+    pods.reconcile(&pod_key("web-b")).await.unwrap();
+    assert!(stored("web-a").await.is_none() && stored("web-b").await.is_none());
+
+    // Orphan: the owner is marked; its pod loses the reference, then the
+    // owner goes and the pod stays.
+    let mut marked = graph
+        .replica_sets
+        .get(&ObjectKey::namespaced("acme", "api"))
+        .unwrap()
+        .as_ref()
+        .clone();
+    marked.metadata.deletion_timestamp = Some("2030-01-01T00:00:00Z".into());
+    marked.metadata.finalizers = vec![crate::objects::ORPHAN_FINALIZER.into()];
+    writer.replace(&marked).await.unwrap();
+    reload().await;
+    let api_key = ObjectKey::namespaced("acme", "api");
+    replica_sets.reconcile(&api_key).await.unwrap();
+    reload().await;
+    let orphan = graph.pods.get(&pod_key("api-a")).unwrap();
+    assert!(orphan.metadata.owner_references.is_empty(), "{orphan:?}");
+    assert!(graph.replica_sets.get(&api_key).is_some(), "released next");
+    replica_sets.reconcile(&api_key).await.unwrap();
+    reload().await;
+    assert!(graph.replica_sets.get(&api_key).is_none());
+    assert!(stored("api-a").await.is_some(), "the orphan stays");
+
+    // Foreground: the owner waits until its pod is gone.
+    let db = writer
+        .create(&fixtures::replica_set("db", 1))
+        .await
+        .unwrap();
+    writer
+        .create(&replicaset::pod_from_template(&db, "db-a"))
+        .await
+        .unwrap();
+    reload().await;
+    let db_key = ObjectKey::namespaced("acme", "db");
+    let mut marked = graph.replica_sets.get(&db_key).unwrap().as_ref().clone();
+    marked.metadata.deletion_timestamp = Some("2030-01-01T00:00:00Z".into());
+    marked.metadata.finalizers = vec![crate::objects::FOREGROUND_FINALIZER.into()];
+    writer.replace(&marked).await.unwrap();
+    reload().await;
+    replica_sets.reconcile(&db_key).await.unwrap();
+    assert!(stored("db-a").await.is_none(), "the dependent went first");
+    reload().await;
+    assert!(
+        graph.replica_sets.get(&db_key).is_some(),
+        "the owner waited"
+    );
+    replica_sets.reconcile(&db_key).await.unwrap();
+    reload().await;
+    assert!(graph.replica_sets.get(&db_key).is_none());
     store.close().await;
 }
