@@ -361,7 +361,10 @@ fn pod_index(pod: &Pod) -> Vec<String> {
 /// reports.
 async fn report_nodes(nodes: Cache<Node>, metrics: ControllerMetrics, stop: CancellationToken) {
     const EVERY: Duration = Duration::from_secs(1);
-    nodes.ready().await;
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        () = nodes.ready() => {}
+    }
     loop {
         let mut counts = [0i64; 3];
         for node in nodes.list() {
