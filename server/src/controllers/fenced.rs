@@ -169,6 +169,31 @@ impl FencedWriter {
             .await
     }
 
+    /// Deletes `object` (the incarnation created at `create_revision`) as
+    /// the API would: one with finalizers is only marked with a
+    /// `deletionTimestamp`, and goes when its last finalizer is removed.
+    /// Answers the revision of the write (0 when there was nothing to do).
+    pub async fn delete_as_api<K: Resource + Clone>(
+        &self,
+        object: &K,
+        create_revision: Revision,
+    ) -> Result<Revision, WriteError> {
+        let meta = object.metadata();
+        if meta.finalizers.is_empty() {
+            return self
+                .delete::<K>(&ObjectKey::of(object), create_revision)
+                .await;
+        }
+        if meta.deletion_timestamp.is_some() {
+            return Ok(0);
+        }
+        let mut marked = object.clone();
+        let meta = marked.metadata_mut();
+        meta.deletion_timestamp = Some(format_time(self.clock.now()));
+        meta.deletion_grace_period_seconds = Some(0);
+        self.replace(&marked).await
+    }
+
     /// Deletes `object` if the stored one is still at the object's
     /// `resourceVersion` (a finalizer removed from what the cache showed).
     /// Answers the revision of the delete.

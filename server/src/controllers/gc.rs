@@ -269,22 +269,19 @@ impl GarbageCollector {
             }
         };
         let meta = object.metadata();
-        let wait = foreground && self.owns_anything(meta.uid.as_deref().unwrap_or_default());
-        if wait || !meta.finalizers.is_empty() {
+        if foreground && self.owns_anything(meta.uid.as_deref().unwrap_or_default()) {
             let mut marked = object.clone();
             let meta = marked.metadata_mut();
             meta.deletion_timestamp = Some(format_time(self.clock.now()));
             meta.deletion_grace_period_seconds = Some(0);
-            if wait {
-                meta.finalizers.push(FOREGROUND_FINALIZER.to_owned());
-            }
+            meta.finalizers.push(FOREGROUND_FINALIZER.to_owned());
             self.writer
                 .replace(&marked)
                 .await
                 .map_err(error("marking for deletion"))?;
         } else if let Some(created) = D::cache(&self.graph).create_revision(&key) {
             self.writer
-                .delete::<D>(&key, created)
+                .delete_as_api(object, created)
                 .await
                 .map_err(error("deleting"))?;
         }

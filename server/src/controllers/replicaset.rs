@@ -343,7 +343,11 @@ impl Expectations {
             return true;
         };
         entry.creates.retain(|pod| pods.get(pod).is_none());
-        entry.deletes.retain(|pod| pods.get(pod).is_some());
+        // A pod marked for deletion (held by a finalizer) counts as gone.
+        entry.deletes.retain(|pod| {
+            pods.get(pod)
+                .is_some_and(|pod| pod.metadata.deletion_timestamp.is_none())
+        });
         let timed_out = now - entry.since > EXPECTATIONS_TIMEOUT;
         if timed_out {
             tracing::warn!(%owner, "in-flight pod changes never showed in the cache; counting again");
@@ -514,13 +518,15 @@ impl ReplicaSetController {
         self.expectations
             .expect_deletes(key, pods, self.clock.now());
         let deletes = pods.iter().map(|pod| async move {
-            let Some(create_revision) = self.pods.create_revision(pod) else {
+            let (Some(object), Some(create_revision)) =
+                (self.pods.get(pod), self.pods.create_revision(pod))
+            else {
                 return (pod, Ok(()));
             };
             (
                 pod,
                 self.writer
-                    .delete::<Pod>(pod, create_revision)
+                    .delete_as_api(object.as_ref(), create_revision)
                     .await
                     .map(drop),
             )
