@@ -158,20 +158,6 @@ mod tests {
     use crate::store::StoreError;
     use crate::store::audit::MAX_AUDIT_PAGE;
 
-    struct TestStore {
-        store: Store,
-        _dir: tempfile::TempDir,
-    }
-
-    async fn open_store() -> TestStore {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("berth.db").display());
-        let store = Store::open(&url, &prometheus::Registry::new())
-            .await
-            .unwrap();
-        TestStore { store, _dir: dir }
-    }
-
     fn record(tenant: &str, user: &str, verb: &str, kind: &str, name: &str) -> AuditRecord {
         AuditRecord {
             at_ms: 1_700_000_000_000,
@@ -205,9 +191,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_shows_one_tenants_entries_newest_first_and_filters_by_user_and_kind() {
-        let test = open_store().await;
+        let (_dir, store) = crate::store::temporary().await;
         let shutdown = CancellationToken::new();
-        let (audit, task) = AuditLog::start(test.store.clone(), shutdown.clone());
+        let (audit, task) = AuditLog::start(store.clone(), shutdown.clone());
         audit.record(record("acme", "ann@acme.io", "create", "Deployment", "web"));
         audit.record(record("acme", "bob@acme.io", "create", "Service", "web"));
         audit.record(record(
@@ -284,14 +270,14 @@ mod tests {
 
         shutdown.cancel();
         task.await.unwrap();
-        test.store.close().await;
+        store.close().await;
     }
 
     #[tokio::test]
     async fn pages_follow_each_other_through_before_id_without_gaps_or_repeats() {
-        let test = open_store().await;
+        let (_dir, store) = crate::store::temporary().await;
         let shutdown = CancellationToken::new();
-        let (audit, task) = AuditLog::start(test.store.clone(), shutdown.clone());
+        let (audit, task) = AuditLog::start(store.clone(), shutdown.clone());
         for i in 0..7 {
             audit.record(record(
                 "acme",
@@ -327,14 +313,14 @@ mod tests {
 
         shutdown.cancel();
         task.await.unwrap();
-        test.store.close().await;
+        store.close().await;
     }
 
     #[tokio::test]
     async fn flush_waits_for_every_record_queued_before_it_in_order() {
-        let test = open_store().await;
+        let (_dir, store) = crate::store::temporary().await;
         let shutdown = CancellationToken::new();
-        let (audit, task) = AuditLog::start(test.store.clone(), shutdown.clone());
+        let (audit, task) = AuditLog::start(store.clone(), shutdown.clone());
         // More than one batch's worth, so the flush must wait for several.
         let count = MAX_BATCH * 2 + 10;
         for i in 0..count {
@@ -352,8 +338,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut before_id = None;
         loop {
-            let page = test
-                .store
+            let page = store
                 .audit_page(&AuditQuery {
                     before_id,
                     limit: MAX_AUDIT_PAGE,
@@ -371,14 +356,14 @@ mod tests {
 
         shutdown.cancel();
         task.await.unwrap();
-        test.store.close().await;
+        store.close().await;
     }
 
     #[tokio::test]
     async fn shutdown_writes_what_is_queued_and_later_records_are_dropped_quietly() {
-        let test = open_store().await;
+        let (_dir, store) = crate::store::temporary().await;
         let shutdown = CancellationToken::new();
-        let (audit, task) = AuditLog::start(test.store.clone(), shutdown.clone());
+        let (audit, task) = AuditLog::start(store.clone(), shutdown.clone());
         audit.record(record("acme", "ann@acme.io", "create", "Secret", "before"));
         shutdown.cancel();
         task.await.unwrap();
@@ -387,15 +372,14 @@ mod tests {
         audit.flush().await;
         let entries = audit.page(&query("acme")).await.unwrap();
         assert_eq!(names(&entries), ["before"]);
-        test.store.close().await;
+        store.close().await;
     }
 
     #[tokio::test]
     async fn a_page_limit_outside_the_allowed_range_is_refused() {
-        let test = open_store().await;
+        let (_dir, store) = crate::store::temporary().await;
         for limit in [0, -1, MAX_AUDIT_PAGE + 1] {
-            let error = test
-                .store
+            let error = store
                 .audit_page(&AuditQuery {
                     limit,
                     ..query("acme")
@@ -407,6 +391,6 @@ mod tests {
                 "{limit}: {error}"
             );
         }
-        test.store.close().await;
+        store.close().await;
     }
 }

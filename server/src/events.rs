@@ -295,11 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn similar_events_past_ten_are_counted_in_one_combined_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("events.db").display());
-        let store = Store::open(&url, &prometheus::Registry::new())
-            .await
-            .unwrap();
+        let (_dir, store) = crate::store::temporary().await;
         let recorder =
             EventRecorder::new(store.clone(), "replicaset-controller", DEFAULT_EVENT_TTL);
         let web = Involved {

@@ -170,16 +170,18 @@ impl FencedWriter {
     }
 
     /// Deletes `object` (the incarnation created at `create_revision`) as
-    /// the API would: one with finalizers is only marked with a
-    /// `deletionTimestamp`, and goes when its last finalizer is removed.
-    /// Answers the revision of the write (0 when there was nothing to do).
+    /// the API would: one with finalizers, or that `hold` (a finalizer to
+    /// add) keeps, is only marked with a `deletionTimestamp`, and goes when
+    /// its last finalizer is removed. Answers the revision of the write (0
+    /// when there was nothing to do).
     pub async fn delete_as_api<K: Resource + Clone>(
         &self,
         object: &K,
         create_revision: Revision,
+        hold: Option<&str>,
     ) -> Result<Revision, WriteError> {
         let meta = object.metadata();
-        if meta.finalizers.is_empty() {
+        if meta.finalizers.is_empty() && hold.is_none() {
             return self
                 .delete::<K>(&ObjectKey::of(object), create_revision)
                 .await;
@@ -191,6 +193,7 @@ impl FencedWriter {
         let meta = marked.metadata_mut();
         meta.deletion_timestamp = Some(format_time(self.clock.now()));
         meta.deletion_grace_period_seconds = Some(0);
+        meta.finalizers.extend(hold.map(str::to_owned));
         self.replace(&marked).await
     }
 

@@ -25,9 +25,8 @@ use berth_api::objects::{Deployment, Kind, OwnerReference, Pod, ReplicaSet, Reso
 use serde_json::Value;
 
 use super::fenced::{FencedWriter, WriteError};
-use super::runtime::clock::{Clock, format_time};
 use super::runtime::{Action, Cache, Change, ObjectKey, Reconciler};
-use crate::objects::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER, collection_prefix};
+use crate::objects::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::store::{Store, StoreError};
 
 #[cfg(doc)]
@@ -90,12 +89,8 @@ impl Graph {
     /// Whether the caches show `owner` (of the object at `key`), the same
     /// incarnation.
     fn shows(&self, key: &ObjectKey, owner: &OwnerReference) -> bool {
-        let Some(kind) = Kind::from_kind_name(&owner.kind) else {
+        let Some((kind, owner_key)) = owner_of(key, owner) else {
             return false;
-        };
-        let owner_key = ObjectKey {
-            tenant: key.tenant.clone().filter(|_| kind.namespaced()),
-            name: owner.name.clone(),
         };
         let uid = match kind {
             Kind::Deployment => self.deployments.get(&owner_key).map(|o| uid_of(o.as_ref())),
@@ -140,23 +135,16 @@ pub struct GarbageCollector {
     graph: Graph,
     writer: FencedWriter,
     store: Store,
-    clock: Arc<dyn Clock>,
 }
 
 impl GarbageCollector {
     /// A collector over `graph`, reading owners it does not see from
     /// `store`.
-    pub fn new(
-        graph: Graph,
-        writer: FencedWriter,
-        store: Store,
-        clock: Arc<dyn Clock>,
-    ) -> GarbageCollector {
+    pub fn new(graph: Graph, writer: FencedWriter, store: Store) -> GarbageCollector {
         GarbageCollector {
             graph,
             writer,
             store,
-            clock,
         }
     }
 
@@ -268,20 +256,11 @@ impl GarbageCollector {
                 source,
             }
         };
-        let meta = object.metadata();
-        if foreground && self.owns_anything(meta.uid.as_deref().unwrap_or_default()) {
-            let mut marked = object.clone();
-            let meta = marked.metadata_mut();
-            meta.deletion_timestamp = Some(format_time(self.clock.now()));
-            meta.deletion_grace_period_seconds = Some(0);
-            meta.finalizers.push(FOREGROUND_FINALIZER.to_owned());
+        let uid = object.metadata().uid.as_deref().unwrap_or_default();
+        let hold = (foreground && self.owns_anything(uid)).then_some(FOREGROUND_FINALIZER);
+        if let Some(created) = D::cache(&self.graph).create_revision(&key) {
             self.writer
-                .replace(&marked)
-                .await
-                .map_err(error("marking for deletion"))?;
-        } else if let Some(created) = D::cache(&self.graph).create_revision(&key) {
-            self.writer
-                .delete_as_api(object, created)
+                .delete_as_api(object, created, hold)
                 .await
                 .map_err(error("deleting"))?;
         }
@@ -343,21 +322,13 @@ impl GarbageCollector {
     /// against the store. An owner of a kind Berth does not know counts as
     /// existing.
     async fn owner_exists(&self, key: &ObjectKey, owner: &OwnerReference) -> Result<bool, GcError> {
-        let Some(kind) = Kind::from_kind_name(&owner.kind) else {
+        let Some((kind, owner_key)) = owner_of(key, owner) else {
             return Ok(true);
-        };
-        let owner_key = ObjectKey {
-            tenant: key.tenant.clone().filter(|_| kind.namespaced()),
-            name: owner.name.clone(),
         };
         if self.graph.shows(key, owner) {
             return Ok(true);
         }
-        let store_key = format!(
-            "{}{}",
-            collection_prefix(kind, owner_key.tenant.as_deref()),
-            owner.name
-        );
+        let store_key = owner_key.store_key(kind);
         let stored = self
             .store
             .get(store_key.as_bytes(), 0)
@@ -372,6 +343,17 @@ impl GarbageCollector {
                 .is_ok_and(|value| value["metadata"]["uid"] == owner.uid.as_str())
         }))
     }
+}
+
+/// The kind and key of `owner`, named by the object at `key`; `None` for a
+/// kind Berth does not know.
+fn owner_of(key: &ObjectKey, owner: &OwnerReference) -> Option<(Kind, ObjectKey)> {
+    let kind = Kind::from_kind_name(&owner.kind)?;
+    let owner_key = ObjectKey {
+        tenant: key.tenant.clone().filter(|_| kind.namespaced()),
+        name: owner.name.clone(),
+    };
+    Some((kind, owner_key))
 }
 
 fn uid_of<K: Resource>(object: &K) -> String {

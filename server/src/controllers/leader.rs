@@ -279,15 +279,6 @@ mod tests {
     use super::*;
     use crate::controllers::runtime::clock::SystemClock;
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("berth.db").display());
-        let store = Store::open(&url, &prometheus::Registry::new())
-            .await
-            .unwrap();
-        (dir, store)
-    }
-
     fn election(store: &Store, name: &str) -> LeaderElection {
         LeaderElection::new(
             store.clone(),
@@ -299,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_one_process_holds_leadership_and_a_release_lets_another_take_it() {
-        let (_dir, store) = store().await;
+        let (_dir, store) = crate::store::temporary().await;
         let first = election(&store, "first");
         let second = election(&store, "second");
         let term = first.try_acquire().await.unwrap().expect("the key is free");
@@ -316,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leader_whose_key_is_deleted_learns_it_has_lost() {
-        let (_dir, store) = store().await;
+        let (_dir, store) = crate::store::temporary().await;
         let mut settings = ElectionSettings::with_ttl(Duration::from_secs(10));
         settings.renew_every = Duration::from_millis(20);
         let first = LeaderElection::new(

@@ -222,7 +222,6 @@ async fn run_controllers(
         graph.clone(),
         writer.clone(),
         store.clone(),
-        clock.clone(),
     ));
     let mut gc_deployments = Controller::new(
         gc::name(Kind::Deployment),

@@ -430,7 +430,7 @@ impl Reconciler for NodeLifecycleController {
                 continue;
             };
             self.writer
-                .delete_as_api(pod.as_ref(), created)
+                .delete_as_api(pod.as_ref(), created, None)
                 .await
                 .map_err(|e| pod_error("evicting", pod_key, e))?;
             tracing::info!(node = %key, pod = %pod_key, "evicted a pod from a node that is not ready");

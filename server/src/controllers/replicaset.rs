@@ -526,7 +526,7 @@ impl ReplicaSetController {
             (
                 pod,
                 self.writer
-                    .delete_as_api(object.as_ref(), create_revision)
+                    .delete_as_api(object.as_ref(), create_revision, None)
                     .await
                     .map(drop),
             )

@@ -18,15 +18,6 @@ use crate::objects::{ObjectRef, Objects, SecretValues};
 use crate::secrets::EncryptionKey;
 use crate::store::types::{KeyRange, WatchRequest};
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("berth.db").display());
-    let store = Store::open(&url, &prometheus::Registry::new())
-        .await
-        .unwrap();
-    (dir, store)
-}
-
 /// Waits until `check` holds, looking again after every store event.
 async fn eventually<F, Fut>(store: &Store, what: &str, mut check: F)
 where
@@ -75,7 +66,7 @@ fn pod_ref(pod: &Value) -> ObjectRef {
 
 #[tokio::test]
 async fn a_deployment_gets_pods_becomes_available_and_scales_down() {
-    let (_dir, store) = store().await;
+    let (_dir, store) = crate::store::temporary().await;
     let objects = Objects::new(store.clone(), EncryptionKey::from_bytes([7; 32]));
     let (_, deployment) = objects
         .decode(
@@ -201,7 +192,7 @@ async fn leading(store: &Store) -> (LeaderElection, leader::Leadership, FencedWr
 
 #[tokio::test]
 async fn a_write_after_leadership_is_lost_is_refused() {
-    let (_dir, store) = store().await;
+    let (_dir, store) = crate::store::temporary().await;
     let (election, term, writer) = leading(&store).await;
     let created = writer
         .create(&fixtures::replica_set("web", 1))
@@ -255,7 +246,7 @@ async fn the_collector_deletes_orphans_strips_owners_on_request_and_waits_in_the
     use gc::{Collector, GarbageCollector, Graph};
     use runtime::{Change, ObjectKey, Reconciler};
 
-    let (_dir, store) = store().await;
+    let (_dir, store) = crate::store::temporary().await;
     let (_election, _term, writer) = leading(&store).await;
     let web = writer
         .create(&fixtures::replica_set("web", 2))
@@ -285,7 +276,6 @@ async fn the_collector_deletes_orphans_strips_owners_on_request_and_waits_in_the
         graph.clone(),
         writer.clone(),
         store.clone(),
-        Arc::new(SystemClock),
     ));
     let pods = Collector::<Pod>::new(collector.clone());
     let replica_sets = Collector::<ReplicaSet>::new(collector);

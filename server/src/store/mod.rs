@@ -37,6 +37,18 @@ use metrics::StoreMetrics;
 use types::*;
 use watch::Hub;
 pub use watch::Watch;
+
+/// A store on a fresh SQLite file in a temporary directory, for unit tests;
+/// the directory goes when the returned guard is dropped.
+#[cfg(test)]
+pub(crate) async fn temporary() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("berth.db").display());
+    let store = Store::open(&url, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    (dir, store)
+}
 use writer::{PendingWrite, WriteCommand, WriteOutcome, Writer};
 
 /// How often the store looks for leases past their deadline.

@@ -642,11 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reflector_loads_every_tenant_then_follows_changes_and_skips_unreadable_objects() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("berth.db").display());
-        let store = Store::open(&url, &prometheus::Registry::new())
-            .await
-            .unwrap();
+        let (_dir, store) = crate::store::temporary().await;
         put(
             &store,
             "/registry/pods/acme/a",
