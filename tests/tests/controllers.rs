@@ -11,9 +11,10 @@ use berth_server::controllers::leader::LEADER_KEY;
 use berth_server::objects::{Objects, SecretValues};
 use berth_server::secrets::EncryptionKey;
 use berth_server::store::Store;
+use berth_tests::cluster::deployment;
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::TestServer;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The pid in the leader key's holder (`{host}-{pid}-{random}`), if any.
 async fn leader_pid(store: &Store) -> Option<u32> {
@@ -63,21 +64,7 @@ async fn a_standby_takes_over_within_15_s_of_the_leader_being_killed_and_converg
     // A Deployment arrives while its lease still blocks a takeover.
     let objects = Objects::new(store.clone(), EncryptionKey::from_bytes([1; 32]));
     let (_, deployment) = objects
-        .decode(
-            Some(Kind::Deployment),
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web"},
-                "spec": {
-                    "replicas": 3,
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}
-                    }
-                }
-            }),
-        )
+        .decode(Some(Kind::Deployment), deployment("web", 3, "busybox:1"))
         .unwrap();
     objects
         .create(
