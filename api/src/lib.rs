@@ -30,6 +30,12 @@ pub mod etcd {
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
     }
+
+    /// `authpb`: the permissions of etcd's auth API.
+    #[expect(missing_docs, reason = "generated from the .proto files")]
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
 }
 
 pub mod node {

@@ -101,13 +101,13 @@ impl Tokens {
     }
 }
 
-/// Signs a user in by email and password.
-pub async fn authenticate(
+/// The user an email and password name. Callers go through
+/// [`crate::sign_in::sign_in`], which throttles failures.
+pub(crate) async fn authenticate(
     store: &Store,
-    tokens: &Tokens,
     email: &str,
     password: &str,
-) -> Result<String, AuthError> {
+) -> Result<User, AuthError> {
     let user = store.user_by_email(email).await?;
     // Hash even for an unknown email, so the answer's timing does not tell
     // whether the account exists.
@@ -116,7 +116,7 @@ pub async fn authenticate(
         .map_or(unknown_user_hash(), |u| u.password_hash.as_str());
     let matches = verify_password(password, hash);
     match user {
-        Some(user) if matches => tokens.issue(&user),
+        Some(user) if matches => Ok(user),
         _ => Err(AuthError::BadCredentials),
     }
 }
@@ -307,6 +307,11 @@ pub async fn subject_for_bearer(
         platform_admin: false,
         tenants: vec![(token.tenant, role)],
     })
+}
+
+/// The tenant whose `/registry/{kind}/{tenant}/` prefix `key` lies in.
+pub fn key_tenant(key: &[u8]) -> Option<String> {
+    tenant_prefix(key).map(|prefix| prefix.tenant)
 }
 
 /// `/registry/{kind}/{tenant}/` at the start of a key, when it is there.

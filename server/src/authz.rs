@@ -84,6 +84,9 @@ pub enum Target {
     NodeJoinTokens,
     /// Keys of the etcd API outside any known kind.
     RawKeys,
+    /// The tenant's etcd leases: viewers see them and their keys, editors
+    /// grant, renew and revoke them.
+    Leases,
 }
 
 impl Target {
@@ -98,6 +101,7 @@ impl Target {
             Target::Users => "User",
             Target::NodeJoinTokens => "NodeJoinToken",
             Target::RawKeys => "Key",
+            Target::Leases => "Lease",
         }
     }
 }
@@ -135,7 +139,11 @@ pub fn authorize(subject: &Subject, tenant: Option<&str>, target: Target, verb: 
     let needed = match (target, verb) {
         (Target::Object(_), Verb::UpdateStatus) => None,
         (Target::Object(Kind::Node), _) => None,
-        (Target::Object(_) | Target::RawKeys, verb) if verb.reads() => Some(Role::Viewer),
+        (Target::Object(_) | Target::RawKeys | Target::Leases, verb) if verb.reads() => {
+            Some(Role::Viewer)
+        }
+        (Target::Leases, Verb::Create | Verb::Update | Verb::Delete) => Some(Role::Editor),
+        (Target::Leases, _) => None,
         (Target::Object(_) | Target::RawKeys, _) => Some(Role::Editor),
         (Target::Tenant, Verb::Get) => Some(Role::Viewer),
         (Target::Tenant, Verb::Delete) => Some(Role::Owner),

@@ -17,7 +17,7 @@ use sha2::Digest;
 use tokio::sync::Mutex;
 
 use crate::store::types::{
-    Compare, CompareOp, CompareTarget, KeyRange, Op, PutRequest, TxnRequest,
+    Compare, CompareOp, CompareTarget, KeyRange, LeaseOwner, Op, PutRequest, TxnRequest,
 };
 use crate::store::{Store, StoreResult};
 
@@ -283,7 +283,7 @@ impl EventRecorder {
         }
         let ttl = (self.ttl + LEASE_BUCKET).as_secs() as i64;
         let id = rand::random::<i64>().abs().max(1);
-        let granted = self.store.lease_grant(id, ttl).await?;
+        let granted = self.store.lease_grant(id, ttl, LeaseOwner::Platform).await?;
         *current = Some((granted.id, Instant::now()));
         Ok(granted.id)
     }

@@ -19,8 +19,6 @@ pub struct AppState {
     pub registry: Registry,
     /// Issues and checks access tokens.
     pub tokens: crate::auth::Tokens,
-    /// Failed sign-ins of this process.
-    pub throttle: std::sync::Arc<crate::rest::throttle::LoginThrottle>,
     /// Objects of every kind over the store.
     pub objects: crate::objects::Objects,
     /// Where every change is recorded.

@@ -4,6 +4,8 @@
 //!   PostgreSQL; everything else reads and writes desired state through it.
 //! - [`settings`]: `berth server`'s settings, their defaults and checks.
 //! - [`auth`]: passwords, access tokens, the first admin, the key decision.
+//! - [`sign_in`]: email and password sign-in for every API, with the one
+//!   throttle on failures, kept in the database.
 //! - [`secrets`]: the encryption key and secret values sealed at rest.
 //! - [`audit`]: the audit log's batching writer.
 //! - [`authz`]: the one authorization decision (subject, tenant, kind, verb).
@@ -41,4 +43,5 @@ pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod settings;
+pub mod sign_in;
 pub mod store;

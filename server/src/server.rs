@@ -86,7 +86,6 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             tokens: auth::Tokens::from_store(&store)
                 .await
                 .context("reading the token signing key")?,
-            throttle: Default::default(),
             objects: crate::objects::Objects::new(store.clone(), encryption_key.clone()),
             audit,
             watch_bookmark_interval: settings.watch_bookmark_interval,

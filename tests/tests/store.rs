@@ -532,7 +532,7 @@ async fn compares_follow_etcd_on_missing_keys_values_leases_and_ranges(backend: 
     );
     assert!(holds(&store, cmp("/m", CompareOp::Equal, CompareTarget::Lease(0))).await);
 
-    let lease = store.lease_grant(0, 60).await.unwrap();
+    let lease = store.lease_grant(0, 60, LeaseOwner::Platform).await.unwrap();
     store
         .put(PutRequest {
             lease: lease.id,
@@ -978,7 +978,7 @@ async fn a_slow_watcher_blocks_neither_writers_nor_other_watchers(backend: TestB
 async fn lease_expiry_deletes_its_keys_with_delete_events(backend: TestBackend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
-    let lease = store.lease_grant(0, 1).await.unwrap();
+    let lease = store.lease_grant(0, 1, LeaseOwner::Platform).await.unwrap();
     assert!(lease.id > 0);
     let granted = store.current_revision().await.unwrap();
     for key in ["/l/a", "/l/b"] {
@@ -1027,7 +1027,7 @@ async fn lease_expiry_deletes_its_keys_with_delete_events(backend: TestBackend) 
         Err(StoreError::LeaseNotFound(_))
     ));
     assert!(matches!(
-        store.lease_keep_alive(lease.id).await,
+        store.lease_keep_alive(lease.id, None).await,
         Err(StoreError::LeaseNotFound(_))
     ));
 }
@@ -1035,10 +1035,10 @@ async fn lease_expiry_deletes_its_keys_with_delete_events(backend: TestBackend) 
 async fn leases_are_kept_alive_revoked_and_outlive_a_restart(backend: TestBackend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
-    let lease = store.lease_grant(7_000, 2).await.unwrap();
+    let lease = store.lease_grant(7_000, 2, LeaseOwner::Platform).await.unwrap();
     assert_eq!(lease.id, 7_000);
     assert!(matches!(
-        store.lease_grant(7_000, 5).await,
+        store.lease_grant(7_000, 5, LeaseOwner::Platform).await,
         Err(StoreError::LeaseExists(7_000))
     ));
     store
@@ -1051,12 +1051,12 @@ async fn leases_are_kept_alive_revoked_and_outlive_a_restart(backend: TestBacken
     // Kept alive past its TTL, the key stays.
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(store.lease_keep_alive(7_000).await.unwrap(), 2);
+        assert_eq!(store.lease_keep_alive(7_000, None).await.unwrap(), 2);
     }
     assert_eq!(value_of(&store, "/ka").await.as_deref(), Some("v"));
 
     // A lease and its deadline survive a restart, and expiry still happens.
-    let short = store.lease_grant(0, 2).await.unwrap();
+    let short = store.lease_grant(0, 2, LeaseOwner::Platform).await.unwrap();
     store
         .put(PutRequest {
             lease: short.id,
@@ -1069,7 +1069,7 @@ async fn leases_are_kept_alive_revoked_and_outlive_a_restart(backend: TestBacken
     assert_eq!(store.leases().await.unwrap().len(), 2);
     let mut gone = false;
     for _ in 0..40 {
-        store.lease_keep_alive(7_000).await.unwrap();
+        store.lease_keep_alive(7_000, None).await.unwrap();
         if value_of(&store, "/restart").await.is_none() {
             gone = true;
             break;
@@ -1087,18 +1087,80 @@ async fn leases_are_kept_alive_revoked_and_outlive_a_restart(backend: TestBacken
         .await
         .unwrap();
     let before = store.current_revision().await.unwrap();
-    let revision = store.lease_revoke(7_000).await.unwrap();
+    let revision = store.lease_revoke(7_000, None).await.unwrap();
     assert_eq!(revision, before + 1);
     assert_eq!(value_of(&store, "/ka").await, None);
     assert_eq!(value_of(&store, "/kb").await, None);
     assert!(matches!(
-        store.lease_revoke(7_000).await,
+        store.lease_revoke(7_000, None).await,
         Err(StoreError::LeaseNotFound(7_000))
     ));
     assert!(matches!(
-        store.lease_grant(0, 0).await,
+        store.lease_grant(0, 0, LeaseOwner::Platform).await,
         Err(StoreError::InvalidRequest(_))
     ));
+}
+
+async fn a_lease_serves_only_its_owner_when_one_is_required(backend: TestBackend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let acme = LeaseOwner::Tenant("acme".into());
+    let globex = LeaseOwner::Tenant("globex".into());
+    let lease = store.lease_grant(0, 60, acme.clone()).await.unwrap();
+    let platform = store.lease_grant(0, 60, LeaseOwner::Platform).await.unwrap();
+    let mut owners = store.leases().await.unwrap();
+    owners.sort_by_key(|(id, _)| *id);
+    let mut expected = vec![(lease.id, acme.clone()), (platform.id, LeaseOwner::Platform)];
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(owners, expected);
+    assert_eq!(
+        store.lease_time_to_live(lease.id, false).await.unwrap().owner,
+        acme
+    );
+
+    // Another owner's lease, or the platform's, is not found by a put that
+    // requires its own; nothing is written.
+    for (id, required) in [(lease.id, &globex), (platform.id, &acme)] {
+        let refused = store
+            .put(PutRequest {
+                lease: id,
+                lease_owner: Some(required.clone()),
+                ..put("/registry/pods/globex/web", "v")
+            })
+            .await;
+        assert!(matches!(refused, Err(StoreError::LeaseNotFound(_))), "{refused:?}");
+    }
+    assert_eq!(value_of(&store, "/registry/pods/globex/web").await, None);
+    store
+        .put(PutRequest {
+            lease: lease.id,
+            lease_owner: Some(acme.clone()),
+            ..put("/registry/pods/acme/web", "v")
+        })
+        .await
+        .unwrap();
+
+    // Renewing or revoking as another owner finds nothing and changes nothing.
+    assert!(matches!(
+        store.lease_keep_alive(lease.id, Some(&globex)).await,
+        Err(StoreError::LeaseNotFound(_))
+    ));
+    assert!(matches!(
+        store.lease_revoke(lease.id, Some(&globex)).await,
+        Err(StoreError::LeaseNotFound(_))
+    ));
+    assert!(matches!(
+        store.lease_revoke(platform.id, Some(&acme)).await,
+        Err(StoreError::LeaseNotFound(_))
+    ));
+    assert_eq!(
+        value_of(&store, "/registry/pods/acme/web").await.as_deref(),
+        Some("v")
+    );
+    assert_eq!(store.lease_keep_alive(lease.id, Some(&acme)).await.unwrap(), 60);
+    store.lease_revoke(lease.id, Some(&acme)).await.unwrap();
+    assert_eq!(value_of(&store, "/registry/pods/acme/web").await, None);
+    assert_eq!(store.leases().await.unwrap(), vec![(platform.id, LeaseOwner::Platform)]);
 }
 
 async fn concurrent_writers_get_distinct_gap_free_revisions(backend: TestBackend) {
@@ -1173,5 +1235,6 @@ conformance!(
     a_slow_watcher_blocks_neither_writers_nor_other_watchers,
     lease_expiry_deletes_its_keys_with_delete_events,
     leases_are_kept_alive_revoked_and_outlive_a_restart,
+    a_lease_serves_only_its_owner_when_one_is_required,
     concurrent_writers_get_distinct_gap_free_revisions,
 );

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::fenced::Fence;
 use super::runtime::clock::{Clock, format_time};
 use crate::store::types::{
-    Compare, CompareOp, CompareTarget, KeyRange, Op, OpResponse, PutRequest, TxnRequest,
+    Compare, CompareOp, CompareTarget, KeyRange, LeaseOwner, Op, OpResponse, PutRequest,
+    TxnRequest,
 };
 use crate::store::{Store, StoreError};
 
@@ -137,7 +138,7 @@ impl LeaderElection {
         let ttl = self.settings.lease_ttl.as_secs().max(1) as i64;
         let lease = self
             .store
-            .lease_grant(0, ttl)
+            .lease_grant(0, ttl, LeaseOwner::Platform)
             .await
             .map_err(LeaderError::LeaseGrantFailed)?
             .id;
@@ -177,7 +178,7 @@ impl LeaderElection {
             other => {
                 // Someone else won the race; the unused lease would only
                 // linger until its TTL.
-                let _ = self.store.lease_revoke(lease).await;
+                let _ = self.store.lease_revoke(lease, None).await;
                 other.map(|_| None).map_err(LeaderError::KeyAccessFailed)
             }
         }
@@ -220,13 +221,13 @@ impl LeaderElection {
     /// Gives leadership up at once (revoking the lease deletes the key), so
     /// that a standby need not wait for the TTL.
     pub async fn release(&self, leadership: &Leadership) {
-        if let Err(error) = self.store.lease_revoke(leadership.lease).await {
+        if let Err(error) = self.store.lease_revoke(leadership.lease, None).await {
             tracing::warn!(%error, "releasing leadership failed; it ends with the lease's TTL");
         }
     }
 
     async fn renew(&self, leadership: &Leadership) -> Result<(), Renewal> {
-        match self.store.lease_keep_alive(leadership.lease).await {
+        match self.store.lease_keep_alive(leadership.lease, None).await {
             Ok(_) => {}
             Err(StoreError::LeaseNotFound(_)) => {
                 return Err(Renewal::Lost("the leader lease expired".into()));

@@ -90,6 +90,7 @@ pub(crate) fn put_from_pb(request: pb::PutRequest) -> PutRequest {
         prev_kv: request.prev_kv,
         ignore_value: request.ignore_value,
         ignore_lease: request.ignore_lease,
+        lease_owner: None,
     }
 }
 

@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, status};
 use super::{Etcd, check, check_admin};
-use crate::auth::{Access, Subject};
-use crate::store::types::{KeyRange, Op, TxnRequest};
+use crate::auth::{self, Access, Subject};
+use crate::store::types::{KeyRange, LeaseOwner, Op, PutRequest, TxnRequest};
 
 #[tonic::async_trait]
 impl pb::kv_server::Kv for Etcd {
@@ -39,8 +39,8 @@ impl pb::kv_server::Kv for Etcd {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let subject = self.subject(&request).await?;
-        let put = convert::put_from_pb(request.into_inner());
-        check(&subject, Access::Write, &KeyRange::single(put.key.clone()))?;
+        let mut put = convert::put_from_pb(request.into_inner());
+        check_put(&subject, &mut put)?;
         let response = self.store.put(put).await.map_err(status)?;
         Ok(Response::new(self.headers.put(response)))
     }
@@ -63,8 +63,8 @@ impl pb::kv_server::Kv for Etcd {
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let subject = self.subject(&request).await?;
-        let txn = convert::txn_from_pb(request.into_inner())?;
-        check_txn(&subject, &txn)?;
+        let mut txn = convert::txn_from_pb(request.into_inner())?;
+        check_txn(&subject, &mut txn)?;
         let response = self.store.txn(txn).await.map_err(status)?;
         Ok(Response::new(self.headers.txn(response)))
     }
@@ -86,15 +86,33 @@ impl pb::kv_server::Kv for Etcd {
     }
 }
 
-/// Every key a transaction compares, reads or writes must be the caller's.
-fn check_txn(subject: &Option<Subject>, txn: &TxnRequest) -> Result<(), Status> {
+/// The key a put writes must be the caller's, and so must the lease it
+/// attaches: a tenant member's put takes only a lease of the key's tenant
+/// (the store answers another's as a lease that does not exist).
+fn check_put(subject: &Option<Subject>, put: &mut PutRequest) -> Result<(), Status> {
+    check(subject, Access::Write, &KeyRange::single(put.key.clone()))?;
+    if let Some(subject) = subject
+        && !subject.platform_admin
+    {
+        // `check` let the key through, so it lies in a tenant's prefix;
+        // were it not, no lease would match an empty tenant.
+        put.lease_owner = Some(LeaseOwner::Tenant(
+            auth::key_tenant(&put.key).unwrap_or_default(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every key a transaction compares, reads or writes must be the caller's,
+/// and every lease it attaches too.
+fn check_txn(subject: &Option<Subject>, txn: &mut TxnRequest) -> Result<(), Status> {
     for compare in &txn.compares {
         check(subject, Access::Read, &compare.range)?;
     }
-    for op in txn.success.iter().chain(&txn.failure) {
+    for op in txn.success.iter_mut().chain(txn.failure.iter_mut()) {
         match op {
             Op::Range(range) => check(subject, Access::Read, &range.range)?,
-            Op::Put(put) => check(subject, Access::Write, &KeyRange::single(put.key.clone()))?,
+            Op::Put(put) => check_put(subject, put)?,
             Op::Delete(delete) => check(subject, Access::Write, &delete.range)?,
             Op::Txn(nested) => check_txn(subject, nested)?,
         }

@@ -4,10 +4,14 @@
 //! - `convert`: wire messages ↔ store types, store errors → etcd's statuses.
 //! - `kv`: KV (Range, Put, DeleteRange, Txn, Compact).
 //! - `watch`: the Watch stream.
-//! - `lease`: Lease (Grant, Revoke, KeepAlive, TimeToLive, Leases).
-//! - this module: Maintenance.Status, Cluster.MemberList, Auth, the access
-//!   check every call passes, and the gRPC server that serves them all.
+//! - `lease`: Lease (Grant, Revoke, KeepAlive, TimeToLive, Leases), each
+//!   lease owned by a tenant or the platform.
+//! - `admin`: Maintenance, Cluster and Auth: what any signed-in user may
+//!   ask (status, members, sign-in) and what only the platform admin may.
+//! - this module: the access check every call passes, and the gRPC server
+//!   that serves them all.
 
+mod admin;
 mod convert;
 mod kv;
 mod lease;
@@ -16,15 +20,14 @@ mod watch;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use berth_api::etcd::etcdserverpb as pb;
 use berth_api::etcd::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
-use crate::auth::{self, Access, AuthError, Subject, Tokens};
+use crate::auth::{Access, Subject, Tokens};
 use crate::store::Store;
 use crate::store::types::{KeyRange, MemberInfo};
 use convert::Headers;
@@ -67,7 +70,7 @@ const MEMBER_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// A member whose row is older than this is gone (crashed without removing
 /// it).
-const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The user a request's token names, put there by [`authorize`].
 #[derive(Clone, Copy, Debug)]
@@ -147,14 +150,20 @@ pub async fn serve(
         progress_every: options.progress_notify_interval,
     };
     let heartbeat = tokio::spawn(run_member_heartbeat(store, member, shutdown.clone()));
-    let check = move |request: Request<()>| authorize(auth, &tokens, request);
+    let check = {
+        let tokens = tokens.clone();
+        move |request: Request<()>| authorize(auth, &tokens, request)
+    };
+    // Auth.Authenticate needs no token, and a client may still send the one
+    // that has just expired; the other Auth calls check theirs themselves.
+    let identify = move |request: Request<()>| Ok(identify(auth, &tokens, request));
     let served = tonic::transport::Server::builder()
         .add_service(KvServer::with_interceptor(etcd.clone(), check.clone()))
         .add_service(WatchServer::with_interceptor(etcd.clone(), check.clone()))
         .add_service(LeaseServer::with_interceptor(etcd.clone(), check.clone()))
         .add_service(ClusterServer::with_interceptor(etcd.clone(), check.clone()))
         .add_service(MaintenanceServer::with_interceptor(etcd.clone(), check))
-        .add_service(AuthServer::new(etcd))
+        .add_service(AuthServer::with_interceptor(etcd, identify))
         .add_service(node_api.service())
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await;
@@ -217,108 +226,37 @@ fn authorize(
     if auth == EtcdAuth::None {
         return Ok(request);
     }
-    let Some(token) = request.metadata().get("token") else {
-        return Err(Status::unauthenticated(
+    let user_id = token_user(tokens, &request)?.ok_or_else(|| {
+        Status::unauthenticated(
             "etcdserver: this server requires a token: authenticate first (etcdctl --user EMAIL:PASSWORD)",
-        ));
-    };
-    let token = token
-        .to_str()
-        .map_err(|_| Status::unauthenticated("etcdserver: invalid auth token"))?;
-    let user_id = tokens
-        .verify(token)
-        .map_err(|e| Status::unauthenticated(format!("etcdserver: invalid auth token: {e}")))?;
+        )
+    })?;
     request.extensions_mut().insert(TokenUser(user_id));
     Ok(request)
 }
 
-#[tonic::async_trait]
-impl pb::maintenance_server::Maintenance for Etcd {
-    async fn status(
-        &self,
-        request: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.subject(&request).await?;
-        let revision = self.current_revision().await?;
-        Ok(Response::new(pb::StatusResponse {
-            header: self.headers.at(revision),
-            version: format!("3.4.0-berth-{}", env!("CARGO_PKG_VERSION")),
-            db_size: 0,
-            leader: self.headers.member_id,
-            raft_index: revision as u64,
-            raft_term: 1,
-            raft_applied_index: revision as u64,
-            errors: Vec::new(),
-            db_size_in_use: 0,
-            is_learner: false,
-        }))
+/// Like [`authorize`], but a request without a valid token goes on without
+/// a user, for [`Etcd::subject`] to refuse where one is needed.
+fn identify(auth: EtcdAuth, tokens: &Tokens, mut request: Request<()>) -> Request<()> {
+    if auth == EtcdAuth::Users
+        && let Ok(Some(user_id)) = token_user(tokens, &request)
+    {
+        request.extensions_mut().insert(TokenUser(user_id));
     }
+    request
 }
 
-#[tonic::async_trait]
-impl pb::cluster_server::Cluster for Etcd {
-    async fn member_list(
-        &self,
-        request: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListResponse>, Status> {
-        self.subject(&request).await?;
-        let revision = self.current_revision().await?;
-        let members = self
-            .store
-            .members(MEMBER_TIMEOUT)
-            .await
-            .map_err(convert::status)?;
-        Ok(Response::new(pb::MemberListResponse {
-            header: self.headers.at(revision),
-            members: members
-                .into_iter()
-                .map(|member| pb::Member {
-                    id: member.id as u64,
-                    name: member.name,
-                    peer_ur_ls: Vec::new(),
-                    client_ur_ls: vec![member.client_url],
-                    is_learner: false,
-                })
-                .collect(),
-        }))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::auth_server::Auth for Etcd {
-    async fn auth_status(
-        &self,
-        _: Request<pb::AuthStatusRequest>,
-    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        let revision = self.current_revision().await?;
-        Ok(Response::new(pb::AuthStatusResponse {
-            header: self.headers.at(revision),
-            enabled: self.auth == EtcdAuth::Users,
-            auth_revision: 1,
-        }))
-    }
-
-    async fn authenticate(
-        &self,
-        request: Request<pb::AuthenticateRequest>,
-    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        let request = request.into_inner();
-        let token =
-            match auth::authenticate(&self.store, &self.tokens, &request.name, &request.password)
-                .await
-            {
-                Ok(token) => token,
-                Err(AuthError::BadCredentials) => {
-                    return Err(Status::invalid_argument(
-                        "etcdserver: authentication failed, invalid user ID or password",
-                    ));
-                }
-                Err(error) => return Err(Status::unavailable(error.to_string())),
-            };
-        let revision = self.current_revision().await?;
-        Ok(Response::new(pb::AuthenticateResponse {
-            header: self.headers.at(revision),
-            token,
-        }))
-    }
+/// The user the request's `token` metadata names: `None` without one, an
+/// error for one that does not verify.
+fn token_user(tokens: &Tokens, request: &Request<()>) -> Result<Option<i64>, Status> {
+    let Some(token) = request.metadata().get("token") else {
+        return Ok(None);
+    };
+    let token = token
+        .to_str()
+        .map_err(|_| Status::unauthenticated("etcdserver: invalid auth token"))?;
+    tokens
+        .verify(token)
+        .map(Some)
+        .map_err(|e| Status::unauthenticated(format!("etcdserver: invalid auth token: {e}")))
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 
 use super::error::ApiError;
-use crate::auth::{self, ACCESS_TOKEN_TTL, AuthError};
+use crate::auth::{self, ACCESS_TOKEN_TTL};
+use crate::sign_in::{self, SignInError};
 use crate::http::AppState;
 use crate::store::identity::User;
 
@@ -104,15 +105,9 @@ pub async fn login(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    state
-        .throttle
-        .check(&email, &address)
-        .map_err(|retry| ApiError::TooManyRequests {
-            retry_after_secs: retry.as_secs().max(1),
-        })?;
-    match auth::authenticate(&state.store, &state.tokens, &email, &password).await {
-        Ok(_) => {}
-        Err(AuthError::BadCredentials) => {
+    let user = match sign_in::sign_in(&state.store, &email, &password, &address).await {
+        Ok(user) => user,
+        Err(SignInError::BadCredentials) => {
             super::audit_routes::record(
                 &state,
                 None,
@@ -123,19 +118,16 @@ pub async fn login(
                 401,
                 &address,
             );
-            let delay = state.throttle.failed(&email, &address);
-            tokio::time::sleep(delay).await;
             return Err(ApiError::Unauthorized("wrong email or password".into()));
         }
-        Err(AuthError::Store(error)) => return Err(error.into()),
-        Err(other) => return Err(ApiError::Internal(other.to_string())),
-    }
-    state.throttle.succeeded(&email);
-    let user = state
-        .store
-        .user_by_email(&email)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
+        Err(SignInError::Locked { retry_after }) => {
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
+        Err(SignInError::Store(error)) => return Err(error.into()),
+        Err(SignInError::Unexpected(error)) => return Err(ApiError::Internal(error)),
+    };
     super::audit_routes::record(
         &state,
         Some((user.id, &user.email)),

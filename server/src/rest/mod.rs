@@ -2,7 +2,6 @@
 //!
 //! - `error`: the one error envelope.
 //! - `caller`: the signed-in caller of a request (bearer tokens).
-//! - `throttle`: failed sign-in slowing and lockout.
 //! - `auth_routes`: login, refresh, logout.
 //! - `audit_routes`: recording actions, and reading a tenant's audit log.
 //! - [`openapi`]: the OpenAPI document.
@@ -24,7 +23,6 @@ pub mod openapi;
 mod resources;
 mod rollouts;
 mod tenants;
-pub mod throttle;
 mod tokens;
 mod users;
 mod watch;

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use super::error::{StoreError, StoreResult};
-use super::types::{KeyRange, KeyValue, MemberInfo, Revision};
+use super::types::{KeyRange, KeyValue, LeaseOwner, MemberInfo, Revision};
 
 /// Runs the same statement on whichever database `$db` holds.
 macro_rules! on_db {
@@ -475,18 +475,23 @@ impl Db {
             .fetch_all(pool).await?))
     }
 
-    pub(crate) async fn lease(&self, id: i64) -> StoreResult<Option<(i64, i64)>> {
-        Ok(
-            on_db!(self, pool => sqlx::query_as("SELECT ttl, expires_at_ms FROM leases WHERE id = $1")
-            .bind(id).fetch_optional(pool).await?),
-        )
+    /// The lease's (ttl, deadline, owner), if it exists.
+    pub(crate) async fn lease(&self, id: i64) -> StoreResult<Option<(i64, i64, LeaseOwner)>> {
+        let row: Option<(i64, i64, String)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT ttl, expires_at_ms, owner FROM leases WHERE id = $1")
+            .bind(id).fetch_optional(pool).await?);
+        Ok(row.map(|(ttl, deadline, owner)| (ttl, deadline, LeaseOwner::from_column(owner))))
     }
 
-    pub(crate) async fn lease_ids(&self) -> StoreResult<Vec<i64>> {
-        Ok(
-            on_db!(self, pool => sqlx::query_scalar("SELECT id FROM leases ORDER BY id")
-            .fetch_all(pool).await?),
-        )
+    /// Every lease's id and owner, by id.
+    pub(crate) async fn lease_owners(&self) -> StoreResult<Vec<(i64, LeaseOwner)>> {
+        let rows: Vec<(i64, String)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT id, owner FROM leases ORDER BY id")
+            .fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, owner)| (id, LeaseOwner::from_column(owner)))
+            .collect())
     }
 
     pub(crate) async fn lease_keys(&self, id: i64) -> StoreResult<Vec<Vec<u8>>> {
@@ -503,11 +508,19 @@ impl Db {
     }
 
     /// Moves a lease's deadline to its full TTL from now; returns the TTL, or
-    /// `None` when the lease does not exist or has already ended.
-    pub(crate) async fn renew_lease(&self, id: i64, now_ms: i64) -> StoreResult<Option<i64>> {
+    /// `None` when the lease does not exist, has already ended, or belongs
+    /// to another than `owner` (when given).
+    pub(crate) async fn renew_lease(
+        &self,
+        id: i64,
+        now_ms: i64,
+        owner: Option<&LeaseOwner>,
+    ) -> StoreResult<Option<i64>> {
         Ok(on_db!(self, pool => sqlx::query_scalar(
-            "UPDATE leases SET expires_at_ms = $2 + ttl * 1000 WHERE id = $1 AND expires_at_ms > $2 RETURNING ttl")
-            .bind(id).bind(now_ms).fetch_optional(pool).await?))
+            "UPDATE leases SET expires_at_ms = $2 + ttl * 1000 \
+             WHERE id = $1 AND expires_at_ms > $2 AND ($3 OR owner = $4) RETURNING ttl")
+            .bind(id).bind(now_ms).bind(owner.is_none()).bind(owner.map_or("", LeaseOwner::column))
+            .fetch_optional(pool).await?))
     }
 
     /// Records that server process `member` is alive now.
@@ -654,12 +667,12 @@ impl WriteTx {
         Ok(rows.into_iter().map(KeyValue::from).collect())
     }
 
-    /// The lease's (ttl, deadline), if it exists.
-    pub(crate) async fn lease(&mut self, id: i64) -> StoreResult<Option<(i64, i64)>> {
-        Ok(
-            on_tx!(self, tx => sqlx::query_as("SELECT ttl, expires_at_ms FROM leases WHERE id = $1")
-            .bind(id).fetch_optional(&mut **tx).await?),
-        )
+    /// The lease's (ttl, deadline, owner), if it exists.
+    pub(crate) async fn lease(&mut self, id: i64) -> StoreResult<Option<(i64, i64, LeaseOwner)>> {
+        let row: Option<(i64, i64, String)> = on_tx!(self, tx => sqlx::query_as(
+            "SELECT ttl, expires_at_ms, owner FROM leases WHERE id = $1")
+            .bind(id).fetch_optional(&mut **tx).await?);
+        Ok(row.map(|(ttl, deadline, owner)| (ttl, deadline, LeaseOwner::from_column(owner))))
     }
 
     pub(crate) async fn insert_lease(
@@ -667,9 +680,10 @@ impl WriteTx {
         id: i64,
         ttl: i64,
         expires_at_ms: i64,
+        owner: &LeaseOwner,
     ) -> StoreResult<()> {
-        on_tx!(self, tx => sqlx::query("INSERT INTO leases (id, ttl, expires_at_ms) VALUES ($1, $2, $3)")
-            .bind(id).bind(ttl).bind(expires_at_ms).execute(&mut **tx).await.map(|_| ())?);
+        on_tx!(self, tx => sqlx::query("INSERT INTO leases (id, ttl, expires_at_ms, owner) VALUES ($1, $2, $3, $4)")
+            .bind(id).bind(ttl).bind(expires_at_ms).bind(owner.column()).execute(&mut **tx).await.map(|_| ())?);
         Ok(())
     }
 

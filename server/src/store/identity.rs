@@ -122,6 +122,48 @@ impl Store {
             .bind(user_id).fetch_all(pool).await?))
     }
 
+    /// The latest end of a lock on any of `keys` that still holds at
+    /// `now_ms`, if one does.
+    pub async fn sign_in_locked_until(&self, keys: &[&str; 2], now_ms: i64) -> StoreResult<Option<i64>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+            "SELECT MAX(locked_until_ms) FROM sign_in_failures \
+             WHERE key IN ($1, $2) AND locked_until_ms > $3")
+            .bind(keys[0]).bind(keys[1]).bind(now_ms).fetch_one(pool).await?))
+    }
+
+    /// Counts one failed sign-in against `key` at `now_ms`, in one statement
+    /// so that concurrent failures on several server processes all count:
+    /// failures older than `window_ms` are forgotten, and reaching `limit`
+    /// locks the key for `lockout_ms`. Returns the failures in the window.
+    pub async fn record_sign_in_failure(
+        &self,
+        key: &str,
+        limit: i64,
+        now_ms: i64,
+        window_ms: i64,
+        lockout_ms: i64,
+    ) -> StoreResult<i64> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+            "INSERT INTO sign_in_failures AS f (key, failures, window_start_ms, locked_until_ms) \
+             VALUES ($1, 1, $2, CASE WHEN $3 <= 1 THEN $2 + $5 ELSE 0 END) \
+             ON CONFLICT (key) DO UPDATE SET \
+             failures = CASE WHEN f.window_start_ms <= $2 - $4 THEN 1 ELSE f.failures + 1 END, \
+             window_start_ms = CASE WHEN f.window_start_ms <= $2 - $4 THEN $2 ELSE f.window_start_ms END, \
+             locked_until_ms = CASE \
+                 WHEN (CASE WHEN f.window_start_ms <= $2 - $4 THEN 1 ELSE f.failures + 1 END) >= $3 THEN $2 + $5 \
+                 ELSE f.locked_until_ms END \
+             RETURNING failures")
+            .bind(key).bind(now_ms).bind(limit).bind(window_ms).bind(lockout_ms)
+            .fetch_one(pool).await?))
+    }
+
+    /// Forgets the failed sign-ins counted against `key`.
+    pub async fn clear_sign_in_failures(&self, key: &str) -> StoreResult<()> {
+        on_db!(&self.inner.db, pool => sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
+            .bind(key).execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
     /// The secret that signs access tokens: made once, by whichever server
     /// process gets there first, and shared by all.
     pub async fn signing_secret(&self) -> StoreResult<Vec<u8>> {

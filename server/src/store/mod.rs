@@ -425,8 +425,14 @@ impl Store {
         ))
     }
 
-    /// Grants a lease of `ttl` seconds; `id == 0` lets the store choose.
-    pub async fn lease_grant(&self, id: i64, ttl: i64) -> StoreResult<LeaseInfo> {
+    /// Grants a lease of `ttl` seconds to `owner`; `id == 0` lets the store
+    /// choose.
+    pub async fn lease_grant(
+        &self,
+        id: i64,
+        ttl: i64,
+        owner: LeaseOwner,
+    ) -> StoreResult<LeaseInfo> {
         if !(1..=MAX_LEASE_TTL).contains(&ttl) {
             return Err(StoreError::InvalidRequest(format!(
                 "lease TTL {ttl} is out of range; it must be between 1 and {MAX_LEASE_TTL} seconds"
@@ -448,11 +454,13 @@ impl Store {
                 id,
                 ttl,
                 expires_at_ms,
+                owner: owner.clone(),
             })
             .await?
         {
             WriteOutcome::LeaseGranted => Ok(LeaseInfo {
                 id,
+                owner,
                 granted_ttl: ttl,
                 remaining_ttl: ttl,
                 keys: vec![],
@@ -463,22 +471,25 @@ impl Store {
         }
     }
 
-    /// Renews a lease to its full TTL; returns the TTL.
-    pub async fn lease_keep_alive(&self, id: i64) -> StoreResult<i64> {
+    /// Renews a lease to its full TTL; returns the TTL. With `owner`, a
+    /// lease of another owner is answered as not found.
+    pub async fn lease_keep_alive(&self, id: i64, owner: Option<&LeaseOwner>) -> StoreResult<i64> {
         self.inner
             .db
-            .renew_lease(id, now_ms())
+            .renew_lease(id, now_ms(), owner)
             .await?
             .ok_or(StoreError::LeaseNotFound(id))
     }
 
     /// Ends a lease and deletes its keys (one revision, a DELETE event each).
-    /// Returns the revision after the revoke.
-    pub async fn lease_revoke(&self, id: i64) -> StoreResult<Revision> {
+    /// Returns the revision after the revoke. With `owner`, a lease of
+    /// another owner is answered as not found and left alone.
+    pub async fn lease_revoke(&self, id: i64, owner: Option<&LeaseOwner>) -> StoreResult<Revision> {
         match self
             .write(WriteCommand::LeaseRevoke {
                 id,
                 expired_at_ms: None,
+                owner: owner.cloned(),
             })
             .await?
         {
@@ -491,7 +502,7 @@ impl Store {
 
     /// A lease's TTLs, and its keys when `keys` is set.
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> StoreResult<LeaseInfo> {
-        let (ttl, expires_at_ms) = self
+        let (ttl, expires_at_ms, owner) = self
             .inner
             .db
             .lease(id)
@@ -505,6 +516,7 @@ impl Store {
         };
         Ok(LeaseInfo {
             id,
+            owner,
             granted_ttl: ttl,
             // Whole seconds left, rounded down as etcd does.
             remaining_ttl: remaining_ms / 1000,
@@ -512,9 +524,9 @@ impl Store {
         })
     }
 
-    /// The ids of all leases.
-    pub async fn leases(&self) -> StoreResult<Vec<i64>> {
-        self.inner.db.lease_ids().await
+    /// Every lease's id and owner, by id.
+    pub async fn leases(&self) -> StoreResult<Vec<(i64, LeaseOwner)>> {
+        self.inner.db.lease_owners().await
     }
 
     /// Records that this server process is alive (call it every few
@@ -578,6 +590,7 @@ async fn run_lease_expiry(
             let command = WriteCommand::LeaseRevoke {
                 id,
                 expired_at_ms: Some(now),
+                owner: None,
             };
             if writes.send(PendingWrite { command, reply }).await.is_err() {
                 return;

@@ -198,6 +198,9 @@ pub struct PutRequest {
     pub ignore_value: bool,
     /// Keep the current lease (the key must exist).
     pub ignore_lease: bool,
+    /// When set, the lease attached must belong to this owner; another
+    /// owner's lease is answered as if it did not exist.
+    pub lease_owner: Option<LeaseOwner>,
 }
 
 /// The answer to a [`PutRequest`].
@@ -328,11 +331,45 @@ pub struct WatchRequest {
     pub prev_kv: bool,
 }
 
+/// Who a lease belongs to. Only its owner and the platform may see, renew
+/// or end it, and only its owner's keys may be attached to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LeaseOwner {
+    /// The platform: the server's own leases (leadership, events) and those
+    /// the platform admin grants.
+    #[default]
+    Platform,
+    /// A tenant, whose member granted it.
+    Tenant(String),
+}
+
+impl LeaseOwner {
+    /// As the `leases.owner` column holds it: empty for the platform, the
+    /// tenant's name otherwise (tenant names are never empty).
+    pub(crate) fn column(&self) -> &str {
+        match self {
+            LeaseOwner::Platform => "",
+            LeaseOwner::Tenant(tenant) => tenant,
+        }
+    }
+
+    /// The owner a `leases.owner` column names.
+    pub(crate) fn from_column(column: String) -> LeaseOwner {
+        if column.is_empty() {
+            LeaseOwner::Platform
+        } else {
+            LeaseOwner::Tenant(column)
+        }
+    }
+}
+
 /// A lease as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseInfo {
     /// The lease's id.
     pub id: i64,
+    /// Who it belongs to.
+    pub owner: LeaseOwner,
     /// The TTL it was granted with, in seconds.
     pub granted_ttl: i64,
     /// Seconds left until it ends (-1 once expired).

@@ -33,13 +33,16 @@ pub(crate) enum WriteCommand {
         id: i64,
         ttl: i64,
         expires_at_ms: i64,
+        owner: LeaseOwner,
     },
     /// Ends a lease and deletes its keys. With `expired_at_ms`, only if the
     /// lease's deadline is still at or before that instant (an expiry that a
-    /// keep-alive did not overtake).
+    /// keep-alive did not overtake). With `owner`, only a lease of that
+    /// owner: another's is answered as not found.
     LeaseRevoke {
         id: i64,
         expired_at_ms: Option<i64>,
+        owner: Option<LeaseOwner>,
     },
 }
 
@@ -266,8 +269,8 @@ struct Batch {
     flushed: usize,
     events: Vec<Event>,
     undo: Vec<Undo>,
-    /// Leases known to exist (true) or not (false).
-    leases: HashMap<i64, bool>,
+    /// Leases known to exist (with their owner) or not (`None`).
+    leases: HashMap<i64, Option<LeaseOwner>>,
     /// The first log row of the request being evaluated.
     request_start: usize,
 }
@@ -361,17 +364,20 @@ impl Batch {
                 id,
                 ttl,
                 expires_at_ms,
+                owner,
             } => {
-                if self.lease_exists(tx, *id).await? {
+                if self.lease_owner(tx, *id).await?.is_some() {
                     return Err(StoreError::LeaseExists(*id));
                 }
-                tx.insert_lease(*id, *ttl, *expires_at_ms).await?;
-                self.leases.insert(*id, true);
+                tx.insert_lease(*id, *ttl, *expires_at_ms, owner).await?;
+                self.leases.insert(*id, Some(owner.clone()));
                 Ok(WriteOutcome::LeaseGranted)
             }
-            WriteCommand::LeaseRevoke { id, expired_at_ms } => {
-                self.revoke(tx, *id, *expired_at_ms).await
-            }
+            WriteCommand::LeaseRevoke {
+                id,
+                expired_at_ms,
+                owner,
+            } => self.revoke(tx, *id, *expired_at_ms, owner.as_ref()).await,
         }
     }
 
@@ -401,8 +407,13 @@ impl Batch {
         tx: &mut WriteTx,
         id: i64,
         expired_at_ms: Option<i64>,
+        owner: Option<&LeaseOwner>,
     ) -> StoreResult<WriteOutcome> {
-        let Some((_, deadline)) = tx.lease(id).await? else {
+        let lease = tx
+            .lease(id)
+            .await?
+            .filter(|(_, _, found)| owner.is_none_or(|owner| owner == found));
+        let Some((_, deadline, _)) = lease else {
             return match expired_at_ms {
                 Some(_) => Ok(WriteOutcome::LeaseKept),
                 None => Err(StoreError::LeaseNotFound(id)),
@@ -431,7 +442,7 @@ impl Batch {
             self.write(kv.key.clone(), None, Some(kv));
         }
         tx.delete_lease(id).await?;
-        self.leases.insert(id, false);
+        self.leases.insert(id, None);
         let revision = if self.log.len() > self.request_start {
             self.write_revision()
         } else {
@@ -440,13 +451,14 @@ impl Batch {
         Ok(WriteOutcome::LeaseRevoked { revision })
     }
 
-    async fn lease_exists(&mut self, tx: &mut WriteTx, id: i64) -> StoreResult<bool> {
+    /// The lease's owner, or `None` when it does not exist.
+    async fn lease_owner(&mut self, tx: &mut WriteTx, id: i64) -> StoreResult<Option<LeaseOwner>> {
         if let Some(known) = self.leases.get(&id) {
-            return Ok(*known);
+            return Ok(known.clone());
         }
-        let exists = tx.lease(id).await?.is_some();
-        self.leases.insert(id, exists);
-        Ok(exists)
+        let owner = tx.lease(id).await?.map(|(_, _, owner)| owner);
+        self.leases.insert(id, owner.clone());
+        Ok(owner)
     }
 
     async fn txn(&mut self, tx: &mut WriteTx, request: &TxnRequest) -> StoreResult<TxnResponse> {
@@ -604,8 +616,18 @@ impl Batch {
             (Some(prev), true) => prev.lease,
             _ => put.lease,
         };
-        if lease != 0 && !self.lease_exists(tx, lease).await? {
-            return Err(StoreError::LeaseNotFound(lease));
+        // A lease kept by `ignore_lease` was attached before and stays.
+        let required_owner = put.lease_owner.as_ref().filter(|_| !put.ignore_lease);
+        if lease != 0 {
+            let owner = self.lease_owner(tx, lease).await?;
+            let attachable = match (&owner, required_owner) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(owner), Some(required)) => owner == required,
+            };
+            if !attachable {
+                return Err(StoreError::LeaseNotFound(lease));
+            }
         }
         let value = match (&prev, put.ignore_value) {
             (Some(prev), true) => prev.value.clone(),
