@@ -283,7 +283,10 @@ impl EventRecorder {
         }
         let ttl = (self.ttl + LEASE_BUCKET).as_secs() as i64;
         let id = rand::random::<i64>().abs().max(1);
-        let granted = self.store.lease_grant(id, ttl, LeaseOwner::Platform).await?;
+        let granted = self
+            .store
+            .lease_grant(id, ttl, LeaseOwner::Platform)
+            .await?;
         *current = Some((granted.id, Instant::now()));
         Ok(granted.id)
     }

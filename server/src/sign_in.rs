@@ -165,7 +165,8 @@ mod tests {
         store.create_user("a@b.test", &hash, false).await.unwrap();
         for round in 0..3 {
             for _ in 0..MAX_ACCOUNT_FAILURES - 1 {
-                let refused = sign_in(&store, "a@b.test", "wrong", &format!("192.0.2.{round}")).await;
+                let refused =
+                    sign_in(&store, "a@b.test", "wrong", &format!("192.0.2.{round}")).await;
                 assert!(matches!(refused, Err(SignInError::BadCredentials)));
             }
             sign_in(&store, "a@b.test", "right-password", "192.0.2.9")

@@ -4,6 +4,7 @@
 //!   tests share.
 //! - [`db`]: a fresh database per test, on SQLite or PostgreSQL.
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
+//! - [`etcd_grpc`]: raw etcd gRPC clients signed in as a Berth user.
 //! - [`process`]: building and running Berth's binaries as real processes.
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
 //! - [`tokens`]: forged, tampered and expired access tokens.
@@ -11,6 +12,7 @@
 pub mod cluster;
 pub mod db;
 pub mod etcd;
+pub mod etcd_grpc;
 pub mod process;
 pub mod rest;
 pub mod tokens;

@@ -532,7 +532,10 @@ async fn compares_follow_etcd_on_missing_keys_values_leases_and_ranges(backend: 
     );
     assert!(holds(&store, cmp("/m", CompareOp::Equal, CompareTarget::Lease(0))).await);
 
-    let lease = store.lease_grant(0, 60, LeaseOwner::Platform).await.unwrap();
+    let lease = store
+        .lease_grant(0, 60, LeaseOwner::Platform)
+        .await
+        .unwrap();
     store
         .put(PutRequest {
             lease: lease.id,
@@ -1035,7 +1038,10 @@ async fn lease_expiry_deletes_its_keys_with_delete_events(backend: TestBackend) 
 async fn leases_are_kept_alive_revoked_and_outlive_a_restart(backend: TestBackend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
-    let lease = store.lease_grant(7_000, 2, LeaseOwner::Platform).await.unwrap();
+    let lease = store
+        .lease_grant(7_000, 2, LeaseOwner::Platform)
+        .await
+        .unwrap();
     assert_eq!(lease.id, 7_000);
     assert!(matches!(
         store.lease_grant(7_000, 5, LeaseOwner::Platform).await,
@@ -1107,14 +1113,24 @@ async fn a_lease_serves_only_its_owner_when_one_is_required(backend: TestBackend
     let acme = LeaseOwner::Tenant("acme".into());
     let globex = LeaseOwner::Tenant("globex".into());
     let lease = store.lease_grant(0, 60, acme.clone()).await.unwrap();
-    let platform = store.lease_grant(0, 60, LeaseOwner::Platform).await.unwrap();
+    let platform = store
+        .lease_grant(0, 60, LeaseOwner::Platform)
+        .await
+        .unwrap();
     let mut owners = store.leases().await.unwrap();
     owners.sort_by_key(|(id, _)| *id);
-    let mut expected = vec![(lease.id, acme.clone()), (platform.id, LeaseOwner::Platform)];
+    let mut expected = vec![
+        (lease.id, acme.clone()),
+        (platform.id, LeaseOwner::Platform),
+    ];
     expected.sort_by_key(|(id, _)| *id);
     assert_eq!(owners, expected);
     assert_eq!(
-        store.lease_time_to_live(lease.id, false).await.unwrap().owner,
+        store
+            .lease_time_to_live(lease.id, false)
+            .await
+            .unwrap()
+            .owner,
         acme
     );
 
@@ -1128,7 +1144,10 @@ async fn a_lease_serves_only_its_owner_when_one_is_required(backend: TestBackend
                 ..put("/registry/pods/globex/web", "v")
             })
             .await;
-        assert!(matches!(refused, Err(StoreError::LeaseNotFound(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(StoreError::LeaseNotFound(_))),
+            "{refused:?}"
+        );
     }
     assert_eq!(value_of(&store, "/registry/pods/globex/web").await, None);
     store
@@ -1157,10 +1176,16 @@ async fn a_lease_serves_only_its_owner_when_one_is_required(backend: TestBackend
         value_of(&store, "/registry/pods/acme/web").await.as_deref(),
         Some("v")
     );
-    assert_eq!(store.lease_keep_alive(lease.id, Some(&acme)).await.unwrap(), 60);
+    assert_eq!(
+        store.lease_keep_alive(lease.id, Some(&acme)).await.unwrap(),
+        60
+    );
     store.lease_revoke(lease.id, Some(&acme)).await.unwrap();
     assert_eq!(value_of(&store, "/registry/pods/acme/web").await, None);
-    assert_eq!(store.leases().await.unwrap(), vec![(platform.id, LeaseOwner::Platform)]);
+    assert_eq!(
+        store.leases().await.unwrap(),
+        vec![(platform.id, LeaseOwner::Platform)]
+    );
 }
 
 async fn concurrent_writers_get_distinct_gap_free_revisions(backend: TestBackend) {

@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::fenced::Fence;
 use super::runtime::clock::{Clock, format_time};
 use crate::store::types::{
-    Compare, CompareOp, CompareTarget, KeyRange, LeaseOwner, Op, OpResponse, PutRequest,
-    TxnRequest,
+    Compare, CompareOp, CompareTarget, KeyRange, LeaseOwner, Op, OpResponse, PutRequest, TxnRequest,
 };
 use crate::store::{Store, StoreError};
 

@@ -15,7 +15,7 @@ use berth_api::etcd::etcdserverpb as pb;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{EtcdAuth, Etcd, MEMBER_TIMEOUT, check_admin, convert};
+use super::{Etcd, EtcdAuth, MEMBER_TIMEOUT, check_admin, convert};
 use crate::sign_in::{self, SignInError};
 
 impl Etcd {
@@ -84,8 +84,7 @@ impl pb::maintenance_server::Maintenance for Etcd {
         Err(self.admin_only(&request, "Maintenance.HashKV").await)
     }
 
-    type SnapshotStream =
-        Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(
         &self,
@@ -199,27 +198,26 @@ impl pb::auth_server::Auth for Etcd {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         let request = request.into_inner();
-        let user = match sign_in::sign_in(&self.store, &request.name, &request.password, &address)
-            .await
-        {
-            Ok(user) => user,
-            Err(SignInError::BadCredentials) => {
-                return Err(Status::invalid_argument(
-                    "etcdserver: authentication failed, invalid user ID or password",
-                ));
-            }
-            Err(SignInError::Locked { retry_after }) => {
-                let secs = retry_after.as_secs().max(1);
-                let mut status = Status::resource_exhausted(format!(
-                    "etcdserver: too many failed authentication attempts; retry in {secs} s"
-                ));
-                if let Ok(value) = secs.to_string().parse() {
-                    status.metadata_mut().insert("retry-after", value);
+        let user =
+            match sign_in::sign_in(&self.store, &request.name, &request.password, &address).await {
+                Ok(user) => user,
+                Err(SignInError::BadCredentials) => {
+                    return Err(Status::invalid_argument(
+                        "etcdserver: authentication failed, invalid user ID or password",
+                    ));
                 }
-                return Err(status);
-            }
-            Err(error) => return Err(Status::unavailable(error.to_string())),
-        };
+                Err(SignInError::Locked { retry_after }) => {
+                    let secs = retry_after.as_secs().max(1);
+                    let mut status = Status::resource_exhausted(format!(
+                        "etcdserver: too many failed authentication attempts; retry in {secs} s"
+                    ));
+                    if let Ok(value) = secs.to_string().parse() {
+                        status.metadata_mut().insert("retry-after", value);
+                    }
+                    return Err(status);
+                }
+                Err(error) => return Err(Status::unavailable(error.to_string())),
+            };
         let token = self
             .tokens
             .issue(&user)

@@ -222,7 +222,8 @@ impl pb::lease_server::Lease for Etcd {
 impl Etcd {
     /// The owner to require of lease `id` when the caller does `verb` to it:
     /// `None` (any owner) for callers who reach every lease. A lease the
-    /// caller does not reach is answered as not found.
+    /// caller may not even see is answered as not found; one they see but
+    /// may not change (a viewer's) is refused.
     async fn reachable_owner(
         &self,
         subject: &Option<Subject>,
@@ -237,8 +238,11 @@ impl Etcd {
             Err(StoreError::LeaseNotFound(_)) => return Err(lease_not_found()),
             Err(error) => return Err(status(error)),
         };
-        if !reaches(subject, &owner, verb) {
+        if !reaches(subject, &owner, Verb::Get) {
             return Err(lease_not_found());
+        }
+        if !reaches(subject, &owner, verb) {
+            return Err(Status::permission_denied("etcdserver: permission denied"));
         }
         Ok(Some(owner))
     }
@@ -252,7 +256,10 @@ impl Etcd {
     ) -> Result<pb::LeaseKeepAliveResponse, Status> {
         let renewed = match self.reachable_owner(subject, id, Verb::Update).await {
             Ok(owner) => self.store.lease_keep_alive(id, owner.as_ref()).await,
-            Err(_) => Err(StoreError::LeaseNotFound(id)),
+            Err(refused) if refused.code() == tonic::Code::NotFound => {
+                Err(StoreError::LeaseNotFound(id))
+            }
+            Err(refused) => return Err(refused),
         };
         let ttl = match renewed {
             Ok(ttl) => ttl,

@@ -7,8 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 
 use super::error::ApiError;
 use crate::auth::{self, ACCESS_TOKEN_TTL};
-use crate::sign_in::{self, SignInError};
 use crate::http::AppState;
+use crate::sign_in::{self, SignInError};
 use crate::store::identity::User;
 
 /// How long a refresh token lives; each use replaces it with a new one.

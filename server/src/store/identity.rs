@@ -124,7 +124,11 @@ impl Store {
 
     /// The latest end of a lock on any of `keys` that still holds at
     /// `now_ms`, if one does.
-    pub async fn sign_in_locked_until(&self, keys: &[&str; 2], now_ms: i64) -> StoreResult<Option<i64>> {
+    pub async fn sign_in_locked_until(
+        &self,
+        keys: &[&str; 2],
+        now_ms: i64,
+    ) -> StoreResult<Option<i64>> {
         Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
             "SELECT MAX(locked_until_ms) FROM sign_in_failures \
              WHERE key IN ($1, $2) AND locked_until_ms > $3")
