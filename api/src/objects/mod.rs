@@ -20,7 +20,7 @@ pub mod config;
 pub mod decode;
 pub mod defaults;
 pub mod event;
-mod field;
+pub(crate) mod field;
 pub mod kind;
 pub mod meta;
 pub mod node;
