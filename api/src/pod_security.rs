@@ -25,6 +25,7 @@ use crate::objects::pod::{
     SeLinuxOptions, SeccompProfile, SeccompProfileType, SecurityContext,
     WindowsSecurityContextOptions,
 };
+use crate::objects::{Deployment, FieldError, Kind, Pod, ReplicaSet, from_value};
 
 /// How much a tenant's pods may reach of their node.
 #[derive(
@@ -110,8 +111,18 @@ impl fmt::Display for Violation {
 /// Kubernetes' message for a pod that fails `level`:
 /// `violates PodSecurity "baseline:latest": hostPath volumes (volume "docker"), …`.
 pub fn message(level: Level, violations: &[Violation]) -> String {
+    format!("violates {}", summary(level, violations))
+}
+
+/// Kubernetes' warning for an object that would fail `level` (its `warn`
+/// and `audit` modes): `would violate PodSecurity "restricted:latest": …`.
+pub fn warning(level: Level, violations: &[Violation]) -> String {
+    format!("would violate {}", summary(level, violations))
+}
+
+fn summary(level: Level, violations: &[Violation]) -> String {
     let joined: Vec<String> = violations.iter().map(Violation::to_string).collect();
-    format!("violates PodSecurity \"{level}\": {}", joined.join(", "))
+    format!("PodSecurity \"{level}\": {}", joined.join(", "))
 }
 
 /// Checks a pod's metadata and spec against `level`; empty when it passes.
@@ -159,6 +170,41 @@ pub fn check(level: Level, metadata: &ObjectMeta, spec: &PodSpec, at: &str) -> V
         ],
     };
     checks.iter().filter_map(|check| check(&pod)).collect()
+}
+
+/// The kinds whose objects run pods, and so are checked: Pods, and the
+/// pod templates of Deployments and ReplicaSets.
+pub const CHECKED_KINDS: [Kind; 3] = [Kind::Pod, Kind::Deployment, Kind::ReplicaSet];
+
+/// Checks a stored or decoded object of `kind` against `level`: a Pod, or
+/// the pod template of a Deployment or ReplicaSet (other kinds pass). Field
+/// paths are from the object's root. An object that does not read as its
+/// kind answers its field errors.
+pub fn check_object(
+    level: Level,
+    kind: Kind,
+    object: &serde_json::Value,
+) -> Result<Vec<Violation>, Vec<FieldError>> {
+    if level == Level::Privileged {
+        return Ok(Vec::new());
+    }
+    Ok(match kind {
+        Kind::Pod => {
+            let pod: Pod = from_value(object.clone())?;
+            check(level, &pod.metadata, &pod.spec, "")
+        }
+        Kind::Deployment => {
+            let deployment: Deployment = from_value(object.clone())?;
+            let template = &deployment.spec.template;
+            check(level, &template.metadata, &template.spec, "spec.template")
+        }
+        Kind::ReplicaSet => {
+            let replica_set: ReplicaSet = from_value(object.clone())?;
+            let template = &replica_set.spec.template;
+            check(level, &template.metadata, &template.spec, "spec.template")
+        }
+        _ => Vec::new(),
+    })
 }
 
 /// Capabilities a baseline container may add.
