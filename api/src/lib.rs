@@ -8,12 +8,15 @@
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`).
 //! - [`labels`]: label selectors and the name rules (DNS-1123) of keys,
 //!   values and object names.
+//! - [`pod_security`]: Kubernetes' Pod Security Standards (the levels
+//!   `privileged`, `baseline`, `restricted` and their checks).
 //! - [`objects`]: the resource kinds (Kubernetes-shaped types), their
 //!   defaults and validation, and [`objects::decode()`], which turns submitted
 //!   JSON into what is stored.
 
 pub mod labels;
 pub mod objects;
+pub mod pod_security;
 pub mod quantity;
 
 pub mod etcd {

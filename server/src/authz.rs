@@ -8,6 +8,9 @@
 //! - editor: also create, update, patch and delete objects;
 //! - admin: also members and API tokens, and the tenant's audit log;
 //! - owner: also deleting the tenant;
+//! - admins and owners set the tenant's Pod Security level to `baseline`
+//!   or `restricted`; only the platform admin sets `privileged`, which
+//!   lets pods reach the node;
 //! - the platform admin: everything, everywhere.
 //!
 //! Nodes are cluster-scoped: anyone signed in reads them, only the platform
@@ -17,6 +20,7 @@
 //! so that names in other tenants cannot be probed.
 
 use berth_api::objects::Kind;
+use berth_api::pod_security::Level;
 
 use crate::auth::{Role, Subject};
 
@@ -78,6 +82,8 @@ pub enum Target {
     Tokens,
     /// The tenant's audit log.
     Audit,
+    /// The tenant's Pod Security level, set to this level.
+    PodSecurity(berth_api::pod_security::Level),
     /// User accounts (platform-wide).
     Users,
     /// The join tokens agents register with (platform-wide).
@@ -98,6 +104,7 @@ impl Target {
             Target::Members => "Member",
             Target::Tokens => "Token",
             Target::Audit => "AuditEntry",
+            Target::PodSecurity(_) => "PodSecurity",
             Target::Users => "User",
             Target::NodeJoinTokens => "NodeJoinToken",
             Target::RawKeys => "Key",
@@ -158,6 +165,12 @@ pub fn authorize(subject: &Subject, tenant: Option<&str>, target: Target, verb: 
         (Target::Tokens, Verb::Create) if subject.api_token.is_some() => None,
         (Target::Tokens, _) => Some(Role::Admin),
         (Target::Audit, Verb::Get | Verb::List) => Some(Role::Admin),
+        (Target::PodSecurity(Level::Privileged), Verb::Update) => {
+            return Decision::Forbidden(format!(
+                "only the platform admin may set tenant {tenant}'s Pod Security level to privileged"
+            ));
+        }
+        (Target::PodSecurity(_), Verb::Update) => Some(Role::Admin),
         _ => None,
     };
     match needed {
@@ -237,6 +250,13 @@ mod tests {
     /// A row's target: a subresource (`Deployment/scale`) is decided as
     /// its kind.
     fn target(name: &str) -> Target {
+        match name {
+            // Setting the level: `PodSecurity` to baseline or restricted,
+            // `PodSecurity/privileged` to privileged.
+            "PodSecurity" => return Target::PodSecurity(Level::Restricted),
+            "PodSecurity/privileged" => return Target::PodSecurity(Level::Privileged),
+            _ => {}
+        }
         let name = name.split_once('/').map_or(name, |(kind, _)| kind);
         match name {
             "NodeJoinToken" => Target::NodeJoinTokens,

@@ -16,6 +16,8 @@
 //! - [`http`]: the HTTP listener: health, readiness and metrics.
 //! - [`objects`]: objects of every kind in the store: keys, managed fields,
 //!   concurrency, Secret sealing, lists and watches.
+//! - [`pod_security`]: Pod Security admission against each tenant's level,
+//!   and changing that level.
 //! - [`rollouts`]: the scale of Deployments and ReplicaSets, a
 //!   Deployment's revisions and rollback, over [`objects`].
 //! - [`rest`]: the REST API under `/api/v1`.
@@ -37,6 +39,7 @@ pub mod events;
 pub mod http;
 pub mod node_api;
 pub mod objects;
+pub mod pod_security;
 pub mod rest;
 pub mod rollouts;
 pub mod scheduler;

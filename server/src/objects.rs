@@ -53,6 +53,23 @@ pub enum ObjectError {
     /// A resourceVersion or continue token too old to serve.
     #[error("{0}")]
     Gone(String),
+    /// The tenant's Pod Security level refuses the object; nothing was
+    /// written.
+    #[error(
+        "{} {name:?} is forbidden: {}",
+        kind.plural(),
+        berth_api::pod_security::message(*level, violations)
+    )]
+    Forbidden {
+        /// Its kind.
+        kind: Kind,
+        /// Its name.
+        name: String,
+        /// The tenant's level.
+        level: berth_api::pod_security::Level,
+        /// Every check it fails, with the offending fields.
+        violations: Vec<berth_api::pod_security::Violation>,
+    },
     /// A stored Secret value cannot be opened (wrong key, or tampered).
     #[error("a stored secret value cannot be decrypted: {0}")]
     Sealing(String),
@@ -238,6 +255,7 @@ impl Objects {
             name: name.clone(),
         };
         set_tenant(kind, tenant, &mut object);
+        self.admit(kind, tenant, &name, &object, None).await?;
         let metadata = metadata_mut(&mut object);
         metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         metadata.insert("generation".into(), json!(1));
@@ -585,6 +603,30 @@ impl Objects {
         }
     }
 
+    /// Checks a Pod, Deployment or ReplicaSet about to be written against
+    /// its tenant's Pod Security level; other kinds, and updates that leave
+    /// what the checks read as it was (`before`), pass.
+    async fn admit(
+        &self,
+        kind: Kind,
+        tenant: Option<&str>,
+        name: &str,
+        object: &Value,
+        before: Option<&Value>,
+    ) -> ObjectResult<()> {
+        use crate::pod_security::checked_part;
+        let Some(tenant) = tenant else {
+            return Ok(());
+        };
+        if !berth_api::pod_security::CHECKED_KINDS.contains(&kind)
+            || before.is_some_and(|b| checked_part(kind, b) == checked_part(kind, object))
+        {
+            return Ok(());
+        }
+        let level = crate::pod_security::tenant_level(&self.store, tenant).await?;
+        crate::pod_security::admit(level, kind, name, object)
+    }
+
     async fn current(&self, at: &ObjectRef) -> ObjectResult<KeyValue> {
         self.store
             .get(at.key().as_bytes(), 0)
@@ -607,6 +649,14 @@ impl Objects {
     ) -> ObjectResult<(Value, Outcome)> {
         let opened_stored = self.open(at, stored.clone())?;
         check_immutable(at.kind, &opened_stored, &merged)?;
+        self.admit(
+            at.kind,
+            at.tenant.as_deref(),
+            &at.name,
+            &merged,
+            Some(&opened_stored),
+        )
+        .await?;
         if opened_stored == merged {
             return Ok((
                 self.present(at, stored, kv.mod_revision, reveal)?,

@@ -135,7 +135,15 @@ async fn attempt(
 ) -> String {
     let target_name = format!("t-{caller}");
     let (kind, subresource) = split_kind(kind);
-    let (status, answer) = if kind == "NodeJoinToken" {
+    let (status, answer) = if kind == "PodSecurity" {
+        let level = subresource.unwrap_or("baseline");
+        let tenant = tenant.expect("the level belongs to a tenant");
+        let path = format!("/api/v1/tenants/{tenant}/pod-security");
+        match verb {
+            "update" => api.put(&path, json!({"level": level})).await,
+            other => panic!("no request for verb {other} of the Pod Security level"),
+        }
+    } else if kind == "NodeJoinToken" {
         let base = "/api/v1/nodes/join-tokens";
         match verb {
             "list" => api.get(base).await,
@@ -260,7 +268,7 @@ async fn every_role_gets_what_the_rbac_matrix_says_for_every_kind_and_verb() {
     let object_kinds: std::collections::BTreeSet<&str> = kinds
         .iter()
         .map(|k| split_kind(k).0)
-        .filter(|k| *k != "NodeJoinToken")
+        .filter(|k| !matches!(*k, "NodeJoinToken" | "PodSecurity"))
         .collect();
     for kind in &object_kinds {
         let tenants: Vec<Option<&str>> = if is_cluster_scoped(kind) {

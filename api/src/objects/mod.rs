@@ -4,8 +4,8 @@
 //!
 //! - [`kind`]: the registry of kinds (names, plurals, apiVersions, scope).
 //! - [`meta`]: `metadata`, label selectors, owner references, int-or-string.
-//! - [`pod`], [`workloads`], [`service`], [`config`], [`storage`],
-//!   [`autoscaling`], [`event`], [`node`]: the kinds' types.
+//! - [`pod`], [`security_context`], [`workloads`], [`service`], [`config`],
+//!   [`storage`], [`autoscaling`], [`event`], [`node`]: the kinds' types.
 //! - [`mod@decode`]: strict reading, defaults, validation, normalisation.
 //! - [`defaults`]: the one place that knows each default value.
 //! - [`validate`]: every rule, reporting all problems with field paths.
@@ -20,7 +20,7 @@ pub mod config;
 pub mod decode;
 pub mod defaults;
 pub mod event;
-mod field;
+pub(crate) mod field;
 pub mod kind;
 pub mod meta;
 pub mod node;
@@ -29,6 +29,7 @@ pub mod resource;
 pub mod rollout;
 pub mod scale;
 pub mod schema;
+pub mod security_context;
 pub mod service;
 pub mod storage;
 pub mod validate;

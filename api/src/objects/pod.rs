@@ -8,6 +8,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::meta::{ConditionStatus, IntOrString, LabelSelector, ObjectMeta, quantity_map};
+pub use super::security_context::{
+    AppArmorProfile, AppArmorProfileType, Capabilities, FsGroupChangePolicy, PodSecurityContext,
+    ProcMountType, SeLinuxOptions, SeccompProfile, SeccompProfileType, SecurityContext,
+    SupplementalGroupsPolicy, Sysctl, WindowsSecurityContextOptions,
+};
 
 /// One or more containers that run together on one node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -70,6 +75,12 @@ pub struct PodSpec {
     /// Use the node's network namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_network: Option<bool>,
+    /// Use the node's process id namespace.
+    #[serde(rename = "hostPID", skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<bool>,
+    /// Use the node's IPC namespace.
+    #[serde(rename = "hostIPC", skip_serializing_if = "Option::is_none")]
+    pub host_ipc: Option<bool>,
     /// How names resolve inside the pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_policy: Option<DnsPolicy>,
@@ -103,10 +114,11 @@ pub struct PodSpec {
     /// Registry credentials by Secret name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
-    /// Accepted and kept as written; Berth does not enforce it.
+    /// Who the containers run as and what they may do, unless a
+    /// container says otherwise; checked against the tenant's Pod Security
+    /// level.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub security_context: Option<Value>,
+    pub security_context: Option<PodSecurityContext>,
 }
 
 /// A reference to an object of a known kind in the same tenant.
@@ -478,10 +490,10 @@ pub struct Container {
     /// Allocate a TTY.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
-    /// Accepted and kept as written; Berth does not enforce it.
+    /// Who the container runs as and what it may do; checked against the
+    /// tenant's Pod Security level.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub security_context: Option<Value>,
+    pub security_context: Option<SecurityContext>,
     /// Accepted and kept as written (postStart/preStop hooks).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]

@@ -739,3 +739,118 @@ fn what_kubectl_create_dry_run_writes_is_accepted() {
         Some(DeploymentStrategyType::RollingUpdate)
     );
 }
+
+/// A Deployment whose pod and container carry a `securityContext` with
+/// every field Kubernetes' types have, as hardened manifests do.
+fn hardened_deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "web"},
+                    "annotations": {"container.apparmor.security.beta.kubernetes.io/web": "runtime/default"}
+                },
+                "spec": {
+                    "hostNetwork": false, "hostPID": false, "hostIPC": false,
+                    "securityContext": {
+                        "runAsUser": 1000, "runAsGroup": 3000, "runAsNonRoot": true,
+                        "fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch",
+                        "supplementalGroups": [4000], "supplementalGroupsPolicy": "Merge",
+                        "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65535"}],
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                        "appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s-web"},
+                        "seLinuxOptions": {"type": "container_t", "level": "s0:c123,c456"},
+                        "windowsOptions": {"runAsUserName": "ContainerUser"}
+                    },
+                    "containers": [{
+                        "name": "web",
+                        "image": "nginx:1.27",
+                        "ports": [{"containerPort": 8080, "hostPort": 0}],
+                        "securityContext": {
+                            "runAsUser": 1000, "runAsGroup": 3000, "runAsNonRoot": true,
+                            "readOnlyRootFilesystem": true,
+                            "allowPrivilegeEscalation": false,
+                            "privileged": false,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                            "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/web.json"},
+                            "appArmorProfile": {"type": "RuntimeDefault"},
+                            "procMount": "Default",
+                            "seLinuxOptions": {"level": "s0:c123,c456"},
+                            "windowsOptions": {"hostProcess": false}
+                        }
+                    }]
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn a_manifest_with_every_security_context_field_decodes_unchanged() {
+    let decoded = decode_and_round_trip(hardened_deployment());
+    let deployment: Deployment = from_value(decoded.value).expect("typed");
+    let spec = &deployment.spec.template.spec;
+    let context = spec.security_context.as_ref().expect("pod context");
+    assert_eq!(context.run_as_user, Some(1000));
+    assert_eq!(
+        context.seccomp_profile.as_ref().and_then(|p| p.type_),
+        Some(pod::SeccompProfileType::RuntimeDefault)
+    );
+    let container = spec.containers[0].security_context.as_ref().expect("set");
+    assert_eq!(
+        container.capabilities.as_ref().map(|c| c.drop.clone()),
+        Some(vec!["ALL".to_owned()])
+    );
+    assert_eq!(container.proc_mount, Some(pod::ProcMountType::Default));
+}
+
+#[test]
+fn security_context_mistakes_are_all_reported_with_their_paths() {
+    let mut manifest = hardened_deployment();
+    let spec = &mut manifest["spec"]["template"]["spec"];
+    spec["securityContext"]["runAsUser"] = json!(-1);
+    spec["securityContext"]["sysctls"] = json!([{"name": "Net..bad", "value": "1"}]);
+    spec["securityContext"]["seccompProfile"] = json!({"type": "Localhost"});
+    spec["containers"][0]["securityContext"]["privileged"] = json!(true);
+    spec["containers"][0]["securityContext"]["appArmorProfile"] =
+        json!({"type": "RuntimeDefault", "localhostProfile": "x"});
+    let errors = decode_errors(manifest);
+    assert_eq!(
+        fields(&errors),
+        [
+            "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation",
+            "spec.template.spec.containers[0].securityContext.appArmorProfile.localhostProfile",
+            "spec.template.spec.securityContext.runAsUser",
+            "spec.template.spec.securityContext.sysctls[0].name",
+            "spec.template.spec.securityContext.seccompProfile.localhostProfile",
+        ]
+    );
+}
+
+#[test]
+fn unknown_security_context_fields_and_values_are_refused_with_their_paths() {
+    let mut manifest = hardened_deployment();
+    let spec = &mut manifest["spec"]["template"]["spec"];
+    spec["securityContext"]["runAsUsr"] = json!(1000);
+    spec["containers"][0]["securityContext"]["capabilities"]["remove"] = json!(["ALL"]);
+    let errors = decode_errors(manifest.clone());
+    assert_eq!(
+        fields(&errors),
+        [
+            "spec.template.spec.containers[0].securityContext.capabilities.remove",
+            "spec.template.spec.securityContext.runAsUsr",
+        ]
+    );
+    let mut manifest = hardened_deployment();
+    manifest["spec"]["template"]["spec"]["containers"][0]["securityContext"]["procMount"] =
+        json!("Everything");
+    let errors = decode_errors(manifest);
+    assert_eq!(
+        fields(&errors),
+        ["spec.template.spec.containers[0].securityContext.procMount"]
+    );
+}

@@ -85,6 +85,7 @@ fn object_status(error: ObjectError) -> Status {
                 .collect();
             Status::invalid_argument(format!("the {kind} is invalid: {}", details.join("; ")))
         }
+        ObjectError::Forbidden { .. } => Status::permission_denied(error.to_string()),
         ObjectError::NotFound { .. } => Status::not_found(error.to_string()),
         ObjectError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
         ObjectError::Conflict(m) => Status::aborted(m),
@@ -101,10 +102,51 @@ fn store_status(error: StoreError) -> Status {
     }
 }
 
+/// How long a tenant's Pod Security level is reused for the pods sent to
+/// nodes before it is read again.
+const LEVEL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tenants' Pod Security levels as recently read: a snapshot of thousands
+/// of pods would otherwise read the tenants table once per pod.
+#[derive(Clone, Default)]
+struct TenantLevels(
+    std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, (berth_api::pod_security::Level, std::time::Instant)>,
+        >,
+    >,
+);
+
+impl TenantLevels {
+    /// `tenant`'s level, at most [`LEVEL_CACHE_TTL`] old.
+    async fn of(
+        &self,
+        store: &crate::store::Store,
+        tenant: &str,
+    ) -> Result<berth_api::pod_security::Level, StoreError> {
+        let now = std::time::Instant::now();
+        let cached = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|levels| levels.get(tenant).copied())
+            .filter(|(_, read)| now.duration_since(*read) < LEVEL_CACHE_TTL);
+        if let Some((level, _)) = cached {
+            return Ok(level);
+        }
+        let level = crate::pod_security::tenant_level(store, tenant).await?;
+        if let Ok(mut levels) = self.0.lock() {
+            levels.insert(tenant.to_owned(), (level, now));
+        }
+        Ok(level)
+    }
+}
+
 /// The node API's state; cheap to clone.
 #[derive(Clone)]
 pub struct NodeApi {
     objects: Objects,
+    levels: TenantLevels,
     credentials: Credentials,
     pods: PodsByNode,
     shutdown: CancellationToken,
@@ -117,6 +159,7 @@ impl NodeApi {
         NodeApi {
             credentials: Credentials::new(objects.store().clone()),
             pods: PodsByNode::start(objects.clone(), shutdown.clone()),
+            levels: TenantLevels::default(),
             objects,
             shutdown,
         }
@@ -395,6 +438,12 @@ impl NodeApi {
         }
         let pod = pod.value();
         let tenant = pod["metadata"]["tenant"].as_str().unwrap_or_default();
+        event.pod_security_level = self
+            .levels
+            .of(self.objects.store(), tenant)
+            .await?
+            .name()
+            .to_owned();
         let references = PodReferences::of(&pod);
         for (reference, kind, into) in [
             (

@@ -51,6 +51,15 @@ pub enum ApiError {
     /// Signed in, but the role does not allow this (403).
     #[error("{0}")]
     Forbidden(String),
+    /// A policy refuses the request, with each offending field (403): the
+    /// tenant's Pod Security level.
+    #[error("{message}")]
+    PolicyViolation {
+        /// What is refused and why, in one sentence.
+        message: String,
+        /// Each offending field with the check it fails.
+        details: Vec<Detail>,
+    },
     /// No such object, or one the caller may not know of (404).
     #[error("{0}")]
     NotFound(String),
@@ -107,7 +116,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "BadRequest",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Unauthorized(_) => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::PolicyViolation { .. } => "Forbidden",
             ApiError::NotFound(_) => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
             ApiError::Conflict(_) => "Conflict",
@@ -152,7 +161,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::PolicyViolation { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -165,7 +174,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let details = match self {
-            ApiError::BadRequest { details, .. } => details.clone(),
+            ApiError::BadRequest { details, .. } | ApiError::PolicyViolation { details, .. } => {
+                details.clone()
+            }
             _ => Vec::new(),
         };
         let mut response = HttpResponse::build(self.status_code());

@@ -86,6 +86,10 @@ pub fn object_error(error: ObjectError) -> ApiError {
                 .join("; ");
             ApiError::invalid(format!("{kind} is invalid: {summary}"), details)
         }
+        ObjectError::Forbidden { ref violations, .. } => ApiError::PolicyViolation {
+            details: violation_details(violations),
+            message: error.to_string(),
+        },
         ObjectError::NotFound { .. } => ApiError::NotFound(error.to_string()),
         ObjectError::AlreadyExists { .. } => ApiError::AlreadyExists(error.to_string()),
         ObjectError::Conflict(message) => ApiError::Conflict(message),
@@ -93,6 +97,20 @@ pub fn object_error(error: ObjectError) -> ApiError {
         ObjectError::Sealing(message) => ApiError::Internal(message),
         ObjectError::Store(error) => error.into(),
     }
+}
+
+/// Pod Security violations as the envelope's details: each offending
+/// field with the check it fails (`hostPath volumes (volume "docker")`).
+pub fn violation_details(violations: &[berth_api::pod_security::Violation]) -> Vec<Detail> {
+    violations
+        .iter()
+        .flat_map(|violation| {
+            violation.fields.iter().map(move |field| Detail {
+                field: field.clone(),
+                reason: violation.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The kind a path's plural names; 404 otherwise.

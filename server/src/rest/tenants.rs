@@ -2,13 +2,15 @@
 //! tenant owns it; owners delete it (with every object in it); admins manage
 //! its members, never handing out or taking away more than their own rank.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use berth_api::objects::Kind;
+use berth_api::pod_security::Level;
 
 use super::caller::Caller;
 use super::error::{ApiError, Detail, ErrorBody, allowed};
 use crate::auth::{Role, Subject};
 use crate::authz::{Target, Verb, authorize};
+use crate::events::{DEFAULT_EVENT_TTL, EventRecorder};
 use crate::http::AppState;
 use crate::store::StoreError;
 use crate::store::identity::{MemberWrite, TenantMember};
@@ -22,6 +24,7 @@ use crate::store::types::{DeleteRequest, KeyRange, Op, TxnRequest};
         create_tenant,
         get_tenant,
         delete_tenant,
+        set_pod_security,
         list_members,
         add_member,
         remove_member
@@ -32,6 +35,10 @@ use crate::store::types::{DeleteRequest, KeyRange, Op, TxnRequest};
         TenantSummary,
         TenantList,
         TenantDetails,
+        SetPodSecurityRequest,
+        PodSecurityChanged,
+        ViolatingWorkload,
+        berth_api::pod_security::Level,
         AddMemberRequest,
         Member,
         MemberList,
@@ -93,6 +100,46 @@ pub struct TenantDetails {
     role: Option<String>,
     /// How many members it has.
     member_count: usize,
+    /// The Pod Security level its pods and pod templates are checked
+    /// against.
+    pod_security: Level,
+}
+
+/// `PUT /tenants/{tenant}/pod-security`'s body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetPodSecurityRequest {
+    /// `baseline` (the default), `restricted`, or `privileged` (platform
+    /// admin only).
+    #[schema(example = "restricted")]
+    level: Level,
+}
+
+/// A tenant's new Pod Security level and the workloads that fail it; they
+/// keep running, and each got a Warning event.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityChanged {
+    /// The tenant.
+    tenant: String,
+    /// Its level now.
+    level: Level,
+    /// The Pods, Deployments and ReplicaSets that fail it.
+    violations: Vec<ViolatingWorkload>,
+}
+
+/// A workload that fails the tenant's new level.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolatingWorkload {
+    /// `Pod`, `Deployment` or `ReplicaSet`.
+    kind: String,
+    /// Its name.
+    name: String,
+    /// As Kubernetes words it: `violates PodSecurity "restricted:latest": …`.
+    message: String,
+    /// Each offending field with the check it fails.
+    details: Vec<Detail>,
 }
 
 /// `POST /tenants/{tenant}/members`'s body.
@@ -143,6 +190,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(create_tenant)
         .service(get_tenant)
         .service(delete_tenant)
+        .service(set_pod_security)
         .service(list_members)
         .service(add_member)
         .service(remove_member);
@@ -350,6 +398,8 @@ pub async fn get_tenant(
         created_at: timestamp(found.created_at_ms),
         role: subject.role_in(&tenant).map(|r| r.name().to_owned()),
         member_count: members.len(),
+        pod_security: Level::parse(&found.pod_security)
+            .map_err(|error| ApiError::Internal(format!("tenant {tenant}: {error}")))?,
         name: found.name,
     }))
 }
@@ -412,6 +462,86 @@ pub async fn delete_tenant(
         &caller.source,
     );
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sets the tenant's Pod Security level. Workloads that fail a raised
+/// level keep running; the answer lists them and each gets a Warning
+/// event. Admins and owners set `baseline` and `restricted`; only the
+/// platform admin sets `privileged`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenants/{tenant}/pod-security",
+    operation_id = "set_tenant_pod_security",
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    request_body = SetPodSecurityRequest,
+    responses(
+        (status = 200, description = "Set; the workloads that fail the new level", body = PodSecurityChanged),
+        (status = 400, description = "Not a level", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role may not set this level", body = ErrorBody),
+        (status = 404, description = "No such tenant, or the caller is not a member", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1.5 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+        (status = 500, description = "An unexpected failure", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[put("/api/v1/tenants/{tenant}/pod-security")]
+#[tracing::instrument(skip_all, fields(user_id = caller.subject.user_id, tenant = %tenant))]
+pub async fn set_pod_security(
+    state: web::Data<AppState>,
+    caller: Caller,
+    tenant: web::Path<String>,
+    body: web::Json<SetPodSecurityRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = tenant.into_inner();
+    let SetPodSecurityRequest { level } = body.into_inner();
+    allowed(authorize(
+        &caller.subject,
+        Some(&tenant),
+        Target::PodSecurity(level),
+        Verb::Update,
+    ))?;
+    existing_tenant(&state, &tenant).await?;
+    let events = EventRecorder::new(
+        state.store.clone(),
+        "pod-security-admission",
+        DEFAULT_EVENT_TTL,
+    );
+    let violating = crate::pod_security::set_level(&state.objects, &events, &tenant, level)
+        .await
+        .map_err(|error| match error {
+            crate::objects::ObjectError::Store(StoreError::NotFound { .. }) => {
+                ApiError::NotFound(format!("no tenant {tenant}"))
+            }
+            other => super::resources::object_error(other),
+        })?;
+    super::audit_routes::record(
+        &state,
+        super::audit_routes::who(&caller.subject),
+        Some(&tenant),
+        "set_pod_security",
+        Some("Tenant"),
+        Some(&tenant),
+        200,
+        &caller.source,
+    );
+    let violations = violating
+        .into_iter()
+        .map(|workload| ViolatingWorkload {
+            kind: workload.kind.name().to_owned(),
+            message: berth_api::pod_security::message(level, &workload.violations),
+            details: super::resources::violation_details(&workload.violations),
+            name: workload.name,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(PodSecurityChanged {
+        tenant,
+        level,
+        violations,
+    }))
 }
 
 /// Deletes every object of `tenant`, of every namespaced kind, in one

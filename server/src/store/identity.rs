@@ -313,6 +313,9 @@ pub struct Tenant {
     pub name: String,
     /// When it was made, ms since the epoch.
     pub created_at_ms: i64,
+    /// Its Pod Security level: `privileged`, `baseline` or `restricted`
+    /// (the schema allows no other).
+    pub pod_security: String,
 }
 
 /// A member of a tenant, with the account's email.
@@ -394,14 +397,28 @@ impl Store {
     /// Every tenant, by name.
     pub async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
-            "SELECT name, created_at_ms FROM tenants ORDER BY name").fetch_all(pool).await?))
+            "SELECT name, created_at_ms, pod_security FROM tenants ORDER BY name").fetch_all(pool).await?))
     }
 
     /// The tenant with this name.
     pub async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
         Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
-            "SELECT name, created_at_ms FROM tenants WHERE name = $1")
+            "SELECT name, created_at_ms, pod_security FROM tenants WHERE name = $1")
             .bind(name).fetch_optional(pool).await?))
+    }
+
+    /// Sets a tenant's Pod Security level (`privileged`, `baseline` or
+    /// `restricted`); `NotFound` when there is no such tenant.
+    pub async fn set_tenant_pod_security(&self, name: &str, level: &str) -> StoreResult<()> {
+        let updated = on_db!(&self.inner.db, pool => sqlx::query(
+            "UPDATE tenants SET pod_security = $2 WHERE name = $1")
+            .bind(name).bind(level).execute(pool).await?.rows_affected());
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                key: format!("tenant {name}"),
+            });
+        }
+        Ok(())
     }
 
     /// Creates a tenant with `owner` as its owner: both or neither.
@@ -411,7 +428,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let tenant: Option<Tenant> = sqlx::query_as(
                 "INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO NOTHING RETURNING name, created_at_ms")
+                 ON CONFLICT (name) DO NOTHING RETURNING name, created_at_ms, pod_security")
                 .bind(name).bind(now_ms()).fetch_optional(&mut *tx).await?;
             let Some(tenant) = tenant else {
                 return Err(StoreError::Conflict {

@@ -5,6 +5,7 @@
 mod cluster;
 mod config;
 mod pod;
+mod security_context;
 mod service;
 mod workloads;
 

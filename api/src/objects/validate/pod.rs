@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::security_context;
 use super::{
     NameRule, PORT_NAME_RULE, collect, is_port_name, label_map, non_negative, object_meta,
     port_number, port_reference, positive, quantity,
@@ -85,6 +86,9 @@ pub(crate) fn pod_spec(
             &path.child("imagePullSecrets").index(i).child("name"),
             "required",
         );
+    }
+    if let Some(context) = &spec.security_context {
+        security_context::pod_security_context(context, &path.child("securityContext"), problems);
     }
 }
 
@@ -188,7 +192,8 @@ fn container(
     for (i, port) in c.ports.iter().enumerate() {
         let at = path.child("ports").index(i);
         port_number(port.container_port, &at.child("containerPort"), problems);
-        if let Some(host_port) = port.host_port {
+        // 0 is Kubernetes' "no host port".
+        if let Some(host_port) = port.host_port.filter(|port| *port != 0) {
             port_number(host_port, &at.child("hostPort"), problems);
         }
         if let Some(name) = &port.name {
@@ -271,6 +276,9 @@ fn container(
                 format!("{prefix:?} {ENV_NAME_RULE}"),
             );
         }
+    }
+    if let Some(context) = &c.security_context {
+        security_context::security_context(context, &path.child("securityContext"), problems);
     }
     let mut mount_paths = BTreeSet::new();
     for (i, mount) in c.volume_mounts.iter().enumerate() {
