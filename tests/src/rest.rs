@@ -93,6 +93,33 @@ impl Api {
         Api::send(self.request(reqwest::Method::DELETE, path)).await
     }
 
+    /// As the platform admin: makes `tenant` unless it exists, a user
+    /// `email` with `password`, and gives them `role` in the tenant.
+    pub async fn add_member(&self, tenant: &str, email: &str, password: &str, role: &str) {
+        let (status, body) = self.post("/api/v1/tenants", json!({"name": tenant})).await;
+        assert!(
+            status == 201 || status == 409,
+            "creating tenant {tenant}: {body}"
+        );
+        let (status, body) = self
+            .post(
+                "/api/v1/users",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 201, "creating user {email}: {body}");
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/tenants/{tenant}/members"),
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        assert!(
+            status == 201 || status == 200,
+            "adding {email} to {tenant}: {body}"
+        );
+    }
+
     /// GETs `path` every 200 ms until it answers 200 with a body for which
     /// `check` holds, and answers that body; panics with `what` and the
     /// last answer after `seconds`.

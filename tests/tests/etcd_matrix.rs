@@ -12,7 +12,6 @@ use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::etcd_grpc::EtcdCaller;
 use berth_tests::process::TestServer;
 use berth_tests::rest::Api;
-use serde_json::json;
 use tonic::{Code, Status};
 
 const MATRIX: &str = include_str!("../data/etcd_matrix.txt");
@@ -507,12 +506,11 @@ async fn first_watch_response(caller: &EtcdCaller, request: pb::WatchRequest) ->
         .await
         .expect("opening a watch")
         .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
+    tokio::time::timeout(Duration::from_secs(10), responses.message())
         .await
         .expect("a watch answer within 10 s")
         .expect("a watch answer")
-        .expect("the watch stream stays open");
-    first
+        .expect("the watch stream stays open")
 }
 
 async fn every_etcd_rpc_is_decided_as_the_matrix_says(backend: TestBackend) {
@@ -525,30 +523,13 @@ async fn every_etcd_rpc_is_decided_as_the_matrix_says(backend: TestBackend) {
     let admin = Api::new(server.process.url(""))
         .login(ADMIN, ADMIN_PASSWORD)
         .await;
-    for tenant in ["alpha", "beta"] {
-        let (status, body) = admin.post("/api/v1/tenants", json!({"name": tenant})).await;
-        assert_eq!(status, 201, "{body}");
-    }
     let accounts = ROLES
         .iter()
         .map(|role| ("alpha", *role))
         .chain([("beta", "editor")]);
     for (tenant, role) in accounts {
         let email = format!("{role}@{tenant}.test");
-        let (status, body) = admin
-            .post(
-                "/api/v1/users",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let (status, body) = admin
-            .post(
-                &format!("/api/v1/tenants/{tenant}/members"),
-                json!({"email": email, "role": role}),
-            )
-            .await;
-        assert!(status == 201 || status == 200, "{body}");
+        admin.add_member(tenant, &email, PASSWORD, role).await;
     }
 
     let root = EtcdCaller::sign_in(&endpoint, ADMIN, ADMIN_PASSWORD)
