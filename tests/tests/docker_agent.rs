@@ -447,3 +447,174 @@ fn an_agent_without_a_docker_engine_says_which_socket_it_tried_and_exits_2() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_and_missing_images_wait_with_kubelets_reasons() {
+    let cluster = DockerCluster::start().await;
+    let mut first = one_container(&["sh", "-c", "sleep 1"]);
+    first["name"] = json!("first");
+    let mut second = one_container(&["true"]);
+    second["name"] = json!("second");
+    cluster
+        .create_pod(
+            "staged",
+            json!({"initContainers": [first, second], "containers": [one_container(&["sleep", "3600"])]}),
+        )
+        .await;
+    let mut never = one_container(&["true"]);
+    never["image"] = json!("berth-test/absent:1");
+    never["imagePullPolicy"] = json!("Never");
+    cluster
+        .create_pod("never", json!({"containers": [never]}))
+        .await;
+    // A registry on loopback that is not there: the pull fails at once,
+    // without leaving the machine.
+    let mut unreachable = one_container(&["true"]);
+    unreachable["image"] = json!("127.0.0.1:9/absent:1");
+    cluster
+        .create_pod("unpullable", json!({"containers": [unreachable]}))
+        .await;
+
+    let staged = cluster.running("staged", 60).await;
+    let inits = staged["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(inits.len(), 2, "{staged}");
+    for init in &inits {
+        assert_eq!(
+            init["state"]["terminated"]["reason"], "Completed",
+            "{staged}"
+        );
+    }
+    let finished_first = inits[0]["state"]["terminated"]["finishedAt"].as_str();
+    let started_second = inits[1]["state"]["terminated"]["startedAt"].as_str();
+    assert!(
+        finished_first.is_some() && started_second >= finished_first,
+        "the second init container started after the first ended: {staged}"
+    );
+    let started_main = container_status(&staged)["state"]["running"]["startedAt"].as_str();
+    assert!(
+        started_main >= inits[1]["state"]["terminated"]["finishedAt"].as_str(),
+        "{staged}"
+    );
+    let waiting_reason = |pod: &Value| {
+        container_status(pod)["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let never = cluster
+        .admin
+        .eventually(&cluster.pod("never"), 30, "ErrImageNeverPull", |pod| {
+            waiting_reason(pod) == "ErrImageNeverPull"
+        })
+        .await;
+    assert_eq!(never["status"]["phase"], "Pending", "{never}");
+    let mut reasons = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(reasons.iter().any(|r| r == "ErrImagePull")
+        && reasons.iter().any(|r| r == "ImagePullBackOff"))
+    {
+        let (_, pod) = cluster.admin.get(&cluster.pod("unpullable")).await;
+        let reason = waiting_reason(&pod);
+        if reasons.last() != Some(&reason) {
+            reasons.push(reason);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ErrImagePull then ImagePullBackOff: {reasons:?} {pod}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_gets_its_grace_period_and_its_network_goes_with_its_last_container() {
+    let cluster = DockerCluster::start().await;
+    let trapping = one_container(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.2; done",
+    ]);
+    let pod = cluster
+        .create_pod(
+            "polite",
+            json!({"terminationGracePeriodSeconds": 20, "containers": [trapping]}),
+        )
+        .await;
+    // `sleep` as the container's first process ignores SIGTERM: only the
+    // SIGKILL after the grace period ends it.
+    cluster
+        .create_pod(
+            "stubborn",
+            json!({"terminationGracePeriodSeconds": 3, "containers": [one_container(&["sleep", "3600"])]}),
+        )
+        .await;
+    cluster.running("polite", 60).await;
+    cluster.running("stubborn", 60).await;
+    let uid = pod["metadata"]["uid"].as_str().expect("a uid").to_owned();
+    let mut deaths = std::process::Command::new("docker")
+        .args(["events", "--format", "{{.Actor.Attributes.exitCode}}"])
+        .args(["--filter", "event=die"])
+        .args(["--filter", &format!("label=berth.dev/pod-uid={uid}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker events");
+    let stdout = deaths.stdout.take().expect("the events' output");
+    let exit_code = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    for name in ["polite", "stubborn"] {
+        let (status, body) = cluster.admin.delete(&cluster.pod(name)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let polite = format!("berth.dev/pod-uid={uid}");
+    while !containers_with_label(&polite).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGTERM was not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let polite_gone = started.elapsed();
+    let code = exit_code.join().expect("the events reader");
+    let _ = deaths.kill();
+    let _ = deaths.wait();
+    assert_eq!(
+        code.and_then(Result::ok).as_deref(),
+        Some("7"),
+        "the container exited as its SIGTERM trap chose"
+    );
+    while !cluster.cleanup.containers().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stubborn pod stays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stubborn_gone = started.elapsed();
+    assert!(
+        polite_gone < Duration::from_secs(3) && stubborn_gone >= Duration::from_secs(3),
+        "SIGTERM at once, SIGKILL after the grace period: {polite_gone:?} {stubborn_gone:?}"
+    );
+    let network = format!("berth-t-{}", cluster.tenant);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::process::Command::new("docker")
+        .args(["network", "inspect", &network])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{network} outlived its last container"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
