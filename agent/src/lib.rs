@@ -76,8 +76,13 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             server = settings.server,
             "berth agent started (docker runtime)"
         );
+        let runtime_tasks = docker.tasks();
         tasks.spawn(NodeSession::new(shared, settings.name.clone(), docker).run(shutdown.clone()));
         while tasks.join_next().await.is_some() {}
+        // Workers end at shutdown without touching their containers, which
+        // the next agent process adopts.
+        runtime_tasks.close();
+        runtime_tasks.wait().await;
         return Ok(());
     }
     let sim = SimSettings::from(&settings);

@@ -618,3 +618,29 @@ async fn a_deleted_pod_gets_its_grace_period_and_its_network_goes_with_its_last_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_ends_oom_killed() {
+    let cluster = DockerCluster::start().await;
+    let mut hungry = one_container(&[
+        "sh",
+        "-c",
+        "a=$(head -c 60000000 /dev/zero | tr '\\0' x); echo survived",
+    ]);
+    hungry["resources"] = json!({"limits": {"memory": "16Mi"}});
+    cluster
+        .create_pod(
+            "hungry",
+            json!({"restartPolicy": "Never", "containers": [hungry]}),
+        )
+        .await;
+    let pod = cluster
+        .admin
+        .eventually(&cluster.pod("hungry"), 60, "the pod failed", |pod| {
+            pod["status"]["phase"] == "Failed"
+        })
+        .await;
+    let terminated = &container_status(&pod)["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{pod}");
+    assert_eq!(terminated["exitCode"], 137, "{pod}");
+}

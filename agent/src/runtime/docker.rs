@@ -35,6 +35,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::container_spec::Hardening;
 use self::pod_worker::{WorkerMessage, WorkerSettings};
@@ -356,6 +357,9 @@ pub struct DockerRuntime {
     workers: Arc<Mutex<HashMap<String, Worker>>>,
     statuses: mpsc::Receiver<StatusReport>,
     shutdown: CancellationToken,
+    /// The event follower and the pod workers, so that the agent's exit
+    /// waits for them.
+    tasks: TaskTracker,
 }
 
 /// A pod's worker, by the pod's uid.
@@ -435,7 +439,8 @@ impl DockerRuntime {
             statuses: sender,
         });
         let workers = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(follow_events(
+        let tasks = TaskTracker::new();
+        tasks.spawn(follow_events(
             engine.clone(),
             workers.clone(),
             shutdown.clone(),
@@ -447,7 +452,13 @@ impl DockerRuntime {
             workers,
             statuses,
             shutdown,
+            tasks,
         })
+    }
+
+    /// The runtime's tasks; after shutdown, wait for them to end.
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
     }
 
     fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
@@ -523,7 +534,7 @@ impl Runtime for DockerRuntime {
         let registry = self.workers.clone();
         let worker = pod_worker::PodWorker::new(self.engine.clone(), pod);
         let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let stopped = worker.run(receiver, shutdown).await;
             if stopped {
                 registry
@@ -554,7 +565,7 @@ impl Runtime for DockerRuntime {
         drop(workers);
         let engine = self.engine.clone();
         let registry = self.workers.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             pod_worker::remove_leftovers(&engine, &pod).await;
             registry
                 .lock()

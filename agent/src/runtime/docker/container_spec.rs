@@ -58,6 +58,14 @@ pub fn container_body(
     hardening: &Hardening,
 ) -> Result<ContainerCreateBody, ConfigError> {
     let container = which.container;
+    // Volumes are not built yet: a container that needs one waits, with
+    // the reason, rather than running without its data.
+    if let Some(mount) = container.volume_mounts.first() {
+        return Err(ConfigError(format!(
+            "volume {:?}: volumes are not supported on this node yet",
+            mount.name
+        )));
+    }
     let env = environment(pod, container)?;
     let limits = container
         .resources
