@@ -67,8 +67,9 @@ struct KnownPod {
     /// Of the spec, the config objects and the deletion mark: a change
     /// goes to the runtime, a status-only change does not.
     fingerprint: u64,
-    /// The status last reported (or found on the pod).
-    reported: Option<PodStatus>,
+    /// A hash of the status last reported (or found on the pod): a hash,
+    /// not the status, for a thousand simulated nodes' pods in one process.
+    reported: Option<u64>,
     /// When this agent last sent a status for it.
     last_sent: Option<Instant>,
     /// Counted in `pods_running`.
@@ -270,8 +271,9 @@ impl<R: Runtime> NodeSession<R> {
                 } else {
                     self.forget(&key).await;
                 }
-                let found = assigned.pod.status.clone();
-                let running = found.as_ref().is_some_and(running_and_ready);
+                let found = assigned.pod.status.as_ref();
+                let running = found.is_some_and(running_and_ready);
+                let found = found.map(status_hash);
                 let known = self.pods.entry(key.clone()).or_insert_with(|| {
                     if running {
                         self.shared.metrics.pods_running.inc();
@@ -406,7 +408,7 @@ impl<R: Runtime> NodeSession<R> {
     /// Sends `report` now, or keeps it until its pod's slot comes.
     async fn offer(&mut self, report: StatusReport, client: &mut NodeClient) -> Option<SessionEnd> {
         let known = self.pods.get(&report.key)?;
-        if known.uid != report.uid || known.reported.as_ref() == Some(&report.status) {
+        if known.uid != report.uid || known.reported == Some(status_hash(&report.status)) {
             return None;
         }
         let now = Instant::now();
@@ -450,6 +452,7 @@ impl<R: Runtime> NodeSession<R> {
                 return None;
             }
         };
+        let sent = hash_text(&status_json);
         let request = pb::UpdatePodStatusRequest {
             tenant: report.key.tenant.clone(),
             name: report.key.name.clone(),
@@ -472,7 +475,7 @@ impl<R: Runtime> NodeSession<R> {
                         }
                     }
                     known.running = running;
-                    known.reported = Some(report.status);
+                    known.reported = Some(sent);
                 }
                 None
             }
@@ -503,6 +506,17 @@ fn running_and_ready(status: &PodStatus) -> bool {
             .conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+}
+
+/// A hash of a status, by its JSON.
+fn status_hash(status: &PodStatus) -> u64 {
+    hash_text(&serde_json::to_string(status).unwrap_or_default())
+}
+
+fn hash_text(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A hash of what the runtime acts on: the spec, the deletion mark and the

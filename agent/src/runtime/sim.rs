@@ -74,8 +74,17 @@ struct SimPod {
     restart_always: bool,
     /// Its status has been produced (or was there when the node adopted it).
     reported: bool,
-    /// What it reported, for `inspect`.
-    status: Option<PodStatus>,
+    /// How it "started" (address, failed or not, when), from which
+    /// `inspect` remakes its status; kept small rather than the whole
+    /// status, for a thousand nodes' pods in one process.
+    started: Option<SimStart>,
+}
+
+/// How a simulated pod started.
+struct SimStart {
+    pod_ip: String,
+    fails: bool,
+    at: String,
 }
 
 impl SimRuntime {
@@ -140,12 +149,15 @@ impl SimRuntime {
             {
                 continue;
             }
-            let pod_ip = self.next_pod_ip();
-            let fails = rand::random::<f64>() < self.settings.failure_rate;
+            let start = SimStart {
+                pod_ip: self.next_pod_ip(),
+                fails: rand::random::<f64>() < self.settings.failure_rate,
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
             let pod = self.pods.get_mut(&key)?;
-            let status = simulated_status(pod, &self.host_ip, &pod_ip, fails);
+            let status = simulated_status(pod, &self.host_ip, &start);
             pod.reported = true;
-            pod.status = Some(status.clone());
+            pod.started = Some(start);
             return Some(StatusReport { key, uid, status });
         }
         None
@@ -195,11 +207,7 @@ impl Runtime for SimRuntime {
                 Some(RestartPolicy::Never | RestartPolicy::OnFailure)
             ),
             reported: adopted,
-            status: if adopted {
-                pod.pod.status.clone()
-            } else {
-                None
-            },
+            started: None,
         };
         if !adopted {
             let due = Instant::now() + self.settings.start_delay;
@@ -231,7 +239,12 @@ impl Runtime for SimRuntime {
     }
 
     async fn inspect(&self, pod: &PodKey) -> Result<Option<PodStatus>, RuntimeError> {
-        Ok(self.pods.get(pod).and_then(|p| p.status.clone()))
+        // An adopted pod has no simulated start here: its status is the
+        // one the server holds.
+        Ok(self.pods.get(pod).and_then(|p| {
+            let start = p.started.as_ref()?;
+            Some(simulated_status(p, &self.host_ip, start))
+        }))
     }
 
     async fn list(&self) -> Result<Vec<OwnedPod>, RuntimeError> {
@@ -285,8 +298,8 @@ impl Runtime for SimRuntime {
 
 /// The status a simulated pod reports: Running and Ready, or, when it
 /// fails, Failed (restartPolicy Never/OnFailure) or crash-looping.
-fn simulated_status(pod: &SimPod, host_ip: &str, pod_ip: &str, fails: bool) -> PodStatus {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+fn simulated_status(pod: &SimPod, host_ip: &str, start: &SimStart) -> PodStatus {
+    let (now, fails) = (&start.at, start.fails);
     let condition = |type_: &str, ok: bool| PodCondition {
         type_: type_.to_owned(),
         status: if ok {
@@ -356,7 +369,7 @@ fn simulated_status(pod: &SimPod, host_ip: &str, pod_ip: &str, fails: bool) -> P
             condition("Ready", !fails),
         ],
         host_ip: Some(host_ip.to_owned()),
-        pod_ip: Some(pod_ip.to_owned()),
+        pod_ip: Some(start.pod_ip.clone()),
         start_time: Some(now.clone()),
         container_statuses,
         ..PodStatus::default()
@@ -373,7 +386,15 @@ mod tests {
             containers: vec![("web".into(), "busybox".into())],
             restart_always,
             reported: false,
-            status: None,
+            started: None,
+        }
+    }
+
+    fn start(pod_ip: &str, fails: bool) -> SimStart {
+        SimStart {
+            pod_ip: pod_ip.into(),
+            fails,
+            at: "2025-01-01T00:00:00Z".into(),
         }
     }
 
@@ -386,8 +407,7 @@ mod tests {
         let status = json(&simulated_status(
             &sim_pod(true),
             "172.16.0.1",
-            "10.0.1.2",
-            false,
+            &start("10.0.1.2", false),
         ));
         assert_eq!(status["phase"], "Running");
         assert_eq!(status["hostIP"], "172.16.0.1");
@@ -405,13 +425,13 @@ mod tests {
 
     #[test]
     fn a_failing_pod_crash_loops_or_fails_by_its_restart_policy() {
-        let looping = json(&simulated_status(&sim_pod(true), "h", "p", true));
+        let looping = json(&simulated_status(&sim_pod(true), "h", &start("p", true)));
         assert_eq!(looping["phase"], "Running");
         assert_eq!(
             looping["containerStatuses"][0]["state"]["waiting"]["reason"],
             "CrashLoopBackOff"
         );
-        let failed = json(&simulated_status(&sim_pod(false), "h", "p", true));
+        let failed = json(&simulated_status(&sim_pod(false), "h", &start("p", true)));
         assert_eq!(failed["phase"], "Failed");
         assert_eq!(
             failed["containerStatuses"][0]["state"]["terminated"]["exitCode"],
