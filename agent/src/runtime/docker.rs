@@ -673,12 +673,83 @@ impl Runtime for DockerRuntime {
         })
     }
 
-    async fn stats(&self, _pod: &PodKey) -> Result<Vec<ContainerStats>, RuntimeError> {
-        Err(RuntimeError::Unsupported {
-            runtime: "docker",
-            operation: "stats",
-        })
+    async fn stats(&self, pod: &PodKey) -> Result<Vec<ContainerStats>, RuntimeError> {
+        use bollard::models::ContainerSummaryStateEnum;
+        use bollard::query_parameters::StatsOptions;
+        let uid = self
+            .container_of(pod)
+            .ok_or_else(|| RuntimeError::NotFound(pod.to_string()))?;
+        let mut figures = Vec::new();
+        for summary in self.engine.containers(Some(&uid)).await? {
+            if summary.state != Some(ContainerSummaryStateEnum::RUNNING) {
+                continue;
+            }
+            let (Some(id), Some(name)) = (
+                summary.id,
+                summary
+                    .labels
+                    .and_then(|mut labels| labels.remove(labels::CONTAINER)),
+            ) else {
+                continue;
+            };
+            // Not streamed: one sample, with the one before it for CPU.
+            let options = StatsOptions {
+                stream: false,
+                one_shot: false,
+            };
+            let mut samples = self.engine.docker.stats(&id, Some(options));
+            if let Some(sample) = samples.next().await {
+                let (cpu_cores, memory_bytes) = usage_of(&sample.map_err(call("stats"))?);
+                figures.push(ContainerStats {
+                    container: name,
+                    cpu_cores,
+                    memory_bytes,
+                });
+            }
+        }
+        Ok(figures)
     }
+}
+
+/// CPU in cores (between the sample and the one before it) and memory
+/// working set in bytes (usage less inactive file pages, as kubelet
+/// counts it) of one stats sample.
+fn usage_of(sample: &bollard::models::ContainerStatsResponse) -> (f64, u64) {
+    let total = |stats: &Option<bollard::models::ContainerCpuStats>| {
+        let stats = stats.as_ref();
+        (
+            stats
+                .and_then(|s| s.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0),
+            stats.and_then(|s| s.system_cpu_usage).unwrap_or(0),
+        )
+    };
+    let (used, system) = total(&sample.cpu_stats);
+    let (used_before, system_before) = total(&sample.precpu_stats);
+    let cpus = sample
+        .cpu_stats
+        .as_ref()
+        .and_then(|s| s.online_cpus)
+        .unwrap_or(1);
+    let system_delta = system.saturating_sub(system_before);
+    let cpu_cores = if system_delta == 0 {
+        0.0
+    } else {
+        used.saturating_sub(used_before) as f64 / system_delta as f64 * f64::from(cpus)
+    };
+    let memory = sample.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let inactive = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|stats| {
+            stats
+                .get("inactive_file")
+                .or_else(|| stats.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    (cpu_cores, usage.saturating_sub(inactive))
 }
 
 /// Follows the engine's container events for this node's containers and
@@ -821,6 +892,35 @@ mod tests {
             split_reference("127.0.0.1:5000/app"),
             ("127.0.0.1:5000/app".into(), None)
         );
+    }
+
+    #[test]
+    fn a_stats_sample_gives_cores_and_the_working_set() {
+        use bollard::models::{
+            ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerStatsResponse,
+        };
+        let cpu = |used: u64, system: u64| ContainerCpuStats {
+            cpu_usage: Some(ContainerCpuUsage {
+                total_usage: Some(used),
+                ..ContainerCpuUsage::default()
+            }),
+            system_cpu_usage: Some(system),
+            online_cpus: Some(4),
+            ..ContainerCpuStats::default()
+        };
+        let sample = ContainerStatsResponse {
+            cpu_stats: Some(cpu(1_500, 10_000)),
+            precpu_stats: Some(cpu(1_000, 8_000)),
+            memory_stats: Some(ContainerMemoryStats {
+                usage: Some(100 << 20),
+                stats: Some([("inactive_file".to_owned(), 30 << 20)].into()),
+                ..ContainerMemoryStats::default()
+            }),
+            ..ContainerStatsResponse::default()
+        };
+        let (cores, memory) = usage_of(&sample);
+        assert!((cores - 1.0).abs() < 1e-9, "{cores}");
+        assert_eq!(memory, 70 << 20);
     }
 
     #[test]
