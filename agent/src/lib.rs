@@ -5,28 +5,37 @@
 //! - [`settings`]: `berth agent`'s flags, their defaults and checks.
 //! - [`connection`]: the one gRPC channel to the server, the node
 //!   credential on every call, reconnect back-off.
-//! - [`sim`]: the `sim` runtime: nodes that pretend to run pods (start
-//!   delay, failure rate), many per process, as KWOK does.
+//! - [`session`]: a node's session with the server, written once for
+//!   every runtime: register, heartbeat, watch typed pods, report status.
+//! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations,
+//!   `sim` (nodes that pretend to run pods, many per process, as KWOK
+//!   does) and `docker`.
 //! - [`metrics`]: the agent's Prometheus figures and its `/metrics`
 //!   listener.
-//!
-//! The Docker runtime is not built yet: `--runtime docker` is refused.
 
 pub mod connection;
 pub mod metrics;
+pub mod runtime;
+pub mod session;
 pub mod settings;
-pub mod sim;
+
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+
+use runtime::docker::DockerRuntime;
+use runtime::sim::{SimRuntime, SimSettings};
+use session::{NodeSession, SessionShared};
 
 pub use settings::{AgentArgs, AgentSettings, Runtime};
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The runtime asked for does not exist yet.
-    #[error("the {0} runtime is not yet available; use --runtime sim")]
-    RuntimeUnavailable(&'static str),
+    /// The Docker engine is not reachable, or its settings are unusable
+    /// (the agent exits 2).
+    #[error(transparent)]
+    Docker(#[from] runtime::docker::DockerError),
     /// `--server` is not a usable URL.
     #[error("--server: {0}")]
     ServerUrl(String),
@@ -37,10 +46,6 @@ pub enum AgentError {
 
 /// Runs the agent until `shutdown`.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
-    match settings.runtime {
-        Runtime::Docker => return Err(AgentError::RuntimeUnavailable("docker")),
-        Runtime::Sim => {}
-    }
     let registry = prometheus::Registry::new();
     let metrics =
         metrics::AgentMetrics::new(&registry).map_err(|e| AgentError::Metrics(e.to_string()))?;
@@ -56,15 +61,45 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         tasks.spawn(metrics::serve(listener, registry, shutdown.clone()));
     }
     let channel = connection::channel(&settings.server)?;
-    let nodes = sim::SimNode::fleet(&settings, channel, metrics);
+    let shared = Arc::new(SessionShared {
+        channel,
+        metrics,
+        join_token: settings.join_token.0.clone(),
+        labels: settings.labels.clone(),
+        heartbeat: settings.heartbeat,
+    });
+    if settings.runtime == Runtime::Docker {
+        // A missing engine ends the agent here: one line, exit code 2.
+        let docker = DockerRuntime::connect(&settings, shutdown.clone()).await?;
+        tracing::info!(
+            node = settings.name,
+            server = settings.server,
+            "berth agent started (docker runtime)"
+        );
+        let runtime_tasks = docker.tasks();
+        tasks.spawn(NodeSession::new(shared, settings.name.clone(), docker).run(shutdown.clone()));
+        while tasks.join_next().await.is_some() {}
+        // Workers end at shutdown without touching their containers, which
+        // the next agent process adopts.
+        runtime_tasks.close();
+        runtime_tasks.wait().await;
+        return Ok(());
+    }
+    let sim = SimSettings::from(&settings);
+    for i in 0..settings.sim_nodes {
+        let name = if settings.sim_nodes == 1 {
+            settings.name.clone()
+        } else {
+            format!("{}-{i}", settings.name)
+        };
+        let runtime = SimRuntime::new(sim.clone(), name.clone(), i + 1);
+        tasks.spawn(NodeSession::new(shared.clone(), name, runtime).run(shutdown.clone()));
+    }
     tracing::info!(
-        nodes = nodes.len(),
+        nodes = settings.sim_nodes,
         server = settings.server,
         "berth agent started (sim runtime)"
     );
-    for node in nodes {
-        tasks.spawn(node.run(shutdown.clone()));
-    }
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

@@ -20,6 +20,8 @@ pub struct AgentMetrics {
     pub watch_reconnects: IntCounter,
     /// Pod statuses the server accepted.
     pub pod_status_updates: IntCounter,
+    /// Pod events the agent could not read and so dropped.
+    pub pod_events_dropped: IntCounter,
 }
 
 impl AgentMetrics {
@@ -50,6 +52,10 @@ impl AgentMetrics {
                 "berth_agent_pod_status_updates_total",
                 "Pod statuses the server accepted.",
             )?,
+            pod_events_dropped: IntCounter::new(
+                "berth_agent_pod_events_dropped_total",
+                "Pod events the agent could not read and dropped (each is logged).",
+            )?,
         };
         registry.register(Box::new(metrics.pods_running.clone()))?;
         registry.register(Box::new(metrics.nodes_registered.clone()))?;
@@ -57,6 +63,7 @@ impl AgentMetrics {
         registry.register(Box::new(metrics.heartbeat_failures.clone()))?;
         registry.register(Box::new(metrics.watch_reconnects.clone()))?;
         registry.register(Box::new(metrics.pod_status_updates.clone()))?;
+        registry.register(Box::new(metrics.pod_events_dropped.clone()))?;
         Ok(metrics)
     }
 }

@@ -10,7 +10,7 @@ use berth_api::quantity::Quantity;
 /// How the agent runs pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Runtime {
-    /// Containers on the host's Docker engine (not yet available).
+    /// Containers on the host's Docker engine.
     Docker,
     /// Pretend: pods "start" after a delay and report status, nothing runs.
     Sim,
@@ -39,10 +39,34 @@ pub struct AgentArgs {
     /// Node labels, `k=v,k2=v2`.
     #[arg(long, default_value = "")]
     pub labels: String,
-    /// The node's address (InternalIP); simulated nodes get made-up ones
-    /// when it is not given.
+    /// The node's address (InternalIP), where `docker` publishes container
+    /// ports; by default the host's first non-loopback address (simulated
+    /// nodes get made-up ones).
     #[arg(long)]
     pub address: Option<IpAddr>,
+    /// The Docker engine (`docker` only).
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+    /// The memory limit of a container whose pod sets none (`docker`).
+    #[arg(long, default_value = "512Mi")]
+    pub default_memory_limit: String,
+    /// The most processes one container may run (`docker`).
+    #[arg(long, default_value_t = 1024)]
+    pub pids_limit: i64,
+    /// How many pods the node takes (`docker`).
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// The first wait before a crashed container is started again, in
+    /// milliseconds (Kubernetes: 10 s); it doubles per crash.
+    #[arg(long, default_value_t = 10_000)]
+    pub restart_backoff_ms: u64,
+    /// The longest wait before a restart, in milliseconds (Kubernetes: 5 min).
+    #[arg(long, default_value_t = 300_000)]
+    pub restart_backoff_max_ms: u64,
     /// Where to serve `/metrics` (none when not given).
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -100,6 +124,18 @@ pub struct AgentSettings {
     pub labels: BTreeMap<String, String>,
     /// The node's address, if given.
     pub address: Option<IpAddr>,
+    /// The Docker engine's address.
+    pub docker_host: String,
+    /// The default container memory limit, as a quantity.
+    pub default_memory_limit: String,
+    /// The per-container process limit.
+    pub pids_limit: i64,
+    /// The node's pod capacity (`docker`).
+    pub max_pods: u32,
+    /// The first restart back-off.
+    pub restart_backoff: Duration,
+    /// The longest restart back-off.
+    pub restart_backoff_max: Duration,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
     /// A simulated pod's start delay.
@@ -158,6 +194,30 @@ impl AgentArgs {
         ] {
             Quantity::parse(quantity).map_err(|e| invalid(flag, format!("{quantity:?}: {e}")))?;
         }
+        match Quantity::parse(&self.default_memory_limit) {
+            Ok(q) if q.value() >= 6 * 1024 * 1024 => {}
+            Ok(_) => {
+                return Err(invalid(
+                    "--default-memory-limit",
+                    "Docker needs at least 6Mi",
+                ));
+            }
+            Err(e) => {
+                return Err(invalid(
+                    "--default-memory-limit",
+                    format!("{:?}: {e}", self.default_memory_limit),
+                ));
+            }
+        }
+        if self.pids_limit < 1 {
+            return Err(invalid("--pids-limit", "must be at least 1"));
+        }
+        if self.restart_backoff_ms == 0 || self.restart_backoff_max_ms < self.restart_backoff_ms {
+            return Err(invalid(
+                "--restart-backoff-max-ms",
+                "must be at least --restart-backoff-ms, which must be above 0",
+            ));
+        }
         if self.heartbeat_ms < 10 {
             return Err(invalid("--heartbeat-ms", "must be at least 10"));
         }
@@ -169,6 +229,12 @@ impl AgentArgs {
             sim_nodes: self.sim_nodes,
             labels: parse_labels(&self.labels)?,
             address: self.address,
+            docker_host: self.docker_host,
+            default_memory_limit: self.default_memory_limit,
+            pids_limit: self.pids_limit,
+            max_pods: self.max_pods,
+            restart_backoff: Duration::from_millis(self.restart_backoff_ms),
+            restart_backoff_max: Duration::from_millis(self.restart_backoff_max_ms),
             metrics_addr: self.metrics_addr,
             sim_start_delay: Duration::from_millis(self.sim_start_delay_ms),
             sim_failure_rate: self.sim_failure_rate,

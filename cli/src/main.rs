@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(Box<berth_server::settings::ServerArgs>),
-    /// Run a node agent (`--runtime sim` pretends to run pods).
+    /// Run a node agent (Docker by default; `--runtime sim` pretends to run pods).
     Agent(Box<berth_agent::AgentArgs>),
     /// Print the REST API's OpenAPI document (as served at /openapi.json).
     Openapi,
@@ -115,7 +115,7 @@ async fn agent(args: berth_agent::AgentArgs) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ berth_agent::AgentError::RuntimeUnavailable(_)) => {
+        Err(error @ berth_agent::AgentError::Docker(_)) => {
             eprintln!("berth: {error}");
             ExitCode::from(2)
         }

@@ -2,6 +2,8 @@
 //!
 //! - [`cluster`]: a server with its controllers, and what control-loop
 //!   tests share.
+//! - [`docker`]: the test image (busybox, made once per machine) and a
+//!   guard that removes what a test's agent left on the engine.
 //! - [`db`]: a fresh database per test, on SQLite or PostgreSQL.
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`etcd_grpc`]: raw etcd gRPC clients signed in as a Berth user.
@@ -11,6 +13,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod docker;
 pub mod etcd;
 pub mod etcd_grpc;
 pub mod process;

@@ -174,9 +174,30 @@ impl AgentProcess {
         nodes: usize,
         extra: &[&str],
     ) -> AgentProcess {
+        let nodes = nodes.to_string();
+        let runtime = ["--runtime", "sim", "--sim-nodes", nodes.as_str()];
+        Self::spawn(server, token, name, &runtime, extra)
+    }
+
+    /// `berth agent --runtime docker --name name --address 127.0.0.1`
+    /// against `server`, with its join token, plus `extra` arguments.
+    pub fn docker(server: &TestServer, name: &str, extra: &[&str]) -> AgentProcess {
+        let token = std::fs::read_to_string(server.data_dir.path().join("node-token"))
+            .expect("the server writes <data-dir>/node-token at first start");
+        let runtime = ["--runtime", "docker", "--address", "127.0.0.1"];
+        Self::spawn(server, &token, name, &runtime, extra)
+    }
+
+    fn spawn(
+        server: &TestServer,
+        token: &str,
+        name: &str,
+        runtime: &[&str],
+        extra: &[&str],
+    ) -> AgentProcess {
         let child = Command::new(berth_binary())
-            .args(["agent", "--runtime", "sim", "--name", name])
-            .args(["--sim-nodes", &nodes.to_string()])
+            .args(["agent", "--name", name])
+            .args(runtime)
             .args(["--server", &format!("http://{}", server.process.grpc_addr)])
             .args(["--token", token.trim()])
             .args(extra)

@@ -9,7 +9,7 @@ use berth_api::node::v1 as pb;
 use berth_api::node::v1::node_service_client::NodeServiceClient;
 use berth_api::node::v1::pod_event::Type;
 use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::{AgentProcess, TestServer, berth_binary, free_port};
+use berth_tests::process::{AgentProcess, TestServer, free_port};
 use berth_tests::rest::{Api, ready_node_names};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -504,19 +504,5 @@ async fn the_sim_agent_registers_three_ready_nodes_and_runs_a_pod_bound_to_one()
     assert!(
         metrics.contains("berth_agent_nodes_registered 3"),
         "{metrics}"
-    );
-}
-
-#[test]
-fn the_docker_runtime_is_refused_with_exit_code_2() {
-    let output = std::process::Command::new(berth_binary())
-        .args(["agent", "--runtime", "docker", "--name", "n1"])
-        .args(["--server", "http://127.0.0.1:1", "--token", "bjoin_x"])
-        .output()
-        .expect("running berth agent");
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("not yet available"),
-        "{output:?}"
     );
 }

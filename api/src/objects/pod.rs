@@ -854,6 +854,25 @@ pub struct ContainerStatus {
     /// How its previous run ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_state: Option<ContainerState>,
+    /// Where its `containerPort`s are published on the node (a Berth
+    /// field; Kubernetes has no status for host ports).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_bindings: Vec<PortBindingStatus>,
+}
+
+/// A container port as published on the node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PortBindingStatus {
+    /// The port inside the container.
+    pub container_port: i32,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: Protocol,
+    /// The node address it is published on.
+    #[serde(rename = "hostIP")]
+    pub host_ip: String,
+    /// The node port (the given `hostPort`, or one the node chose).
+    pub host_port: i32,
 }
 
 /// A container's state; at most one member is set.

@@ -1,0 +1,932 @@
+//! The Docker runtime: the pods bound to this node as containers on the
+//! host's Docker engine (through `bollard`).
+//!
+//! - [`container_spec`]: a pod's container as a Docker container (labels,
+//!   env from ConfigMaps and Secrets, limits, ports, hardening).
+//! - [`pod_worker`]: one task per pod: images, init containers in order,
+//!   restarts with back-off, graceful stop, adoption after a restart.
+//! - [`pod_status`]: the pod status a worker makes of its containers.
+//! - [`labels`]: how the agent knows its own containers and networks.
+//!
+//! Status follows the engine's event stream (one subscription for the
+//! node, routed to the pod's worker by the container's labels); nothing
+//! polls. Each tenant's containers join the tenant's own bridge network,
+//! `berth-t-<tenant>`, made on first use and removed when unused.
+
+pub mod container_spec;
+pub mod labels;
+pub mod pod_status;
+pub mod pod_worker;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use berth_api::node::v1 as pb;
+use berth_api::objects::pod::{PodStatus, PullPolicy};
+use berth_api::quantity::Quantity;
+use bollard::Docker;
+use bollard::models::{ContainerSummary, EventMessage, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateImageOptions, EventsOptions, ListContainersOptions, ListNetworksOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::container_spec::Hardening;
+use self::pod_worker::{WorkerMessage, WorkerSettings};
+use super::{
+    AssignedPod, ContainerStats, ExecOutput, LogRequest, NodeFacts, OwnedPod, PodKey, Runtime,
+    RuntimeError, StatusReport,
+};
+use crate::connection::Backoff;
+use crate::settings::AgentSettings;
+
+/// What went wrong talking to the Docker engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    /// The engine could not be reached at all (the agent exits 2).
+    #[error("cannot reach the Docker engine at {socket}: {source}")]
+    EngineUnreachable {
+        /// The address tried (`unix:///var/run/docker.sock`).
+        socket: String,
+        /// Why.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A call to the engine failed.
+    #[error("docker {call}: {source}")]
+    Call {
+        /// Which call (`list containers`).
+        call: &'static str,
+        /// Why.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A setting of the Docker runtime cannot be used.
+    #[error("{0}")]
+    Setting(String),
+}
+
+fn call(call: &'static str) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    move |source| DockerError::Call { call, source }
+}
+
+/// What the engine and the node's settings give every pod worker.
+pub struct Engine {
+    /// The engine.
+    pub docker: Docker,
+    /// The node's name.
+    pub node: String,
+    /// Where ports are published, and the node's InternalIP.
+    pub address: IpAddr,
+    /// Limits every container gets.
+    pub hardening: Hardening,
+    /// Restart and image-pull back-off.
+    pub workers: WorkerSettings,
+    /// Held while a tenant network is made or used, and while an unused
+    /// one is removed, so that one is never removed under a container
+    /// about to join it.
+    pub networks: tokio::sync::Mutex<()>,
+    /// Where workers send status changes.
+    pub statuses: mpsc::Sender<StatusReport>,
+}
+
+/// Why an image is not there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageProblem {
+    /// Absent, and the policy forbids pulling.
+    NeverPull(String),
+    /// The pull failed.
+    Pull(String),
+}
+
+impl Engine {
+    /// The name of `tenant`'s bridge network.
+    pub fn network_name(tenant: &str) -> String {
+        format!("berth-t-{tenant}")
+    }
+
+    /// Makes `tenant`'s network unless it exists; the caller holds
+    /// [`Engine::networks`].
+    pub async fn ensure_network(&self, tenant: &str) -> Result<String, DockerError> {
+        let name = Engine::network_name(tenant);
+        match self.docker.inspect_network(&name, None).await {
+            Ok(_) => return Ok(name),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(source) => {
+                return Err(DockerError::Call {
+                    call: "inspect network",
+                    source,
+                });
+            }
+        }
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (labels::MANAGED_BY.to_owned(), labels::AGENT.to_owned()),
+                (labels::NODE.to_owned(), self.node.clone()),
+                (labels::TENANT.to_owned(), tenant.to_owned()),
+            ])),
+            ..NetworkCreateRequest::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => {
+                tracing::info!(network = name, "created the tenant network");
+                Ok(name)
+            }
+            // Made meanwhile by another agent on this host.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(name),
+            Err(source) => Err(DockerError::Call {
+                call: "create network",
+                source,
+            }),
+        }
+    }
+
+    /// Removes `tenant`'s network when no container uses it any more.
+    pub async fn release_network(&self, tenant: &str) {
+        let _held = self.networks.lock().await;
+        let name = Engine::network_name(tenant);
+        self.remove_network_if_unused(&name).await;
+    }
+
+    async fn remove_network_if_unused(&self, name: &str) {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "network".to_owned(),
+                vec![name.to_owned()],
+            )])),
+            ..ListContainersOptions::default()
+        };
+        match self.docker.list_containers(Some(options)).await {
+            Ok(users) if users.is_empty() => match self.docker.remove_network(name).await {
+                Ok(()) => tracing::info!(network = name, "removed the unused tenant network"),
+                Err(error) => tracing::debug!(network = name, %error, "the tenant network stays"),
+            },
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(network = name, %error, "listing a network's containers failed")
+            }
+        }
+    }
+
+    /// Removes this node's tenant networks that no container uses.
+    async fn remove_unused_networks(&self) {
+        let options = ListNetworksOptions {
+            filters: Some(labels::filter(&[
+                (labels::MANAGED_BY, labels::AGENT),
+                (labels::NODE, &self.node),
+            ])),
+        };
+        let networks = match self.docker.list_networks(Some(options)).await {
+            Ok(networks) => networks,
+            Err(error) => {
+                tracing::warn!(%error, "listing tenant networks failed");
+                return;
+            }
+        };
+        let _held = self.networks.lock().await;
+        for network in networks {
+            if let Some(name) = network.name {
+                self.remove_network_if_unused(&name).await;
+            }
+        }
+    }
+
+    /// The image's id, pulling it first as `policy` says.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        policy: Option<PullPolicy>,
+    ) -> Result<String, ImageProblem> {
+        let policy = policy.unwrap_or_else(|| default_pull_policy(image));
+        let present = self
+            .docker
+            .inspect_image(image)
+            .await
+            .ok()
+            .and_then(|info| info.id);
+        match (policy, present) {
+            (PullPolicy::IfNotPresent, Some(id)) => return Ok(id),
+            (PullPolicy::Never, Some(id)) => return Ok(id),
+            (PullPolicy::Never, None) => {
+                return Err(ImageProblem::NeverPull(format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                )));
+            }
+            _ => {}
+        }
+        let (from_image, tag) = split_reference(image);
+        let options = CreateImageOptions {
+            from_image: Some(from_image),
+            tag,
+            ..CreateImageOptions::default()
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            let failure = match progress {
+                Ok(info) => info.error_detail.and_then(|detail| detail.message),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(message) = failure {
+                return Err(ImageProblem::Pull(format!(
+                    "failed to pull image \"{image}\": {message}"
+                )));
+            }
+        }
+        self.docker
+            .inspect_image(image)
+            .await
+            .ok()
+            .and_then(|info| info.id)
+            .ok_or_else(|| {
+                ImageProblem::Pull(format!("image \"{image}\" is absent after its pull"))
+            })
+    }
+
+    /// Every container of this node's pods (of one pod, with `uid`).
+    pub async fn containers(
+        &self,
+        uid: Option<&str>,
+    ) -> Result<Vec<ContainerSummary>, DockerError> {
+        let mut pairs = vec![
+            (labels::MANAGED_BY, labels::AGENT),
+            (labels::NODE, self.node.as_str()),
+        ];
+        if let Some(uid) = uid {
+            pairs.push((labels::POD_UID, uid));
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(labels::filter(&pairs)),
+            ..ListContainersOptions::default()
+        };
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(call("list containers"))
+    }
+
+    /// SIGTERM, SIGKILL after `grace`, then removal; a container already
+    /// gone is no error.
+    pub async fn stop_and_remove(&self, id: &str, grace: Duration) {
+        let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let stop = StopContainerOptions {
+            t: Some(seconds),
+            signal: None,
+        };
+        if let Err(error) = self.docker.stop_container(id, Some(stop)).await
+            && !gone(&error)
+        {
+            tracing::warn!(container = id, %error, "stopping a container failed");
+        }
+        self.remove(id).await;
+    }
+
+    /// Removes a container (forced, with its anonymous volumes).
+    pub async fn remove(&self, id: &str) {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..RemoveContainerOptions::default()
+        };
+        if let Err(error) = self.docker.remove_container(id, Some(options)).await
+            && !gone(&error)
+        {
+            tracing::warn!(container = id, %error, "removing a container failed");
+        }
+    }
+}
+
+/// Whether the engine says the container is not there (any more) or is
+/// being removed already.
+fn gone(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409 | 304,
+            ..
+        }
+    )
+}
+
+/// Kubernetes' default: `Always` for `:latest` or no tag, else
+/// `IfNotPresent`.
+fn default_pull_policy(image: &str) -> PullPolicy {
+    if image.contains('@') {
+        return PullPolicy::IfNotPresent;
+    }
+    match split_reference(image).1 {
+        None => PullPolicy::Always,
+        Some(tag) if tag == "latest" => PullPolicy::Always,
+        Some(_) => PullPolicy::IfNotPresent,
+    }
+}
+
+/// `repo[:tag]` as Docker's pull takes it: repository and tag apart (a
+/// port in the registry's host is not a tag).
+fn split_reference(image: &str) -> (String, Option<String>) {
+    if image.contains('@') {
+        return (image.to_owned(), None);
+    }
+    let last_slash = image.rfind('/').map_or(0, |at| at + 1);
+    match image[last_slash..].rfind(':') {
+        Some(at) => {
+            let at = last_slash + at;
+            (image[..at].to_owned(), Some(image[at + 1..].to_owned()))
+        }
+        None => (image.to_owned(), None),
+    }
+}
+
+/// The Docker runtime of one node.
+pub struct DockerRuntime {
+    engine: Arc<Engine>,
+    facts: NodeFacts,
+    workers: Arc<Mutex<HashMap<String, Worker>>>,
+    statuses: mpsc::Receiver<StatusReport>,
+    shutdown: CancellationToken,
+    /// The event follower and the pod workers, so that the agent's exit
+    /// waits for them.
+    tasks: TaskTracker,
+}
+
+/// A pod's worker, by the pod's uid.
+struct Worker {
+    key: PodKey,
+    /// `None` for a pod being removed without a worker of its own.
+    messages: Option<mpsc::UnboundedSender<WorkerMessage>>,
+}
+
+impl DockerRuntime {
+    /// Connects to the engine `settings` name (failing with
+    /// [`DockerError::EngineUnreachable`] when it does not answer), reads
+    /// the host's facts and follows the engine's events until `shutdown`.
+    pub async fn connect(
+        settings: &AgentSettings,
+        shutdown: CancellationToken,
+    ) -> Result<DockerRuntime, DockerError> {
+        let socket = settings.docker_host.clone();
+        let unreachable = |source| DockerError::EngineUnreachable {
+            socket: socket.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_host(&socket).map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
+        let info = docker.info().await.map_err(call("info"))?;
+        let address = match settings.address {
+            Some(address) => address,
+            None => node_address().ok_or_else(|| {
+                DockerError::Setting(
+                    "--address: this host has no non-loopback address; give one".into(),
+                )
+            })?,
+        };
+        let default_memory = Quantity::parse(&settings.default_memory_limit)
+            .ok()
+            .and_then(|q| i64::try_from(q.value()).ok())
+            .ok_or_else(|| DockerError::Setting("--default-memory-limit: not a quantity".into()))?;
+        let version = info.server_version.clone().unwrap_or_default();
+        let facts = NodeFacts {
+            capacity: pb::Capacity {
+                cpu: info.ncpu.unwrap_or(1).to_string(),
+                memory: info.mem_total.unwrap_or(0).to_string(),
+                pods: settings.max_pods.to_string(),
+            },
+            addresses: vec![pb::NodeAddress {
+                r#type: "InternalIP".into(),
+                address: address.to_string(),
+            }],
+            node_info: pb::NodeInfo {
+                machine_id: read_trimmed("/etc/machine-id"),
+                system_uuid: info.id.clone().unwrap_or_default(),
+                boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+                kernel_version: info.kernel_version.clone().unwrap_or_default(),
+                os_image: info.operating_system.clone().unwrap_or_default(),
+                container_runtime_version: format!("docker://{version}"),
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                operating_system: info.os_type.clone().unwrap_or_else(|| "linux".into()),
+                architecture: std::env::consts::ARCH.into(),
+            },
+            labels: [("berth.dev/runtime".to_owned(), "docker".to_owned())].into(),
+        };
+        let (sender, statuses) = mpsc::channel(1024);
+        let engine = Arc::new(Engine {
+            docker,
+            node: settings.name.clone(),
+            address,
+            hardening: Hardening {
+                default_memory_bytes: default_memory,
+                pids_limit: settings.pids_limit,
+            },
+            workers: WorkerSettings {
+                backoff_initial: settings.restart_backoff,
+                backoff_max: settings.restart_backoff_max,
+            },
+            networks: tokio::sync::Mutex::new(()),
+            statuses: sender,
+        });
+        let workers = Arc::new(Mutex::new(HashMap::new()));
+        let tasks = TaskTracker::new();
+        tasks.spawn(follow_events(
+            engine.clone(),
+            workers.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(docker = version, %address, "connected to the Docker engine");
+        Ok(DockerRuntime {
+            engine,
+            facts,
+            workers,
+            statuses,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The runtime's tasks; after shutdown, wait for them to end.
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
+    }
+
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn container_of(&self, pod: &PodKey) -> Option<String> {
+        self.workers()
+            .iter()
+            .find(|(_, worker)| worker.key == *pod)
+            .map(|(uid, _)| uid.clone())
+    }
+
+    /// The id of `container` of the pod at `pod` (its current run, or the
+    /// one before with `previous`).
+    async fn container_id(
+        &self,
+        pod: &PodKey,
+        container: &str,
+        previous: bool,
+    ) -> Result<String, RuntimeError> {
+        let missing = || RuntimeError::NotFound(format!("container {container} of pod {pod}"));
+        let uid = self.container_of(pod).ok_or_else(missing)?;
+        let mut runs: Vec<(i32, String)> = self
+            .engine
+            .containers(Some(&uid))
+            .await?
+            .into_iter()
+            .filter_map(|summary| {
+                let labels = summary.labels.unwrap_or_default();
+                (labels.get(labels::CONTAINER).map(String::as_str) == Some(container)).then(|| {
+                    let count = labels
+                        .get(labels::RESTART_COUNT)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    (count, summary.id.unwrap_or_default())
+                })
+            })
+            .collect();
+        runs.sort();
+        runs.reverse();
+        let index = usize::from(previous);
+        runs.into_iter()
+            .nth(index)
+            .map(|(_, id)| id)
+            .ok_or_else(missing)
+    }
+}
+
+impl Runtime for DockerRuntime {
+    fn facts(&self) -> NodeFacts {
+        self.facts.clone()
+    }
+
+    async fn start(&mut self, pod: Arc<AssignedPod>) {
+        let uid = pod.uid().to_owned();
+        let mut workers = self.workers();
+        if let Some(worker) = workers.get(&uid) {
+            if let Some(messages) = &worker.messages {
+                let _ = messages.send(WorkerMessage::Update(pod));
+            }
+            return;
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        workers.insert(
+            uid.clone(),
+            Worker {
+                key: pod.key(),
+                messages: Some(sender),
+            },
+        );
+        drop(workers);
+        let registry = self.workers.clone();
+        let worker = pod_worker::PodWorker::new(self.engine.clone(), pod);
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let stopped = worker.run(receiver, shutdown).await;
+            if stopped {
+                registry
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&uid);
+            }
+        });
+    }
+
+    async fn stop(&mut self, pod: OwnedPod) {
+        let mut workers = self.workers();
+        if let Some(worker) = workers.get(&pod.uid) {
+            if let Some(messages) = &worker.messages {
+                let _ = messages.send(WorkerMessage::Stop);
+            }
+            return;
+        }
+        // Containers without a worker: an earlier agent's, for a pod that
+        // is gone.
+        workers.insert(
+            pod.uid.clone(),
+            Worker {
+                key: pod.key.clone(),
+                messages: None,
+            },
+        );
+        drop(workers);
+        let engine = self.engine.clone();
+        let registry = self.workers.clone();
+        self.tasks.spawn(async move {
+            pod_worker::remove_leftovers(&engine, &pod).await;
+            registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&pod.uid);
+        });
+    }
+
+    async fn next_change(&mut self) -> StatusReport {
+        match self.statuses.recv().await {
+            Some(report) => report,
+            // The runtime holds a sender itself, so this never ends.
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn inspect(&self, pod: &PodKey) -> Result<Option<PodStatus>, RuntimeError> {
+        let Some(uid) = self.container_of(pod) else {
+            return Ok(None);
+        };
+        let (answer, receive) = tokio::sync::oneshot::channel();
+        if let Some(Some(messages)) = self.workers().get(&uid).map(|w| w.messages.clone()) {
+            let _ = messages.send(WorkerMessage::Inspect(answer));
+        }
+        Ok(receive.await.ok())
+    }
+
+    async fn list(&self) -> Result<Vec<OwnedPod>, RuntimeError> {
+        let mut owned: Vec<OwnedPod> = self
+            .engine
+            .containers(None)
+            .await?
+            .into_iter()
+            .filter_map(|summary| labels::owner(&summary.labels.unwrap_or_default()))
+            .collect();
+        owned.sort();
+        owned.dedup();
+        self.engine.remove_unused_networks().await;
+        Ok(owned)
+    }
+
+    async fn logs(&self, pod: &PodKey, request: LogRequest) -> Result<Vec<u8>, RuntimeError> {
+        use bollard::query_parameters::LogsOptions;
+        let id = self
+            .container_id(pod, &request.container, request.previous)
+            .await?;
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            timestamps: request.timestamps,
+            tail: request
+                .tail_lines
+                .map_or_else(|| "all".to_owned(), |n| n.to_string()),
+            ..LogsOptions::default()
+        };
+        let mut stream = self.engine.docker.logs(&id, Some(options));
+        let mut output = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(call("logs"))?;
+            output.extend_from_slice(&chunk.into_bytes());
+        }
+        Ok(output)
+    }
+
+    async fn exec(
+        &self,
+        pod: &PodKey,
+        container: &str,
+        command: Vec<String>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let id = self.container_id(pod, container, false).await?;
+        let docker = &self.engine.docker;
+        let exec = docker
+            .create_exec(
+                &id,
+                CreateExecOptions {
+                    cmd: Some(command),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..CreateExecOptions::default()
+                },
+            )
+            .await
+            .map_err(call("create exec"))?;
+        let mut output = Vec::new();
+        if let StartExecResults::Attached {
+            output: mut stream, ..
+        } = docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(call("start exec"))?
+        {
+            while let Some(chunk) = stream.next().await {
+                output.extend_from_slice(&chunk.map_err(call("exec output"))?.into_bytes());
+            }
+        }
+        let inspected = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(call("inspect exec"))?;
+        Ok(ExecOutput {
+            exit_code: inspected.exit_code.unwrap_or(-1),
+            output,
+        })
+    }
+
+    async fn stats(&self, pod: &PodKey) -> Result<Vec<ContainerStats>, RuntimeError> {
+        use bollard::models::ContainerSummaryStateEnum;
+        use bollard::query_parameters::StatsOptions;
+        let uid = self
+            .container_of(pod)
+            .ok_or_else(|| RuntimeError::NotFound(pod.to_string()))?;
+        let mut figures = Vec::new();
+        for summary in self.engine.containers(Some(&uid)).await? {
+            if summary.state != Some(ContainerSummaryStateEnum::RUNNING) {
+                continue;
+            }
+            let (Some(id), Some(name)) = (
+                summary.id,
+                summary
+                    .labels
+                    .and_then(|mut labels| labels.remove(labels::CONTAINER)),
+            ) else {
+                continue;
+            };
+            // Not streamed: one sample, with the one before it for CPU.
+            let options = StatsOptions {
+                stream: false,
+                one_shot: false,
+            };
+            let mut samples = self.engine.docker.stats(&id, Some(options));
+            if let Some(sample) = samples.next().await {
+                let (cpu_cores, memory_bytes) = usage_of(&sample.map_err(call("stats"))?);
+                figures.push(ContainerStats {
+                    container: name,
+                    cpu_cores,
+                    memory_bytes,
+                });
+            }
+        }
+        Ok(figures)
+    }
+}
+
+/// CPU in cores (between the sample and the one before it) and memory
+/// working set in bytes (usage less inactive file pages, as kubelet
+/// counts it) of one stats sample.
+fn usage_of(sample: &bollard::models::ContainerStatsResponse) -> (f64, u64) {
+    let total = |stats: &Option<bollard::models::ContainerCpuStats>| {
+        let stats = stats.as_ref();
+        (
+            stats
+                .and_then(|s| s.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0),
+            stats.and_then(|s| s.system_cpu_usage).unwrap_or(0),
+        )
+    };
+    let (used, system) = total(&sample.cpu_stats);
+    let (used_before, system_before) = total(&sample.precpu_stats);
+    let cpus = sample
+        .cpu_stats
+        .as_ref()
+        .and_then(|s| s.online_cpus)
+        .unwrap_or(1);
+    let system_delta = system.saturating_sub(system_before);
+    let cpu_cores = if system_delta == 0 {
+        0.0
+    } else {
+        used.saturating_sub(used_before) as f64 / system_delta as f64 * f64::from(cpus)
+    };
+    let memory = sample.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let inactive = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|stats| {
+            stats
+                .get("inactive_file")
+                .or_else(|| stats.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    (cpu_cores, usage.saturating_sub(inactive))
+}
+
+/// Follows the engine's container events for this node's containers and
+/// hands each to its pod's worker, until `shutdown`. After the stream
+/// breaks it resumes from the last event's time and has every worker look
+/// at its containers again, so that nothing is missed.
+async fn follow_events(
+    engine: Arc<Engine>,
+    workers: Arc<Mutex<HashMap<String, Worker>>>,
+    shutdown: CancellationToken,
+) {
+    let mut since: Option<i64> = None;
+    let mut backoff = Backoff::new();
+    loop {
+        let mut filters = labels::filter(&[
+            (labels::MANAGED_BY, labels::AGENT),
+            (labels::NODE, engine.node.as_str()),
+        ]);
+        filters.insert("type".into(), vec!["container".into()]);
+        filters.insert(
+            "event".into(),
+            vec!["start".into(), "die".into(), "oom".into(), "destroy".into()],
+        );
+        let options = EventsOptions {
+            since: since.map(|s| s.to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        let mut events = engine.docker.events(Some(options));
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = events.next() => event,
+            };
+            match event {
+                Some(Ok(event)) => {
+                    backoff.reset();
+                    since = event.time.or(since);
+                    route(&workers, event);
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the Docker event stream failed; following it again");
+                    break;
+                }
+                None => break,
+            }
+        }
+        for worker in workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            if let Some(messages) = &worker.messages {
+                let _ = messages.send(WorkerMessage::Resync);
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Hands one container event to the worker of the pod its labels name.
+fn route(workers: &Mutex<HashMap<String, Worker>>, event: EventMessage) {
+    let Some(actor) = event.actor else {
+        return;
+    };
+    let attributes = actor.attributes.unwrap_or_default();
+    let (Some(id), Some(uid)) = (actor.id, attributes.get(labels::POD_UID)) else {
+        return;
+    };
+    let workers = workers.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(Worker {
+        messages: Some(messages),
+        ..
+    }) = workers.get(uid)
+    {
+        let _ = messages.send(WorkerMessage::Container(id));
+    }
+}
+
+/// The first address of an interface that is up, not loopback and not one
+/// of Docker's own bridges (IPv4 preferred).
+fn node_address() -> Option<IpAddr> {
+    let interfaces: Vec<_> = nix::ifaddrs::getifaddrs().ok()?.collect();
+    let candidates = interfaces.iter().filter(|interface| {
+        let name = interface.interface_name.as_str();
+        interface
+            .flags
+            .contains(nix::net::if_::InterfaceFlags::IFF_UP)
+            && !interface
+                .flags
+                .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+            && !name.starts_with("docker")
+            && !name.starts_with("br-")
+            && !name.starts_with("veth")
+    });
+    let addresses: Vec<IpAddr> = candidates
+        .filter_map(|interface| {
+            let address = interface.address.as_ref()?;
+            if let Some(v4) = address.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            address
+                .as_sockaddr_in6()
+                .map(|v6| IpAddr::V6(v6.ip()))
+                .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        })
+        .collect();
+    addresses
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_into_repository_and_tag() {
+        assert_eq!(
+            split_reference("busybox:1.36"),
+            ("busybox".into(), Some("1.36".into()))
+        );
+        assert_eq!(split_reference("busybox"), ("busybox".into(), None));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/team/app:v2"),
+            ("127.0.0.1:5000/team/app".into(), Some("v2".into()))
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app".into(), None)
+        );
+    }
+
+    #[test]
+    fn a_stats_sample_gives_cores_and_the_working_set() {
+        use bollard::models::{
+            ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerStatsResponse,
+        };
+        let cpu = |used: u64, system: u64| ContainerCpuStats {
+            cpu_usage: Some(ContainerCpuUsage {
+                total_usage: Some(used),
+                ..ContainerCpuUsage::default()
+            }),
+            system_cpu_usage: Some(system),
+            online_cpus: Some(4),
+            ..ContainerCpuStats::default()
+        };
+        let sample = ContainerStatsResponse {
+            cpu_stats: Some(cpu(1_500, 10_000)),
+            precpu_stats: Some(cpu(1_000, 8_000)),
+            memory_stats: Some(ContainerMemoryStats {
+                usage: Some(100 << 20),
+                stats: Some([("inactive_file".to_owned(), 30 << 20)].into()),
+                ..ContainerMemoryStats::default()
+            }),
+            ..ContainerStatsResponse::default()
+        };
+        let (cores, memory) = usage_of(&sample);
+        assert!((cores - 1.0).abs() < 1e-9, "{cores}");
+        assert_eq!(memory, 70 << 20);
+    }
+
+    #[test]
+    fn latest_or_untagged_images_are_pulled_always_by_default() {
+        assert_eq!(default_pull_policy("busybox"), PullPolicy::Always);
+        assert_eq!(default_pull_policy("busybox:latest"), PullPolicy::Always);
+        assert_eq!(default_pull_policy("busybox:1"), PullPolicy::IfNotPresent);
+    }
+}

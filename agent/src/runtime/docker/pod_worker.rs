@@ -1,0 +1,852 @@
+//! One task per pod: it makes the pod's containers (init containers first,
+//! one after another), restarts them by the pod's `restartPolicy` with
+//! Kubernetes' back-off, follows their events, reports the pod's status,
+//! and stops them gracefully when the pod goes. On start it adopts the
+//! containers an earlier agent process left for the same pod uid, so a
+//! restart of the agent restarts nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::objects::pod::{
+    Container, ContainerStateTerminated, PodStatus, PortBindingStatus, Protocol, RestartPolicy,
+};
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::CreateContainerOptions;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::container_spec::{self, DEFAULT_GRACE_SECONDS, Incarnation, Placement};
+use super::pod_status::{Conditions, PodView, RestartBackoff, Slot, SlotState};
+use super::{Engine, ImageProblem, labels};
+use crate::runtime::{AssignedPod, OwnedPod, PodKey, StatusReport};
+use crate::session::sleep_until;
+
+/// Back-off settings of every worker.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerSettings {
+    /// The first wait before a restart (Kubernetes: 10 s).
+    pub backoff_initial: Duration,
+    /// The longest (Kubernetes: 5 min).
+    pub backoff_max: Duration,
+}
+
+/// What a worker is told.
+#[derive(Debug)]
+pub enum WorkerMessage {
+    /// The pod changed (its config objects, say).
+    Update(Arc<AssignedPod>),
+    /// The engine reported an event of this container.
+    Container(String),
+    /// Events may have been missed: look at every container again.
+    Resync,
+    /// Answer the current status.
+    Inspect(oneshot::Sender<PodStatus>),
+    /// Stop the pod's containers and remove them.
+    Stop,
+}
+
+/// One container of the pod, across its runs.
+struct Tracked {
+    slot: Slot,
+    init: bool,
+    backoff: RestartBackoff,
+    /// When to (re)start it, while it waits.
+    due: Option<Instant>,
+    /// A state it takes later (`ImagePullBackOff` after `ErrImagePull`).
+    later: Option<(Instant, SlotState)>,
+    /// The container whose exit was already taken in.
+    exit_seen: Option<String>,
+    /// Pulls failed in a row.
+    pull_failures: u32,
+}
+
+/// A pod's worker.
+pub struct PodWorker {
+    engine: Arc<Engine>,
+    pod: Arc<AssignedPod>,
+    key: PodKey,
+    uid: String,
+    inits: Vec<Tracked>,
+    mains: Vec<Tracked>,
+    start_time: String,
+    conditions: Conditions,
+    last_sent: Option<PodStatus>,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Docker's time (nanoseconds, or the zero time for "never") as RFC 3339
+/// in seconds.
+fn docker_time(text: Option<&str>) -> Option<String> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text?).ok()?;
+    (parsed.timestamp() > 0).then(|| {
+        parsed
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    })
+}
+
+fn grace_of(pod: &AssignedPod) -> Duration {
+    let seconds = pod
+        .pod
+        .spec
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+impl PodWorker {
+    /// A worker for `pod`; nothing happens before [`PodWorker::run`].
+    pub fn new(engine: Arc<Engine>, pod: Arc<AssignedPod>) -> PodWorker {
+        let settings = engine.workers;
+        let tracked = |container: &Container, init: bool| Tracked {
+            slot: Slot::new(&container.name, &container.image),
+            init,
+            backoff: RestartBackoff::new(settings.backoff_initial, settings.backoff_max),
+            due: Some(Instant::now()),
+            later: None,
+            exit_seen: None,
+            pull_failures: 0,
+        };
+        let spec = &pod.pod.spec;
+        let inits = spec
+            .init_containers
+            .iter()
+            .map(|c| tracked(c, true))
+            .collect();
+        let mains = spec.containers.iter().map(|c| tracked(c, false)).collect();
+        let address = engine.address.to_string();
+        // An agent restart keeps the time the pod was first taken.
+        let start_time = pod
+            .pod
+            .status
+            .as_ref()
+            .filter(|s| s.host_ip.as_deref() == Some(address.as_str()))
+            .and_then(|s| s.start_time.clone())
+            .unwrap_or_else(now_rfc3339);
+        PodWorker {
+            key: pod.key(),
+            uid: pod.uid().to_owned(),
+            engine,
+            pod,
+            inits,
+            mains,
+            start_time,
+            conditions: Conditions::default(),
+            last_sent: None,
+        }
+    }
+
+    /// Runs the pod until it is stopped (true: its containers are gone) or
+    /// the agent shuts down (false: they keep running, for the next agent
+    /// process to adopt).
+    #[tracing::instrument(skip_all, fields(pod = %self.key, uid = self.uid))]
+    pub async fn run(
+        mut self,
+        mut messages: mpsc::UnboundedReceiver<WorkerMessage>,
+        shutdown: CancellationToken,
+    ) -> bool {
+        self.adopt().await;
+        loop {
+            self.converge().await;
+            self.publish().await;
+            let wake = self
+                .all()
+                .flat_map(|t| [t.due, t.later.as_ref().map(|(at, _)| *at)])
+                .flatten()
+                .min();
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                message = messages.recv() => match message {
+                    None => return false,
+                    Some(WorkerMessage::Stop) => {
+                        self.terminate().await;
+                        return true;
+                    }
+                    Some(WorkerMessage::Update(pod)) => {
+                        self.pod = pod;
+                        // A reference that was missing may be there now.
+                        let now = Instant::now();
+                        for tracked in self.all_mut() {
+                            if matches!(&tracked.slot.state, SlotState::Waiting { reason, .. } if reason == "CreateContainerConfigError") {
+                                tracked.due = Some(now);
+                            }
+                        }
+                    }
+                    Some(WorkerMessage::Container(id)) => self.observe_container(&id).await,
+                    Some(WorkerMessage::Resync) => {
+                        let ids: Vec<String> = self.all().filter_map(|t| t.slot.container_id.clone()).collect();
+                        for id in ids {
+                            self.observe_container(&id).await;
+                        }
+                    }
+                    Some(WorkerMessage::Inspect(answer)) => {
+                        let _ = answer.send(self.status());
+                    }
+                },
+                () = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Tracked> {
+        self.inits.iter().chain(&self.mains)
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Tracked> {
+        self.inits.iter_mut().chain(&mut self.mains)
+    }
+
+    fn tracked_mut(&mut self, init: bool, index: usize) -> Option<&mut Tracked> {
+        if init {
+            self.inits.get_mut(index)
+        } else {
+            self.mains.get_mut(index)
+        }
+    }
+
+    /// Takes in what an earlier agent process left: per container, the
+    /// newest run is current, the one before gives `lastState`, older ones
+    /// go.
+    async fn adopt(&mut self) {
+        let found = match self.engine.containers(Some(&self.uid)).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "listing the pod's containers failed");
+                return;
+            }
+        };
+        if found.is_empty() {
+            return;
+        }
+        let mut runs: Vec<(bool, String, i32, String)> = found
+            .into_iter()
+            .filter_map(|summary| {
+                let labels = summary.labels.unwrap_or_default();
+                Some((
+                    labels.get(labels::INIT).map(String::as_str) == Some("true"),
+                    labels.get(labels::CONTAINER)?.clone(),
+                    labels.get(labels::RESTART_COUNT)?.parse().ok()?,
+                    summary.id?,
+                ))
+            })
+            .collect();
+        // Newest first.
+        runs.sort_by_key(|run| std::cmp::Reverse(run.2));
+        let mut adopted_main = false;
+        for init in [true, false] {
+            let count = if init {
+                self.inits.len()
+            } else {
+                self.mains.len()
+            };
+            for index in 0..count {
+                let Some(name) = self.tracked_mut(init, index).map(|t| t.slot.name.clone()) else {
+                    continue;
+                };
+                let mine: Vec<&(bool, String, i32, String)> = runs
+                    .iter()
+                    .filter(|(i, n, _, _)| *i == init && *n == name)
+                    .collect();
+                let Some((_, _, count, current)) = mine.first().copied() else {
+                    continue;
+                };
+                adopted_main |= !init;
+                let previous = match mine.get(1) {
+                    Some((_, _, _, id)) => self.inspect(id).await.and_then(|i| terminated_of(&i)),
+                    None => None,
+                };
+                for (_, _, _, old) in mine.iter().skip(2) {
+                    self.engine.remove(old).await;
+                }
+                if let Some(tracked) = self.tracked_mut(init, index) {
+                    tracked.slot.container_id = Some(current.clone());
+                    tracked.slot.restart_count = *count;
+                    tracked.slot.last_terminated = previous;
+                    tracked.due = None;
+                }
+                let current = current.clone();
+                self.observe_container(&current).await;
+            }
+        }
+        if adopted_main {
+            // The pod was initialised before; init containers that are
+            // gone are not run again.
+            for tracked in &mut self.inits {
+                if tracked.slot.container_id.is_none() {
+                    tracked.slot.state = SlotState::Terminated(ContainerStateTerminated {
+                        exit_code: 0,
+                        reason: Some("Completed".into()),
+                        ..ContainerStateTerminated::default()
+                    });
+                    tracked.due = None;
+                }
+            }
+        }
+        tracing::info!("adopted the pod's containers");
+    }
+
+    /// Starts what is due: the next init container, or (once every init
+    /// container completed) each main container whose time has come.
+    async fn converge(&mut self) {
+        let now = Instant::now();
+        for tracked in self.all_mut() {
+            if let Some((at, _)) = &tracked.later
+                && *at <= now
+                && let Some((_, state)) = tracked.later.take()
+            {
+                tracked.slot.state = state;
+            }
+        }
+        let mut next_init = None;
+        for (index, tracked) in self.inits.iter().enumerate() {
+            match &tracked.slot.state {
+                SlotState::Terminated(t) if t.exit_code == 0 => continue,
+                SlotState::Terminated(_) => return,
+                SlotState::Running { .. } => return,
+                SlotState::Waiting { .. } => {
+                    next_init = Some(index);
+                    break;
+                }
+            }
+        }
+        if let Some(index) = next_init {
+            if self.inits[index].due.is_some_and(|due| due <= now) {
+                self.run_container(true, index).await;
+            }
+            return;
+        }
+        for index in 0..self.mains.len() {
+            let tracked = &self.mains[index];
+            if matches!(tracked.slot.state, SlotState::Waiting { .. })
+                && tracked.due.is_some_and(|due| due <= now)
+            {
+                self.run_container(false, index).await;
+            }
+        }
+    }
+
+    /// Pulls, creates and starts one run of a container; on failure the
+    /// container waits with the reason, and tries again after back-off.
+    async fn run_container(&mut self, init: bool, index: usize) {
+        let pod = self.pod.clone();
+        let specs = if init {
+            &pod.pod.spec.init_containers
+        } else {
+            &pod.pod.spec.containers
+        };
+        let Some(spec) = specs.get(index) else {
+            return;
+        };
+        let engine = self.engine.clone();
+        let Some(tracked) = self.tracked_mut(init, index) else {
+            return;
+        };
+        tracked.due = None;
+        tracked.later = None;
+        let image_id = match engine
+            .ensure_image(&spec.image, spec.image_pull_policy)
+            .await
+        {
+            Ok(id) => {
+                tracked.pull_failures = 0;
+                id
+            }
+            Err(problem) => {
+                let delay = tracked.backoff.next_delay();
+                let now = Instant::now();
+                tracked.due = Some(now + delay);
+                let (reason, message) = match problem {
+                    ImageProblem::NeverPull(message) => ("ErrImageNeverPull", message),
+                    ImageProblem::Pull(message) => ("ErrImagePull", message),
+                };
+                tracing::info!(
+                    container = spec.name,
+                    reason,
+                    message,
+                    "the image is not there"
+                );
+                tracked.slot.state = SlotState::Waiting {
+                    reason: reason.into(),
+                    message: Some(message.clone()),
+                };
+                if reason == "ErrImagePull" {
+                    tracked.pull_failures += 1;
+                    // As kubelet: the pull's error first, then the wait.
+                    tracked.later = Some((
+                        now + Duration::from_millis(500).min(delay),
+                        SlotState::Waiting {
+                            reason: "ImagePullBackOff".into(),
+                            message: Some(format!(
+                                "Back-off pulling image \"{}\": {message}",
+                                spec.image
+                            )),
+                        },
+                    ));
+                }
+                return;
+            }
+        };
+        tracked.slot.image_id = image_id;
+        let restart_count = if tracked.slot.container_id.is_some() {
+            tracked.slot.restart_count + 1
+        } else {
+            tracked.slot.restart_count
+        };
+        let placement_network = Engine::network_name(&self.key.tenant);
+        let placement = Placement {
+            node: &engine.node,
+            network: &placement_network,
+            address: engine.address,
+        };
+        let which = Incarnation {
+            container: spec,
+            init,
+            restart_count,
+        };
+        let body = match container_spec::container_body(&pod, which, &placement, &engine.hardening)
+        {
+            Ok(body) => body,
+            Err(error) => {
+                let Some(tracked) = self.tracked_mut(init, index) else {
+                    return;
+                };
+                tracked.due = Some(Instant::now() + tracked.backoff.next_delay());
+                tracked.slot.state = SlotState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(error.0),
+                };
+                return;
+            }
+        };
+        let name = format!(
+            "berth_{}_{}_{}_{}_{}",
+            self.key.tenant,
+            self.key.name,
+            spec.name,
+            self.uid.get(..8).unwrap_or(&self.uid),
+            restart_count
+        );
+        let created = {
+            let _held = engine.networks.lock().await;
+            match engine.ensure_network(&self.key.tenant).await {
+                Ok(_) => engine
+                    .docker
+                    .create_container(
+                        Some(CreateContainerOptions {
+                            name: Some(name.clone()),
+                            ..CreateContainerOptions::default()
+                        }),
+                        body,
+                    )
+                    .await
+                    .map(|created| created.id)
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            }
+        };
+        let id = match created {
+            Ok(id) => id,
+            Err(message) => {
+                self.wait_after_failure(init, index, "CreateContainerError", message);
+                return;
+            }
+        };
+        if let Err(error) = engine.docker.start_container(&id, None).await {
+            engine.remove(&id).await;
+            self.wait_after_failure(init, index, "RunContainerError", error.to_string());
+            return;
+        }
+        let Some(tracked) = self.tracked_mut(init, index) else {
+            return;
+        };
+        let previous = tracked.slot.container_id.replace(id.clone());
+        tracked.slot.restart_count = restart_count;
+        tracked.slot.state = SlotState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        tracing::info!(
+            container = spec.name,
+            id,
+            restart_count,
+            "started a container"
+        );
+        // Kubernetes keeps one previous run (for `lastState` and previous
+        // logs); the one before it goes.
+        if let Some(previous) = previous {
+            self.remove_runs_before(&spec.name, init, &previous, &id)
+                .await;
+        }
+        self.observe_container(&id).await;
+    }
+
+    fn wait_after_failure(&mut self, init: bool, index: usize, reason: &str, message: String) {
+        tracing::warn!(reason, message, "a container could not be started");
+        if let Some(tracked) = self.tracked_mut(init, index) {
+            tracked.due = Some(Instant::now() + tracked.backoff.next_delay());
+            tracked.slot.state = SlotState::Waiting {
+                reason: reason.into(),
+                message: Some(message),
+            };
+        }
+    }
+
+    /// Removes runs of a container other than `keep` and `current`.
+    async fn remove_runs_before(&self, container: &str, init: bool, keep: &str, current: &str) {
+        let Ok(found) = self.engine.containers(Some(&self.uid)).await else {
+            return;
+        };
+        for summary in found {
+            let labels = summary.labels.unwrap_or_default();
+            let same = labels.get(labels::CONTAINER).map(String::as_str) == Some(container)
+                && (labels.get(labels::INIT).map(String::as_str) == Some("true")) == init;
+            if let Some(id) = summary.id
+                && same
+                && id != keep
+                && id != current
+            {
+                self.engine.remove(&id).await;
+            }
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> Option<ContainerInspectResponse> {
+        self.engine.docker.inspect_container(id, None).await.ok()
+    }
+
+    /// Looks at one of the pod's containers after an event and takes in
+    /// what changed: running (with its address and ports) or exited (then
+    /// the restart policy decides).
+    async fn observe_container(&mut self, id: &str) {
+        let Some((init, index)) = self.position_of(id) else {
+            return;
+        };
+        let inspected = self.inspect(id).await;
+        let policy = self.pod.pod.spec.restart_policy.unwrap_or_default();
+        let pod_name = format!("{}_{}({})", self.key.name, self.key.tenant, self.uid);
+        let network = Engine::network_name(&self.key.tenant);
+        let Some(tracked) = self.tracked_mut(init, index) else {
+            return;
+        };
+        let Some(inspected) = inspected else {
+            // Removed behind the agent's back: make it again.
+            tracing::warn!(
+                container = tracked.slot.name,
+                id,
+                "the container is gone; making it again"
+            );
+            tracked.slot.state = SlotState::Waiting {
+                reason: "ContainerCreating".into(),
+                message: Some("the container was removed".into()),
+            };
+            tracked.due = Some(Instant::now());
+            return;
+        };
+        if let Some(image) = &inspected.image {
+            tracked.slot.image_id.clone_from(image);
+        }
+        let state = inspected.state.clone().unwrap_or_default();
+        if state.running == Some(true) {
+            tracked.slot.state = SlotState::Running {
+                started_at: docker_time(state.started_at.as_deref()).unwrap_or_else(now_rfc3339),
+            };
+            let settings = inspected.network_settings.unwrap_or_default();
+            tracked.slot.ip = settings
+                .networks
+                .as_ref()
+                .and_then(|networks| networks.get(&network))
+                .and_then(|endpoint| endpoint.ip_address.clone())
+                .filter(|ip| !ip.is_empty());
+            tracked.slot.ports = published_ports(settings.ports.unwrap_or_default());
+            return;
+        }
+        let Some(terminated) = terminated_of(&inspected) else {
+            // Created, not started yet: its start event follows.
+            return;
+        };
+        if tracked.exit_seen.as_deref() == Some(id) {
+            return;
+        }
+        tracked.exit_seen = Some(id.to_owned());
+        tracked.slot.ip = None;
+        tracked.slot.ports.clear();
+        let failed = terminated.exit_code != 0;
+        let restart = if tracked.init {
+            failed && policy != RestartPolicy::Never
+        } else {
+            match policy {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => failed,
+                RestartPolicy::Never => false,
+            }
+        };
+        tracing::info!(
+            container = tracked.slot.name,
+            exit_code = terminated.exit_code,
+            reason = terminated.reason,
+            restart,
+            "a container exited"
+        );
+        if !restart {
+            tracked.slot.state = SlotState::Terminated(terminated);
+            return;
+        }
+        let ran_for = run_length(&terminated);
+        let delay = tracked.backoff.after_run(ran_for);
+        tracked.slot.state = SlotState::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: Some(format!(
+                "back-off {} restarting failed container={} pod={pod_name}",
+                humanize(delay),
+                tracked.slot.name
+            )),
+        };
+        tracked.slot.last_terminated = Some(terminated);
+        tracked.due = Some(Instant::now() + delay);
+    }
+
+    fn position_of(&self, id: &str) -> Option<(bool, usize)> {
+        let is = |t: &Tracked| t.slot.container_id.as_deref() == Some(id);
+        if let Some(index) = self.inits.iter().position(is) {
+            return Some((true, index));
+        }
+        self.mains.iter().position(is).map(|index| (false, index))
+    }
+
+    fn status(&mut self) -> PodStatus {
+        let inits: Vec<Slot> = self.inits.iter().map(|t| t.slot.clone()).collect();
+        let mains: Vec<Slot> = self.mains.iter().map(|t| t.slot.clone()).collect();
+        let now = now_rfc3339();
+        let host_ip = self.engine.address.to_string();
+        let view = PodView {
+            inits: &inits,
+            mains: &mains,
+            host_ip: &host_ip,
+            start_time: &self.start_time,
+            now: &now,
+        };
+        super::pod_status::pod_status(&view, &mut self.conditions)
+    }
+
+    /// Sends the status when it changed.
+    async fn publish(&mut self) {
+        let status = self.status();
+        if self.last_sent.as_ref() == Some(&status) {
+            return;
+        }
+        self.last_sent = Some(status.clone());
+        let report = StatusReport {
+            key: self.key.clone(),
+            uid: self.uid.clone(),
+            status,
+        };
+        let _ = self.engine.statuses.send(report).await;
+    }
+
+    /// SIGTERM to every container, SIGKILL after the grace period, then
+    /// removal; the tenant network goes when nothing uses it any more.
+    async fn terminate(&mut self) {
+        let grace = grace_of(&self.pod);
+        tracing::info!(grace_seconds = grace.as_secs(), "stopping the pod");
+        remove_leftovers(
+            &self.engine,
+            &OwnedPod {
+                key: self.key.clone(),
+                uid: self.uid.clone(),
+            },
+        )
+        .await;
+    }
+}
+
+/// Stops (with each container's recorded grace period) and removes every
+/// container of `pod` on this node, then its tenant network if unused.
+pub async fn remove_leftovers(engine: &Engine, pod: &OwnedPod) {
+    let found = match engine.containers(Some(&pod.uid)).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(pod = %pod.key, %error, "listing a pod's containers failed");
+            return;
+        }
+    };
+    let stops = found.into_iter().filter_map(|summary| {
+        let grace = summary
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(labels::GRACE_SECONDS))
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or(DEFAULT_GRACE_SECONDS.unsigned_abs());
+        let id = summary.id?;
+        Some(async move {
+            engine
+                .stop_and_remove(&id, Duration::from_secs(grace))
+                .await
+        })
+    });
+    futures::future::join_all(stops).await;
+    tracing::info!(pod = %pod.key, uid = pod.uid, "removed the pod's containers");
+    engine.release_network(&pod.key.tenant).await;
+}
+
+/// How a container that is not running ended; `None` while it has not
+/// run yet.
+fn terminated_of(inspected: &ContainerInspectResponse) -> Option<ContainerStateTerminated> {
+    let state = inspected.state.as_ref()?;
+    if state.running == Some(true) {
+        return None;
+    }
+    let finished_at = docker_time(state.finished_at.as_deref())?;
+    let exit_code = i32::try_from(state.exit_code.unwrap_or(0)).unwrap_or(i32::MAX);
+    let reason = if state.oom_killed == Some(true) {
+        "OOMKilled"
+    } else if exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    Some(ContainerStateTerminated {
+        exit_code,
+        signal: None,
+        reason: Some(reason.into()),
+        message: state.error.clone().filter(|e| !e.is_empty()),
+        started_at: docker_time(state.started_at.as_deref()),
+        finished_at: Some(finished_at),
+        container_id: inspected.id.as_ref().map(|id| format!("docker://{id}")),
+    })
+}
+
+/// How long a run lasted.
+fn run_length(terminated: &ContainerStateTerminated) -> Duration {
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    match (
+        parse(&terminated.started_at),
+        parse(&terminated.finished_at),
+    ) {
+        (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
+}
+
+/// `10s`, `1m20s`, as kubelet writes a back-off.
+fn humanize(delay: Duration) -> String {
+    let seconds = delay.as_secs();
+    if seconds >= 60 {
+        format!("{}m{}s", seconds / 60, seconds % 60)
+    } else if seconds > 0 {
+        format!("{seconds}s")
+    } else {
+        format!("{}ms", delay.as_millis())
+    }
+}
+
+/// The engine's port map as status bindings.
+fn published_ports(ports: bollard::models::PortMap) -> Vec<PortBindingStatus> {
+    let mut bindings: Vec<PortBindingStatus> = ports
+        .into_iter()
+        .flat_map(|(key, bound)| {
+            let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let container_port = port.parse().unwrap_or(0);
+            let protocol = match protocol {
+                "udp" => Protocol::Udp,
+                "sctp" => Protocol::Sctp,
+                _ => Protocol::Tcp,
+            };
+            bound
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |binding| {
+                    Some(PortBindingStatus {
+                        container_port,
+                        protocol,
+                        host_ip: binding.host_ip.unwrap_or_default(),
+                        host_port: binding.host_port?.parse().ok()?,
+                    })
+                })
+        })
+        .collect();
+    bindings.sort_by(|a, b| {
+        (a.container_port, a.protocol, &a.host_ip).cmp(&(b.container_port, b.protocol, &b.host_ip))
+    });
+    bindings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerState, PortBinding};
+
+    #[test]
+    fn an_exit_is_read_with_its_reason_and_times() {
+        let inspected = |code: i64, oom: bool| ContainerInspectResponse {
+            id: Some("abc".into()),
+            state: Some(ContainerState {
+                running: Some(false),
+                exit_code: Some(code),
+                oom_killed: Some(oom),
+                started_at: Some("2025-01-01T00:00:00.123456789Z".into()),
+                finished_at: Some("2025-01-01T00:00:12.5Z".into()),
+                ..ContainerState::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        let failed = terminated_of(&inspected(1, false)).unwrap();
+        assert_eq!(failed.reason.as_deref(), Some("Error"));
+        assert_eq!(failed.exit_code, 1);
+        assert_eq!(failed.started_at.as_deref(), Some("2025-01-01T00:00:00Z"));
+        assert_eq!(failed.container_id.as_deref(), Some("docker://abc"));
+        assert_eq!(run_length(&failed), Duration::from_secs(12));
+        let done = terminated_of(&inspected(0, false)).unwrap();
+        assert_eq!(done.reason.as_deref(), Some("Completed"));
+        let killed = terminated_of(&inspected(137, true)).unwrap();
+        assert_eq!(killed.reason.as_deref(), Some("OOMKilled"));
+    }
+
+    #[test]
+    fn a_container_never_started_has_not_terminated() {
+        let created = ContainerInspectResponse {
+            state: Some(ContainerState {
+                running: Some(false),
+                finished_at: Some("0001-01-01T00:00:00Z".into()),
+                ..ContainerState::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        assert_eq!(terminated_of(&created), None);
+    }
+
+    #[test]
+    fn published_ports_become_status_bindings() {
+        let ports = [(
+            "8080/tcp".to_owned(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some("49153".into()),
+            }]),
+        )]
+        .into();
+        assert_eq!(
+            published_ports(ports),
+            [PortBindingStatus {
+                container_port: 8080,
+                protocol: Protocol::Tcp,
+                host_ip: "127.0.0.1".into(),
+                host_port: 49153,
+            }]
+        );
+    }
+
+    #[test]
+    fn back_off_reads_as_kubelet_writes_it() {
+        assert_eq!(humanize(Duration::from_secs(10)), "10s");
+        assert_eq!(humanize(Duration::from_secs(80)), "1m20s");
+        assert_eq!(humanize(Duration::from_millis(500)), "500ms");
+    }
+}

@@ -1,0 +1,441 @@
+//! The `sim` runtime: pods that only pretend to run, so that one process
+//! can stand in for a thousand nodes, as KWOK does for Kubernetes.
+//!
+//! A pod handed to a simulated node "starts" after the configured delay:
+//! its status turns Running and Ready (or, at the failure rate, failing).
+//! A pod this node already reported (an agent restart finds it Running
+//! with this node's address) is adopted as it is. The state of a node is
+//! its pods' keys, uids and container names, and one timer heap.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::node::v1 as pb;
+use berth_api::objects::meta::ConditionStatus;
+use berth_api::objects::pod::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, PodCondition, PodPhase, PodStatus, RestartPolicy,
+};
+use tokio::time::Instant;
+
+use super::{
+    AssignedPod, ContainerStats, ExecOutput, LogRequest, NodeFacts, OwnedPod, PodKey, Runtime,
+    RuntimeError, StatusReport,
+};
+use crate::session::sleep_until;
+use crate::settings::AgentSettings;
+
+/// What every simulated node of a process shares.
+#[derive(Debug)]
+pub struct SimSettings {
+    capacity: pb::Capacity,
+    start_delay: Duration,
+    failure_rate: f64,
+    address: Option<IpAddr>,
+}
+
+impl SimSettings {
+    /// The sim settings of `settings`.
+    pub fn from(settings: &AgentSettings) -> Arc<SimSettings> {
+        Arc::new(SimSettings {
+            capacity: pb::Capacity {
+                cpu: settings.sim_cpu.clone(),
+                memory: settings.sim_memory.clone(),
+                pods: settings.sim_pods.to_string(),
+            },
+            start_delay: settings.sim_start_delay,
+            failure_rate: settings.sim_failure_rate,
+            address: settings.address,
+        })
+    }
+}
+
+/// One simulated node's runtime.
+pub struct SimRuntime {
+    settings: Arc<SimSettings>,
+    name: String,
+    host_ip: String,
+    /// Which node of the fleet (from 1), for made-up addresses.
+    number: u32,
+    boot_id: String,
+    pods: HashMap<PodKey, SimPod>,
+    /// Pods waiting to "start", soonest first.
+    starting: BinaryHeap<Reverse<(Instant, PodKey, String)>>,
+    next_pod_ip: u32,
+}
+
+/// A pod as a simulated node remembers it.
+struct SimPod {
+    uid: String,
+    containers: Vec<(String, String)>,
+    restart_always: bool,
+    /// Its status has been produced (or was there when the node adopted it).
+    reported: bool,
+    /// How it "started" (address, failed or not, when), from which
+    /// `inspect` remakes its status; kept small rather than the whole
+    /// status, for a thousand nodes' pods in one process.
+    started: Option<SimStart>,
+}
+
+/// How a simulated pod started.
+struct SimStart {
+    pod_ip: String,
+    fails: bool,
+    at: String,
+}
+
+impl SimRuntime {
+    /// Simulated node `number` (from 1) of the fleet, named `name`.
+    pub fn new(settings: Arc<SimSettings>, name: String, number: u32) -> SimRuntime {
+        let host_ip = match settings.address {
+            Some(ip) => ip.to_string(),
+            None => format!(
+                "172.{}.{}.{}",
+                16 + ((number >> 16) & 0x0f),
+                (number >> 8) & 0xff,
+                number & 0xff
+            ),
+        };
+        SimRuntime {
+            settings,
+            name,
+            host_ip,
+            number,
+            boot_id: format!("{:032x}", rand::random::<u128>()),
+            pods: HashMap::new(),
+            starting: BinaryHeap::new(),
+            next_pod_ip: 0,
+        }
+    }
+
+    /// Whether `pod` already carries a status this node reported (an agent
+    /// restart finds its pods running).
+    fn reported_by_this_node(&self, pod: &AssignedPod) -> bool {
+        pod.pod.status.as_ref().is_some_and(|status| {
+            status.host_ip.as_deref() == Some(self.host_ip.as_str())
+                && matches!(
+                    status.phase,
+                    Some(PodPhase::Running | PodPhase::Failed | PodPhase::Succeeded)
+                )
+        })
+    }
+
+    /// A made-up pod address in this node's /24-ish range.
+    fn next_pod_ip(&mut self) -> String {
+        self.next_pod_ip = self.next_pod_ip % 252 + 1;
+        format!(
+            "10.{}.{}.{}",
+            (self.number >> 8) & 0xff,
+            self.number & 0xff,
+            self.next_pod_ip + 1
+        )
+    }
+
+    /// The status of the first pod whose delay is over, if any is due.
+    fn start_due_pod(&mut self) -> Option<StatusReport> {
+        let now = Instant::now();
+        while let Some(Reverse((at, _, _))) = self.starting.peek() {
+            if *at > now {
+                return None;
+            }
+            let Reverse((_, key, uid)) = self.starting.pop()?;
+            if !self
+                .pods
+                .get(&key)
+                .is_some_and(|p| p.uid == uid && !p.reported)
+            {
+                continue;
+            }
+            let start = SimStart {
+                pod_ip: self.next_pod_ip(),
+                fails: rand::random::<f64>() < self.settings.failure_rate,
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            let pod = self.pods.get_mut(&key)?;
+            let status = simulated_status(pod, &self.host_ip, &start);
+            pod.reported = true;
+            pod.started = Some(start);
+            return Some(StatusReport { key, uid, status });
+        }
+        None
+    }
+}
+
+impl Runtime for SimRuntime {
+    fn facts(&self) -> NodeFacts {
+        NodeFacts {
+            capacity: self.settings.capacity.clone(),
+            addresses: vec![pb::NodeAddress {
+                r#type: "InternalIP".into(),
+                address: self.host_ip.clone(),
+            }],
+            node_info: pb::NodeInfo {
+                machine_id: self.name.clone(),
+                system_uuid: format!("sim-{}", self.number),
+                boot_id: self.boot_id.clone(),
+                kernel_version: "sim".into(),
+                os_image: "berth sim".into(),
+                container_runtime_version: "sim://1".into(),
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                operating_system: "linux".into(),
+                architecture: std::env::consts::ARCH.into(),
+            },
+            labels: [("berth.dev/runtime".to_owned(), "sim".to_owned())].into(),
+        }
+    }
+
+    async fn start(&mut self, pod: Arc<AssignedPod>) {
+        let key = pod.key();
+        let uid = pod.uid().to_owned();
+        if self.pods.get(&key).is_some_and(|known| known.uid == uid) {
+            return;
+        }
+        let adopted = self.reported_by_this_node(&pod);
+        let spec = &pod.pod.spec;
+        let sim_pod = SimPod {
+            uid: uid.clone(),
+            containers: spec
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone()))
+                .collect(),
+            restart_always: !matches!(
+                spec.restart_policy,
+                Some(RestartPolicy::Never | RestartPolicy::OnFailure)
+            ),
+            reported: adopted,
+            started: None,
+        };
+        if !adopted {
+            let due = Instant::now() + self.settings.start_delay;
+            self.starting.push(Reverse((due, key.clone(), uid)));
+        }
+        self.pods.insert(key, sim_pod);
+    }
+
+    async fn stop(&mut self, pod: OwnedPod) {
+        if self
+            .pods
+            .get(&pod.key)
+            .is_some_and(|known| known.uid == pod.uid)
+        {
+            self.pods.remove(&pod.key);
+        }
+    }
+
+    async fn next_change(&mut self) -> StatusReport {
+        loop {
+            let next = self.starting.peek().map(|Reverse((at, _, _))| *at);
+            // Cancel-safe: nothing is taken off the heap before the sleep
+            // is over, and what follows it does not wait.
+            sleep_until(next).await;
+            if let Some(report) = self.start_due_pod() {
+                return report;
+            }
+        }
+    }
+
+    async fn inspect(&self, pod: &PodKey) -> Result<Option<PodStatus>, RuntimeError> {
+        // An adopted pod has no simulated start here: its status is the
+        // one the server holds.
+        Ok(self.pods.get(pod).and_then(|p| {
+            let start = p.started.as_ref()?;
+            Some(simulated_status(p, &self.host_ip, start))
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<OwnedPod>, RuntimeError> {
+        Ok(self
+            .pods
+            .iter()
+            .map(|(key, pod)| OwnedPod {
+                key: key.clone(),
+                uid: pod.uid.clone(),
+            })
+            .collect())
+    }
+
+    async fn logs(&self, _pod: &PodKey, _request: LogRequest) -> Result<Vec<u8>, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            runtime: "sim",
+            operation: "logs",
+        })
+    }
+
+    async fn exec(
+        &self,
+        _pod: &PodKey,
+        _container: &str,
+        _command: Vec<String>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            runtime: "sim",
+            operation: "exec",
+        })
+    }
+
+    async fn stats(&self, pod: &PodKey) -> Result<Vec<ContainerStats>, RuntimeError> {
+        let sim_pod = self
+            .pods
+            .get(pod)
+            .ok_or_else(|| RuntimeError::NotFound(pod.to_string()))?;
+        // Synthetic figures, steady per container, so the same path the
+        // Docker runtime fills has something to carry.
+        Ok(sim_pod
+            .containers
+            .iter()
+            .map(|(name, _)| ContainerStats {
+                container: name.clone(),
+                cpu_cores: 0.01,
+                memory_bytes: 16 * 1024 * 1024,
+            })
+            .collect())
+    }
+}
+
+/// The status a simulated pod reports: Running and Ready, or, when it
+/// fails, Failed (restartPolicy Never/OnFailure) or crash-looping.
+fn simulated_status(pod: &SimPod, host_ip: &str, start: &SimStart) -> PodStatus {
+    let (now, fails) = (&start.at, start.fails);
+    let condition = |type_: &str, ok: bool| PodCondition {
+        type_: type_.to_owned(),
+        status: if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        last_transition_time: Some(now.clone()),
+        ..PodCondition::default()
+    };
+    let container_statuses = pod
+        .containers
+        .iter()
+        .map(|(name, image)| {
+            let state = if !fails {
+                ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(now.clone()),
+                    }),
+                    ..ContainerState::default()
+                }
+            } else if pod.restart_always {
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("CrashLoopBackOff".into()),
+                        message: Some("simulated failure".into()),
+                    }),
+                    ..ContainerState::default()
+                }
+            } else {
+                ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 1,
+                        reason: Some("Error".into()),
+                        message: Some("simulated failure".into()),
+                        started_at: Some(now.clone()),
+                        finished_at: Some(now.clone()),
+                        ..ContainerStateTerminated::default()
+                    }),
+                    ..ContainerState::default()
+                }
+            };
+            ContainerStatus {
+                name: name.clone(),
+                image: image.clone(),
+                image_id: format!("sim://{image}"),
+                container_id: Some(format!("sim://{}/{name}", pod.uid)),
+                ready: !fails,
+                started: Some(!fails),
+                restart_count: if fails && pod.restart_always { 1 } else { 0 },
+                state: Some(state),
+                ..ContainerStatus::default()
+            }
+        })
+        .collect();
+    let phase = if fails && !pod.restart_always {
+        PodPhase::Failed
+    } else {
+        PodPhase::Running
+    };
+    PodStatus {
+        phase: Some(phase),
+        conditions: vec![
+            condition("PodScheduled", true),
+            condition("Initialized", true),
+            condition("ContainersReady", !fails),
+            condition("Ready", !fails),
+        ],
+        host_ip: Some(host_ip.to_owned()),
+        pod_ip: Some(start.pod_ip.clone()),
+        start_time: Some(now.clone()),
+        container_statuses,
+        ..PodStatus::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_pod(restart_always: bool) -> SimPod {
+        SimPod {
+            uid: "u1".into(),
+            containers: vec![("web".into(), "busybox".into())],
+            restart_always,
+            reported: false,
+            started: None,
+        }
+    }
+
+    fn start(pod_ip: &str, fails: bool) -> SimStart {
+        SimStart {
+            pod_ip: pod_ip.into(),
+            fails,
+            at: "2025-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn json(status: &PodStatus) -> serde_json::Value {
+        serde_json::to_value(status).unwrap()
+    }
+
+    #[test]
+    fn a_started_pod_is_running_and_ready_with_addresses() {
+        let status = json(&simulated_status(
+            &sim_pod(true),
+            "172.16.0.1",
+            &start("10.0.1.2", false),
+        ));
+        assert_eq!(status["phase"], "Running");
+        assert_eq!(status["hostIP"], "172.16.0.1");
+        assert_eq!(status["podIP"], "10.0.1.2");
+        let ready = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["status"], "True");
+        assert_eq!(status["containerStatuses"][0]["ready"], true);
+        assert!(status["containerStatuses"][0]["state"]["running"].is_object());
+    }
+
+    #[test]
+    fn a_failing_pod_crash_loops_or_fails_by_its_restart_policy() {
+        let looping = json(&simulated_status(&sim_pod(true), "h", &start("p", true)));
+        assert_eq!(looping["phase"], "Running");
+        assert_eq!(
+            looping["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "CrashLoopBackOff"
+        );
+        let failed = json(&simulated_status(&sim_pod(false), "h", &start("p", true)));
+        assert_eq!(failed["phase"], "Failed");
+        assert_eq!(
+            failed["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            1
+        );
+    }
+}

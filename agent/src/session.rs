@@ -1,0 +1,566 @@
+//! A node's session with the server, written once for every runtime:
+//! register, heartbeat, follow the pod watch (as typed `berth_api` pods),
+//! hand pods to the runtime and report the statuses it answers.
+//!
+//! One task per node. Statuses are reported at most once per pod per
+//! [`REPORT_INTERVAL`]; a status equal to the last one reported is not sent
+//! again. A pod event the agent cannot read is logged and counted
+//! (`berth_agent_pod_events_dropped_total`), never silently dropped.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::node::v1 as pb;
+use berth_api::node::v1::pod_event::Type;
+use berth_api::objects::meta::ConditionStatus;
+use berth_api::objects::pod::{Pod, PodPhase, PodStatus};
+use berth_api::objects::{ConfigMap, Secret};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+
+use crate::connection::{self, Backoff, NodeClient};
+use crate::metrics::AgentMetrics;
+use crate::runtime::{AssignedPod, OwnedPod, PodKey, Runtime, StatusReport};
+
+/// The shortest time between two status reports of one pod.
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a status the server did not take waits before it is sent again.
+const REPORT_RETRY: Duration = Duration::from_secs(1);
+
+/// What every node session of a process shares.
+pub struct SessionShared {
+    /// The one channel to the server.
+    pub channel: Channel,
+    /// The agent's figures.
+    pub metrics: AgentMetrics,
+    /// The join token.
+    pub join_token: String,
+    /// The operator's node labels (`--labels`).
+    pub labels: BTreeMap<String, String>,
+    /// The heartbeat period.
+    pub heartbeat: Duration,
+}
+
+/// One node: its name, its runtime and what it knows of its pods.
+pub struct NodeSession<R> {
+    shared: Arc<SessionShared>,
+    name: String,
+    runtime: R,
+    pods: HashMap<PodKey, KnownPod>,
+    resource_version: i64,
+    /// Reports waiting for their slot (or a retry), by pod.
+    waiting: HashMap<PodKey, StatusReport>,
+    /// When each waiting report is due, soonest first.
+    due: BinaryHeap<Reverse<(Instant, PodKey)>>,
+}
+
+/// A pod as the session remembers it.
+struct KnownPod {
+    uid: String,
+    /// Of the spec, the config objects and the deletion mark: a change
+    /// goes to the runtime, a status-only change does not.
+    fingerprint: u64,
+    /// A hash of the status last reported (or found on the pod): a hash,
+    /// not the status, for a thousand simulated nodes' pods in one process.
+    reported: Option<u64>,
+    /// When this agent last sent a status for it.
+    last_sent: Option<Instant>,
+    /// Counted in `pods_running`.
+    running: bool,
+}
+
+/// Why a session ended.
+enum SessionEnd {
+    /// The agent is shutting down.
+    Shutdown,
+    /// The server no longer knows the credential or the Node: register
+    /// again.
+    Reregister(String),
+}
+
+impl<R: Runtime> NodeSession<R> {
+    /// A session for node `name` running pods on `runtime`.
+    pub fn new(shared: Arc<SessionShared>, name: String, runtime: R) -> NodeSession<R> {
+        NodeSession {
+            shared,
+            name,
+            runtime,
+            pods: HashMap::new(),
+            resource_version: 0,
+            waiting: HashMap::new(),
+            due: BinaryHeap::new(),
+        }
+    }
+
+    /// Registers, then serves the node until `shutdown`; registers again
+    /// whenever the server forgets it, and waits with back-off while the
+    /// server is away.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new();
+        loop {
+            let registered = tokio::select! {
+                () = shutdown.cancelled() => return,
+                registered = self.register() => registered,
+            };
+            let client = match registered.and_then(|credential| {
+                connection::authenticated(self.shared.channel.clone(), &credential)
+            }) {
+                Ok(client) => client,
+                Err(status) => {
+                    tracing::warn!(node = self.name, code = ?status.code(), message = status.message(), "registering failed; retrying");
+                    if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            backoff.reset();
+            tracing::debug!(node = self.name, "registered");
+            self.shared.metrics.nodes_registered.inc();
+            let end = self.serve(client, &shutdown).await;
+            self.shared.metrics.nodes_registered.dec();
+            match end {
+                SessionEnd::Shutdown => return,
+                SessionEnd::Reregister(why) => {
+                    tracing::info!(node = self.name, why, "registering again");
+                    if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn register(&self) -> Result<String, Status> {
+        let facts = self.runtime.facts();
+        let mut labels = self.shared.labels.clone();
+        labels.extend(facts.labels);
+        let mut addresses = facts.addresses;
+        addresses.push(pb::NodeAddress {
+            r#type: "Hostname".into(),
+            address: self.name.clone(),
+        });
+        let request = pb::RegisterRequest {
+            join_token: self.shared.join_token.clone(),
+            node_name: self.name.clone(),
+            capacity: Some(facts.capacity),
+            labels: labels.into_iter().collect(),
+            addresses,
+            taints: Vec::new(),
+            node_info: Some(facts.node_info),
+        };
+        let response = connection::anonymous(self.shared.channel.clone())
+            .register(request)
+            .await?;
+        Ok(response.into_inner().node_credential)
+    }
+
+    /// Heartbeats, follows the pod watch (reopening it with back-off) and
+    /// reports the runtime's status changes, until shutdown or until the
+    /// server forgets this node.
+    async fn serve(&mut self, mut client: NodeClient, shutdown: &CancellationToken) -> SessionEnd {
+        let period = self.shared.heartbeat;
+        // Spread a fleet's heartbeats over the period.
+        let first = Instant::now() + period.mul_f64(rand::random::<f64>().min(0.999));
+        let mut heartbeat = tokio::time::interval_at(first, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch: Option<Streaming<pb::PodEvent>> = None;
+        let mut reopen_at = Instant::now();
+        let mut backoff = Backoff::new();
+        // Pods seen since the watch (re)opened, until its snapshot ends.
+        let mut seen: Option<HashSet<PodKey>> = None;
+        let mut opened_once = false;
+        loop {
+            if watch.is_none() && Instant::now() >= reopen_at {
+                if opened_once {
+                    self.shared.metrics.watch_reconnects.inc();
+                }
+                opened_once = true;
+                let request = pb::WatchPodsRequest {
+                    resource_version: self.resource_version,
+                };
+                match client.watch_pods(request).await {
+                    Ok(stream) => {
+                        watch = Some(stream.into_inner());
+                        seen = Some(HashSet::new());
+                    }
+                    Err(status) if forgotten(&status) => {
+                        return SessionEnd::Reregister(status.message().to_owned());
+                    }
+                    Err(status) => {
+                        tracing::debug!(node = self.name, %status, "opening the pod watch failed");
+                        reopen_at = Instant::now() + backoff.next_delay();
+                    }
+                }
+            }
+            let next_due = self.due.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                () = shutdown.cancelled() => return SessionEnd::Shutdown,
+                _ = heartbeat.tick() => {
+                    match client.heartbeat(pb::HeartbeatRequest::default()).await {
+                        Ok(_) => self.shared.metrics.heartbeats_sent.inc(),
+                        Err(status) if forgotten(&status) => {
+                            return SessionEnd::Reregister(status.message().to_owned());
+                        }
+                        Err(status) => {
+                            self.shared.metrics.heartbeat_failures.inc();
+                            tracing::debug!(node = self.name, %status, "heartbeat failed");
+                        }
+                    }
+                }
+                message = next_message(&mut watch) => match message {
+                    Ok(Some(event)) => {
+                        backoff.reset();
+                        self.on_event(event, &mut seen).await;
+                    }
+                    Ok(None) => {
+                        watch = None;
+                        reopen_at = Instant::now() + backoff.next_delay();
+                    }
+                    Err(status) if forgotten(&status) => {
+                        return SessionEnd::Reregister(status.message().to_owned());
+                    }
+                    Err(status) => {
+                        tracing::debug!(node = self.name, %status, "the pod watch ended");
+                        watch = None;
+                        reopen_at = Instant::now() + backoff.next_delay();
+                    }
+                },
+                report = self.runtime.next_change() => {
+                    if let Some(end) = self.offer(report, &mut client).await {
+                        return end;
+                    }
+                }
+                () = sleep_until(next_due) => {
+                    if let Some(end) = self.send_due(&mut client).await {
+                        return end;
+                    }
+                }
+                () = tokio::time::sleep_until(reopen_at), if watch.is_none() => {}
+            }
+        }
+    }
+
+    /// Takes in one watch event.
+    async fn on_event(&mut self, event: pb::PodEvent, seen: &mut Option<HashSet<PodKey>>) {
+        self.resource_version = self.resource_version.max(event.resource_version);
+        match event.r#type() {
+            Type::Added | Type::Modified => {
+                let Some(assigned) = self.read_event(&event) else {
+                    return;
+                };
+                let key = assigned.key();
+                if let Some(seen) = seen {
+                    seen.insert(key.clone());
+                }
+                let uid = assigned.uid().to_owned();
+                let fingerprint = fingerprint(&event, &assigned.pod);
+                if let Some(known) = self.pods.get(&key)
+                    && known.uid == uid
+                {
+                    if known.fingerprint == fingerprint {
+                        return;
+                    }
+                } else {
+                    self.forget(&key).await;
+                }
+                let found = assigned.pod.status.as_ref();
+                let running = found.is_some_and(running_and_ready);
+                let found = found.map(status_hash);
+                let known = self.pods.entry(key.clone()).or_insert_with(|| {
+                    if running {
+                        self.shared.metrics.pods_running.inc();
+                    }
+                    KnownPod {
+                        uid: uid.clone(),
+                        fingerprint,
+                        reported: found,
+                        last_sent: None,
+                        running,
+                    }
+                });
+                known.fingerprint = fingerprint;
+                if assigned.pod.metadata.deletion_timestamp.is_some() {
+                    // Terminating: the containers stop, the pod stays known
+                    // until the server deletes it.
+                    self.runtime.stop(OwnedPod { key, uid }).await;
+                } else {
+                    self.runtime.start(Arc::new(assigned)).await;
+                }
+            }
+            Type::Deleted => match serde_json::from_str::<Pod>(&event.pod_json) {
+                Ok(pod) => self.forget(&PodKey::of(&pod)).await,
+                Err(error) => self.dropped("DELETED", &error),
+            },
+            Type::Bookmark => {
+                if event.initial_events_end
+                    && let Some(seen) = seen.take()
+                {
+                    self.forget_all_but(&seen).await;
+                }
+            }
+            Type::Unspecified => {
+                self.shared.metrics.pod_events_dropped.inc();
+                tracing::error!(node = self.name, "a pod event of no known type was dropped");
+            }
+        }
+    }
+
+    /// The typed pod and config objects of an ADDED or MODIFIED event;
+    /// `None` (logged and counted) when the pod cannot be read. A config
+    /// object that cannot be read is left out, as if it were missing.
+    fn read_event(&self, event: &pb::PodEvent) -> Option<AssignedPod> {
+        let pod = match serde_json::from_str::<Pod>(&event.pod_json) {
+            Ok(pod) => pod,
+            Err(error) => {
+                self.dropped("ADDED/MODIFIED", &error);
+                return None;
+            }
+        };
+        let mut assigned = AssignedPod {
+            pod,
+            ..AssignedPod::default()
+        };
+        for object in &event.config_maps {
+            match serde_json::from_str::<ConfigMap>(&object.json) {
+                Ok(config_map) => {
+                    assigned.config_maps.insert(object.name.clone(), config_map);
+                }
+                Err(error) => self.dropped("ConfigMap", &error),
+            }
+        }
+        for object in &event.secrets {
+            match serde_json::from_str::<Secret>(&object.json) {
+                Ok(secret) => {
+                    assigned.secrets.insert(object.name.clone(), secret);
+                }
+                Err(error) => self.dropped("Secret", &error),
+            }
+        }
+        Some(assigned)
+    }
+
+    fn dropped(&self, what: &str, error: &serde_json::Error) {
+        self.shared.metrics.pod_events_dropped.inc();
+        tracing::error!(node = self.name, what, %error, "a pod event could not be read and was dropped");
+    }
+
+    /// After the watch's snapshot: forgets the pods not in it, then stops
+    /// what the runtime still holds for pods nobody asks for (an earlier
+    /// agent process's containers, say).
+    async fn forget_all_but(&mut self, seen: &HashSet<PodKey>) {
+        let gone: Vec<PodKey> = self
+            .pods
+            .keys()
+            .filter(|key| !seen.contains(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            tracing::debug!(
+                node = self.name,
+                pod = %key,
+                "forgetting a pod this node no longer owns"
+            );
+            self.forget(&key).await;
+        }
+        match self.runtime.list().await {
+            Ok(owned) => {
+                for pod in owned {
+                    if self
+                        .pods
+                        .get(&pod.key)
+                        .is_none_or(|known| known.uid != pod.uid)
+                    {
+                        tracing::info!(node = self.name, pod = %pod.key, uid = pod.uid, "removing a pod no one asks for");
+                        self.runtime.stop(pod).await;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(node = self.name, %error, "listing the runtime's pods failed");
+            }
+        }
+    }
+
+    /// Stops and forgets the pod at `key`, if known.
+    async fn forget(&mut self, key: &PodKey) {
+        if let Some(pod) = self.pods.remove(key) {
+            if pod.running {
+                self.shared.metrics.pods_running.dec();
+            }
+            self.waiting.remove(key);
+            self.runtime
+                .stop(OwnedPod {
+                    key: key.clone(),
+                    uid: pod.uid,
+                })
+                .await;
+        }
+    }
+
+    /// Sends `report` now, or keeps it until its pod's slot comes.
+    async fn offer(&mut self, report: StatusReport, client: &mut NodeClient) -> Option<SessionEnd> {
+        let known = self.pods.get(&report.key)?;
+        if known.uid != report.uid || known.reported == Some(status_hash(&report.status)) {
+            return None;
+        }
+        let now = Instant::now();
+        let slot = known.last_sent.map(|at| at + REPORT_INTERVAL);
+        match slot {
+            Some(slot) if slot > now => {
+                let key = report.key.clone();
+                if self.waiting.insert(key.clone(), report).is_none() {
+                    self.due.push(Reverse((slot, key)));
+                }
+                None
+            }
+            _ => self.send(report, client).await,
+        }
+    }
+
+    /// Sends every waiting report whose time has come.
+    async fn send_due(&mut self, client: &mut NodeClient) -> Option<SessionEnd> {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.due.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.due.pop() else {
+                break;
+            };
+            if let Some(report) = self.waiting.remove(&key)
+                && let Some(end) = self.send(report, client).await
+            {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    async fn send(&mut self, report: StatusReport, client: &mut NodeClient) -> Option<SessionEnd> {
+        let status_json = match serde_json::to_string(&report.status) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(node = self.name, pod = %report.key, %error, "a status could not be written as JSON");
+                return None;
+            }
+        };
+        let sent = hash_text(&status_json);
+        let request = pb::UpdatePodStatusRequest {
+            tenant: report.key.tenant.clone(),
+            name: report.key.name.clone(),
+            status_json,
+            resource_version: 0,
+        };
+        if let Some(known) = self.pods.get_mut(&report.key) {
+            known.last_sent = Some(Instant::now());
+        }
+        match client.update_pod_status(request).await {
+            Ok(_) => {
+                self.shared.metrics.pod_status_updates.inc();
+                let running = running_and_ready(&report.status);
+                if let Some(known) = self.pods.get_mut(&report.key) {
+                    if running != known.running {
+                        if running {
+                            self.shared.metrics.pods_running.inc();
+                        } else {
+                            self.shared.metrics.pods_running.dec();
+                        }
+                    }
+                    known.running = running;
+                    known.reported = Some(sent);
+                }
+                None
+            }
+            Err(status) if forgotten(&status) => {
+                Some(SessionEnd::Reregister(status.message().to_owned()))
+            }
+            // Moved or deleted meanwhile: the watch will say so.
+            Err(status) if status.code() == Code::PermissionDenied => {
+                self.forget(&report.key).await;
+                None
+            }
+            Err(status) => {
+                tracing::debug!(node = self.name, pod = %report.key, %status, "reporting a pod's status failed; retrying");
+                let key = report.key.clone();
+                if self.waiting.insert(key.clone(), report).is_none() {
+                    self.due.push(Reverse((Instant::now() + REPORT_RETRY, key)));
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Whether a status counts in `pods_running`: Running and Ready.
+fn running_and_ready(status: &PodStatus) -> bool {
+    status.phase == Some(PodPhase::Running)
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+}
+
+/// A hash of a status, by its JSON.
+fn status_hash(status: &PodStatus) -> u64 {
+    hash_text(&serde_json::to_string(status).unwrap_or_default())
+}
+
+fn hash_text(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A hash of what the runtime acts on: the spec, the deletion mark and the
+/// config objects as sent.
+fn fingerprint(event: &pb::PodEvent, pod: &Pod) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(&pod.spec)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    pod.metadata.deletion_timestamp.hash(&mut hasher);
+    for object in event.config_maps.iter().chain(&event.secrets) {
+        object.name.hash(&mut hasher);
+        object.json.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Whether the server no longer knows this node's credential or Node.
+fn forgotten(status: &Status) -> bool {
+    matches!(status.code(), Code::Unauthenticated | Code::NotFound)
+}
+
+/// The next message of the watch; never, without one.
+async fn next_message(
+    watch: &mut Option<Streaming<pb::PodEvent>>,
+) -> Result<Option<pb::PodEvent>, Status> {
+    match watch {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`; never, without one.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps for `delay`; true when `shutdown` came first.
+async fn sleep_or_shutdown(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
