@@ -494,12 +494,22 @@ async fn the_sim_agent_registers_three_ready_nodes_and_runs_a_pod_bound_to_one()
         "{status}"
     );
 
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("the agent serves /metrics")
-        .text()
-        .await
-        .unwrap();
+    // The agent counts a pod as running once the server has acknowledged
+    // its status, which is a moment after the status is readable.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .expect("the agent serves /metrics")
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("berth_agent_pods_running 1") || tokio::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(metrics.contains("berth_agent_pods_running 1"), "{metrics}");
     assert!(
         metrics.contains("berth_agent_nodes_registered 3"),
