@@ -22,6 +22,8 @@ pub struct AgentMetrics {
     pub pod_status_updates: IntCounter,
     /// Pod events the agent could not read and so dropped.
     pub pod_events_dropped: IntCounter,
+    /// Pods refused because they fail their tenant's Pod Security level.
+    pub pods_refused: IntCounter,
 }
 
 impl AgentMetrics {
@@ -56,6 +58,10 @@ impl AgentMetrics {
                 "berth_agent_pod_events_dropped_total",
                 "Pod events the agent could not read and dropped (each is logged).",
             )?,
+            pods_refused: IntCounter::new(
+                "berth_agent_pods_refused_total",
+                "Pods refused because they fail their tenant's Pod Security level.",
+            )?,
         };
         registry.register(Box::new(metrics.pods_running.clone()))?;
         registry.register(Box::new(metrics.nodes_registered.clone()))?;
@@ -64,6 +70,7 @@ impl AgentMetrics {
         registry.register(Box::new(metrics.watch_reconnects.clone()))?;
         registry.register(Box::new(metrics.pod_status_updates.clone()))?;
         registry.register(Box::new(metrics.pod_events_dropped.clone()))?;
+        registry.register(Box::new(metrics.pods_refused.clone()))?;
         Ok(metrics)
     }
 }

@@ -17,8 +17,11 @@ use std::time::Duration;
 use berth_api::node::v1 as pb;
 use berth_api::node::v1::pod_event::Type;
 use berth_api::objects::meta::ConditionStatus;
-use berth_api::objects::pod::{Pod, PodPhase, PodStatus};
+use berth_api::objects::pod::{
+    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodPhase, PodStatus,
+};
 use berth_api::objects::{ConfigMap, Secret};
+use berth_api::pod_security::{self, Level};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -291,6 +294,8 @@ impl<R: Runtime> NodeSession<R> {
                     // Terminating: the containers stop, the pod stays known
                     // until the server deletes it.
                     self.runtime.stop(OwnedPod { key, uid }).await;
+                } else if let Some(refusal) = pod_security_refusal(&event, &assigned.pod) {
+                    self.refuse(key, uid, &assigned.pod, refusal);
                 } else {
                     self.runtime.start(Arc::new(assigned)).await;
                 }
@@ -402,6 +407,29 @@ impl<R: Runtime> NodeSession<R> {
                     uid: pod.uid,
                 })
                 .await;
+        }
+    }
+
+    /// Holds back a pod its tenant's Pod Security level refuses (the API
+    /// was bypassed, or the pod is older than the level): nothing of it
+    /// reaches the runtime, and its status says why, for the next report.
+    fn refuse(&mut self, key: PodKey, uid: String, pod: &Pod, refusal: String) {
+        tracing::warn!(node = self.name, pod = %key, %refusal, "refused by Pod Security");
+        self.shared.metrics.pods_refused.inc();
+        let status = refused_status(pod, &refusal);
+        if self
+            .waiting
+            .insert(
+                key.clone(),
+                StatusReport {
+                    key: key.clone(),
+                    uid,
+                    status,
+                },
+            )
+            .is_none()
+        {
+            self.due.push(Reverse((Instant::now(), key)));
         }
     }
 
@@ -521,8 +549,68 @@ fn hash_text(text: &str) -> u64 {
 
 /// A hash of what the runtime acts on: the spec, the deletion mark and the
 /// config objects as sent.
+/// Why the tenant's Pod Security level (sent with the pod) refuses a pod
+/// this node has not started yet, if it does. A pod an agent already
+/// started (it has a `startTime`) keeps running when the level is raised,
+/// as Kubernetes keeps running pods.
+fn pod_security_refusal(event: &pb::PodEvent, pod: &Pod) -> Option<String> {
+    if pod.status.as_ref().is_some_and(|s| s.start_time.is_some()) {
+        return None;
+    }
+    let level = match event.pod_security_level.as_str() {
+        "" => Level::default(),
+        name => match Level::parse(name) {
+            Ok(level) => level,
+            Err(unknown) => return Some(unknown.to_string()),
+        },
+    };
+    let violations = pod_security::check(level, &pod.metadata, &pod.spec, "");
+    (!violations.is_empty()).then(|| pod_security::message(level, &violations))
+}
+
+/// The status of a refused pod: Pending, every container waiting with
+/// kubelet's `CreateContainerConfigError` and the refusal.
+fn refused_status(pod: &Pod, refusal: &str) -> PodStatus {
+    let waiting = |name: &str| ContainerStatus {
+        name: name.to_owned(),
+        image: String::new(),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("CreateContainerConfigError".into()),
+                message: Some(refusal.to_owned()),
+            }),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    };
+    PodStatus {
+        phase: Some(PodPhase::Pending),
+        reason: Some("Forbidden".into()),
+        message: Some(refusal.to_owned()),
+        conditions: pod
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+        init_container_statuses: pod
+            .spec
+            .init_containers
+            .iter()
+            .map(|c| waiting(&c.name))
+            .collect(),
+        container_statuses: pod
+            .spec
+            .containers
+            .iter()
+            .map(|c| waiting(&c.name))
+            .collect(),
+        ..PodStatus::default()
+    }
+}
+
 fn fingerprint(event: &pb::PodEvent, pod: &Pod) -> u64 {
     let mut hasher = DefaultHasher::new();
+    event.pod_security_level.hash(&mut hasher);
     serde_json::to_string(&pod.spec)
         .unwrap_or_default()
         .hash(&mut hasher);

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use berth_api::objects::pod::{Container, ContainerPort, EnvVar, KeySelector, Protocol};
+use berth_api::objects::security_context::SeccompProfileType;
 use berth_api::quantity::Quantity;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 
@@ -58,14 +59,8 @@ pub fn container_body(
     hardening: &Hardening,
 ) -> Result<ContainerCreateBody, ConfigError> {
     let container = which.container;
-    // Volumes are not built yet: a container that needs one waits, with
-    // the reason, rather than running without its data.
-    if let Some(mount) = container.volume_mounts.first() {
-        return Err(ConfigError(format!(
-            "volume {:?}: volumes are not supported on this node yet",
-            mount.name
-        )));
-    }
+    let binds = host_path_binds(pod, container)?;
+    let security = security(pod, container)?;
     let env = environment(pod, container)?;
     let limits = container
         .resources
@@ -135,17 +130,147 @@ pub fn container_body(
             memory_swap: Some(memory),
             nano_cpus,
             pids_limit: Some(hardening.pids_limit),
-            // Docker's default seccomp profile applies because nothing
-            // here names another; `no-new-privileges` stops setuid
-            // binaries from gaining what the process lacks.
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            privileged: Some(false),
-            // No binds at all, so never the Docker socket.
-            binds: None,
+            security_opt: Some(security.options),
+            privileged: Some(security.privileged),
+            readonly_rootfs: security.read_only_root,
+            cap_add: (!security.cap_add.is_empty()).then_some(security.cap_add),
+            cap_drop: (!security.cap_drop.is_empty()).then_some(security.cap_drop),
+            sysctls: (!security.sysctls.is_empty()).then_some(security.sysctls),
+            group_add: (!security.groups.is_empty()).then_some(security.groups),
+            // Only host paths, which only a `privileged` tenant's pods get
+            // past admission with; so never the Docker socket otherwise.
+            binds: (!binds.is_empty()).then_some(binds),
+            pid_mode: pod
+                .pod
+                .spec
+                .host_pid
+                .unwrap_or(false)
+                .then(|| "host".to_owned()),
+            ipc_mode: pod
+                .pod
+                .spec
+                .host_ipc
+                .unwrap_or(false)
+                .then(|| "host".to_owned()),
             ..HostConfig::default()
         }),
+        user: security.user,
         ..ContainerCreateBody::default()
     })
+}
+
+/// What a pod's and a container's `securityContext` become in Docker.
+/// The API and the agent's own check have already held them to the
+/// tenant's Pod Security level; this only carries them out.
+#[derive(Debug, Default)]
+struct Security {
+    user: Option<String>,
+    groups: Vec<String>,
+    /// `no-new-privileges` always; a seccomp profile only when the pod
+    /// asks for none (Docker's default profile applies otherwise).
+    options: Vec<String>,
+    privileged: bool,
+    read_only_root: Option<bool>,
+    cap_add: Vec<String>,
+    cap_drop: Vec<String>,
+    sysctls: HashMap<String, String>,
+}
+
+fn security(pod: &AssignedPod, container: &Container) -> Result<Security, ConfigError> {
+    let pod_context = pod.pod.spec.security_context.clone().unwrap_or_default();
+    let own = container.security_context.clone().unwrap_or_default();
+    // The container's own fields win over the pod's, as in Kubernetes.
+    let run_as_user = own.run_as_user.or(pod_context.run_as_user);
+    let run_as_group = own.run_as_group.or(pod_context.run_as_group);
+    let run_as_non_root = own.run_as_non_root.or(pod_context.run_as_non_root);
+    if run_as_non_root == Some(true) {
+        match run_as_user {
+            Some(0) => {
+                return Err(ConfigError(format!(
+                    "container {:?} has runAsNonRoot and runAsUser 0: it would run as root",
+                    container.name
+                )));
+            }
+            // The image's own user is not known here, so a non-root pod
+            // must name its user, as kubelet requires for images whose
+            // user is not numeric.
+            None => {
+                return Err(ConfigError(format!(
+                    "container {:?} has runAsNonRoot but no runAsUser: set runAsUser to a \
+                     non-zero user id",
+                    container.name
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let user = run_as_user.map(|uid| match run_as_group {
+        Some(gid) => format!("{uid}:{gid}"),
+        None => uid.to_string(),
+    });
+    let groups = pod_context
+        .fs_group
+        .into_iter()
+        .chain(pod_context.supplemental_groups.iter().copied())
+        .map(|gid| gid.to_string())
+        .collect();
+    let mut options = vec!["no-new-privileges:true".to_owned()];
+    let seccomp = own
+        .seccomp_profile
+        .as_ref()
+        .or(pod_context.seccomp_profile.as_ref())
+        .and_then(|profile| profile.type_.clone());
+    match seccomp {
+        None | Some(SeccompProfileType::RuntimeDefault) => {}
+        Some(SeccompProfileType::Unconfined) => options.push("seccomp=unconfined".to_owned()),
+        Some(SeccompProfileType::Localhost) => {
+            return Err(ConfigError(format!(
+                "container {:?}: Localhost seccomp profiles are not supported on this node",
+                container.name
+            )));
+        }
+    }
+    let capabilities = own.capabilities.unwrap_or_default();
+    Ok(Security {
+        user,
+        groups,
+        options,
+        privileged: own.privileged.unwrap_or(false),
+        read_only_root: own.read_only_root_filesystem,
+        cap_add: capabilities.add,
+        cap_drop: capabilities.drop,
+        sysctls: pod_context
+            .sysctls
+            .into_iter()
+            .map(|sysctl| (sysctl.name, sysctl.value))
+            .collect(),
+    })
+}
+
+/// `host:container[:ro]` binds for the container's `hostPath` mounts. Other
+/// volume kinds are not built yet: a container that needs one waits, with
+/// the reason, rather than running without its data.
+fn host_path_binds(pod: &AssignedPod, container: &Container) -> Result<Vec<String>, ConfigError> {
+    let mut binds = Vec::new();
+    for mount in &container.volume_mounts {
+        let volume = pod.pod.spec.volumes.iter().find(|v| v.name == mount.name);
+        let Some(host_path) = volume.and_then(|v| v.host_path.as_ref()) else {
+            return Err(ConfigError(format!(
+                "volume {:?}: volumes are not supported on this node yet",
+                mount.name
+            )));
+        };
+        let read_only = if mount.read_only.unwrap_or(false) {
+            ":ro"
+        } else {
+            ""
+        };
+        binds.push(format!(
+            "{}:{}{read_only}",
+            host_path.path, mount.mount_path
+        ));
+    }
+    Ok(binds)
 }
 
 /// Kubernetes' default grace period.
