@@ -271,6 +271,7 @@ impl PodWorker {
                 }
                 let current = current.clone();
                 self.observe_container(&current).await;
+                self.start_if_never_started(init, index, &current).await;
             }
         }
         if adopted_main {
@@ -288,6 +289,29 @@ impl PodWorker {
             }
         }
         tracing::info!("adopted the pod's containers");
+    }
+
+    /// An earlier agent process may have died between creating a
+    /// container and starting it: start it now, or make a new run when
+    /// that fails.
+    async fn start_if_never_started(&mut self, init: bool, index: usize, id: &str) {
+        let engine = self.engine.clone();
+        let Some(tracked) = self.tracked_mut(init, index) else {
+            return;
+        };
+        // An exited container (whose exit was taken in) waits for its
+        // back-off and a new run instead.
+        let created_only = tracked.exit_seen.as_deref() != Some(id)
+            && matches!(&tracked.slot.state, SlotState::Waiting { reason, .. } if reason == "ContainerCreating");
+        if !created_only {
+            return;
+        }
+        if let Err(error) = engine.docker.start_container(id, None).await {
+            tracing::warn!(container = tracked.slot.name, id, %error, "starting an adopted container failed; making a new one");
+            tracked.due = Some(Instant::now());
+            return;
+        }
+        self.observe_container(id).await;
     }
 
     /// Starts what is due: the next init container, or (once every init
