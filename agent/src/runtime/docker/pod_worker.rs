@@ -51,15 +51,16 @@ pub enum WorkerMessage {
 struct Tracked {
     slot: Slot,
     init: bool,
+    /// Between runs that crashed.
     backoff: RestartBackoff,
+    /// Between tries that never got to a run (pull, config, create).
+    setup_backoff: RestartBackoff,
     /// When to (re)start it, while it waits.
     due: Option<Instant>,
     /// A state it takes later (`ImagePullBackOff` after `ErrImagePull`).
     later: Option<(Instant, SlotState)>,
     /// The container whose exit was already taken in.
     exit_seen: Option<String>,
-    /// Pulls failed in a row.
-    pull_failures: u32,
 }
 
 /// A pod's worker.
@@ -107,10 +108,10 @@ impl PodWorker {
             slot: Slot::new(&container.name, &container.image),
             init,
             backoff: RestartBackoff::new(settings.backoff_initial, settings.backoff_max),
+            setup_backoff: RestartBackoff::new(settings.backoff_initial, settings.backoff_max),
             due: Some(Instant::now()),
             later: None,
             exit_seen: None,
-            pull_failures: 0,
         };
         let spec = &pod.pod.spec;
         let inits = spec
@@ -376,12 +377,9 @@ impl PodWorker {
             .ensure_image(&spec.image, spec.image_pull_policy)
             .await
         {
-            Ok(id) => {
-                tracked.pull_failures = 0;
-                id
-            }
+            Ok(id) => id,
             Err(problem) => {
-                let delay = tracked.backoff.next_delay();
+                let delay = tracked.setup_backoff.next_delay();
                 let now = Instant::now();
                 tracked.due = Some(now + delay);
                 let (reason, message) = match problem {
@@ -399,7 +397,6 @@ impl PodWorker {
                     message: Some(message.clone()),
                 };
                 if reason == "ErrImagePull" {
-                    tracked.pull_failures += 1;
                     // As kubelet: the pull's error first, then the wait.
                     tracked.later = Some((
                         now + Duration::from_millis(500).min(delay),
@@ -439,7 +436,7 @@ impl PodWorker {
                 let Some(tracked) = self.tracked_mut(init, index) else {
                     return;
                 };
-                tracked.due = Some(Instant::now() + tracked.backoff.next_delay());
+                tracked.due = Some(Instant::now() + tracked.setup_backoff.next_delay());
                 tracked.slot.state = SlotState::Waiting {
                     reason: "CreateContainerConfigError".into(),
                     message: Some(error.0),
@@ -490,6 +487,7 @@ impl PodWorker {
         };
         let previous = tracked.slot.container_id.replace(id.clone());
         tracked.slot.restart_count = restart_count;
+        tracked.setup_backoff.reset();
         tracked.slot.state = SlotState::Waiting {
             reason: "ContainerCreating".into(),
             message: None,
@@ -512,7 +510,7 @@ impl PodWorker {
     fn wait_after_failure(&mut self, init: bool, index: usize, reason: &str, message: String) {
         tracing::warn!(reason, message, "a container could not be started");
         if let Some(tracked) = self.tracked_mut(init, index) {
-            tracked.due = Some(Instant::now() + tracked.backoff.next_delay());
+            tracked.due = Some(Instant::now() + tracked.setup_backoff.next_delay());
             tracked.slot.state = SlotState::Waiting {
                 reason: reason.into(),
                 message: Some(message),
