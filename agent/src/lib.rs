@@ -27,7 +27,7 @@ use runtime::docker::DockerRuntime;
 use runtime::sim::{SimRuntime, SimSettings};
 use session::{NodeSession, SessionShared};
 
-pub use settings::{AgentArgs, AgentSettings, Runtime};
+pub use settings::{AgentArgs, AgentSettings, RuntimeKind};
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         labels: settings.labels.clone(),
         heartbeat: settings.heartbeat,
     });
-    if settings.runtime == Runtime::Docker {
+    if settings.runtime == RuntimeKind::Docker {
         // A missing engine ends the agent here: one line, exit code 2.
         let docker = DockerRuntime::connect(&settings, shutdown.clone()).await?;
         tracing::info!(

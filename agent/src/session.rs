@@ -105,6 +105,7 @@ impl<R: Runtime> NodeSession<R> {
     /// Registers, then serves the node until `shutdown`; registers again
     /// whenever the server forgets it, and waits with back-off while the
     /// server is away.
+    #[tracing::instrument(skip_all, fields(node = %self.name))]
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new();
         loop {
@@ -650,5 +651,98 @@ async fn sleep_or_shutdown(delay: Duration, shutdown: &CancellationToken) -> boo
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(delay) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::sim::{SimRuntime, SimSettings};
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        agent: crate::AgentArgs,
+    }
+
+    fn session() -> NodeSession<SimRuntime> {
+        let registry = prometheus::Registry::new();
+        let shared = Arc::new(SessionShared {
+            // Never connected: these tests only feed events in.
+            channel: connection::channel("http://127.0.0.1:9").unwrap(),
+            metrics: AgentMetrics::new(&registry).unwrap(),
+            join_token: "unused".into(),
+            labels: BTreeMap::new(),
+            heartbeat: Duration::from_secs(10),
+        });
+        let settings = <Flags as clap::Parser>::parse_from([
+            "agent", "--server", "x", "--token", "t", "--name", "n",
+        ])
+        .agent
+        .resolve()
+        .unwrap();
+        let runtime = SimRuntime::new(SimSettings::from(&settings), "n".into(), 1);
+        NodeSession::new(shared, "n".into(), runtime)
+    }
+
+    fn event(kind: Type, pod_json: &str) -> pb::PodEvent {
+        pb::PodEvent {
+            r#type: kind.into(),
+            pod_json: pod_json.into(),
+            resource_version: 7,
+            ..pb::PodEvent::default()
+        }
+    }
+
+    const POD: &str = r#"{"metadata":{"name":"web","tenant":"acme","uid":"u1"},"spec":{"containers":[{"name":"main","image":"busybox:1"}]}}"#;
+
+    #[tokio::test]
+    async fn an_unreadable_pod_event_is_counted_not_silently_dropped() {
+        let mut session = session();
+        let mut seen = None;
+        session
+            .on_event(event(Type::Added, r#"{"metadata": 3}"#), &mut seen)
+            .await;
+        session
+            .on_event(event(Type::Deleted, "not json"), &mut seen)
+            .await;
+        session
+            .on_event(event(Type::Unspecified, ""), &mut seen)
+            .await;
+        assert_eq!(session.shared.metrics.pod_events_dropped.get(), 3);
+        assert!(session.pods.is_empty());
+        assert_eq!(session.resource_version, 7);
+    }
+
+    #[tokio::test]
+    async fn a_pod_goes_to_the_runtime_until_it_is_deleted() {
+        let mut session = session();
+        let mut seen = Some(HashSet::new());
+        session.on_event(event(Type::Added, POD), &mut seen).await;
+        let key = PodKey {
+            tenant: "acme".into(),
+            name: "web".into(),
+        };
+        assert!(session.pods.contains_key(&key));
+        assert!(seen.as_ref().is_some_and(|seen| seen.contains(&key)));
+        assert_eq!(session.runtime.list().await.unwrap().len(), 1);
+        assert_eq!(session.shared.metrics.pod_events_dropped.get(), 0);
+        session.on_event(event(Type::Deleted, POD), &mut seen).await;
+        assert!(session.pods.is_empty());
+        assert!(session.runtime.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_snapshot_forgets_pods_not_in_it() {
+        let mut session = session();
+        let mut seen = Some(HashSet::new());
+        session.on_event(event(Type::Added, POD), &mut seen).await;
+        // The watch opens again; this time the snapshot is empty.
+        let mut seen = Some(HashSet::new());
+        let mut end = event(Type::Bookmark, "");
+        end.initial_events_end = true;
+        session.on_event(end, &mut seen).await;
+        assert!(session.pods.is_empty());
+        assert!(session.runtime.list().await.unwrap().is_empty());
     }
 }

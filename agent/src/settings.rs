@@ -9,7 +9,7 @@ use berth_api::quantity::Quantity;
 
 /// How the agent runs pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Runtime {
+pub enum RuntimeKind {
     /// Containers on the host's Docker engine.
     Docker,
     /// Pretend: pods "start" after a delay and report status, nothing runs.
@@ -32,7 +32,7 @@ pub struct AgentArgs {
     pub name: String,
     /// How pods are run.
     #[arg(long, value_enum, default_value = "docker")]
-    pub runtime: Runtime,
+    pub runtime: RuntimeKind,
     /// How many simulated nodes this process runs (`sim` only).
     #[arg(long, default_value_t = 1)]
     pub sim_nodes: u32,
@@ -117,7 +117,7 @@ pub struct AgentSettings {
     /// The node name (the prefix, for several simulated nodes).
     pub name: String,
     /// How pods are run.
-    pub runtime: Runtime,
+    pub runtime: RuntimeKind,
     /// How many simulated nodes.
     pub sim_nodes: u32,
     /// Node labels.

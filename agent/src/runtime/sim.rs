@@ -402,6 +402,89 @@ mod tests {
         serde_json::to_value(status).unwrap()
     }
 
+    fn runtime(delay_ms: u64) -> SimRuntime {
+        let settings = Arc::new(SimSettings {
+            capacity: pb::Capacity::default(),
+            start_delay: Duration::from_millis(delay_ms),
+            failure_rate: 0.0,
+            address: None,
+        });
+        SimRuntime::new(settings, "sim-0".into(), 1)
+    }
+
+    fn assigned(name: &str, status: Option<PodStatus>) -> Arc<AssignedPod> {
+        let mut pod = berth_api::objects::pod::Pod::default();
+        pod.metadata.name = name.into();
+        pod.metadata.tenant = Some("acme".into());
+        pod.metadata.uid = Some(format!("uid-{name}"));
+        pod.spec.containers = vec![berth_api::objects::pod::Container {
+            name: "main".into(),
+            image: "busybox:1".into(),
+            ..Default::default()
+        }];
+        pod.status = status;
+        Arc::new(AssignedPod {
+            pod,
+            ..AssignedPod::default()
+        })
+    }
+
+    /// The next change within `within`, if one comes.
+    async fn change_within(runtime: &mut SimRuntime, within: Duration) -> Option<StatusReport> {
+        tokio::time::timeout(within, runtime.next_change())
+            .await
+            .ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_reports_running_once_its_start_delay_is_over() {
+        let mut sim = runtime(500);
+        sim.start(assigned("web", None)).await;
+        assert!(
+            change_within(&mut sim, Duration::from_millis(400))
+                .await
+                .is_none()
+        );
+        let report = change_within(&mut sim, Duration::from_millis(200))
+            .await
+            .expect("a report after the delay");
+        assert_eq!(report.key.name, "web");
+        assert_eq!(report.uid, "uid-web");
+        assert_eq!(report.status.phase, Some(PodPhase::Running));
+        assert_eq!(sim.inspect(&report.key).await.unwrap(), Some(report.status));
+        assert!(
+            change_within(&mut sim, Duration::from_secs(5))
+                .await
+                .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_pod_reports_nothing_and_an_adopted_one_is_not_started_again() {
+        let mut sim = runtime(100);
+        let stopped = assigned("gone", None);
+        sim.start(stopped.clone()).await;
+        sim.stop(OwnedPod {
+            key: stopped.key(),
+            uid: stopped.uid().to_owned(),
+        })
+        .await;
+        let reported_here = PodStatus {
+            phase: Some(PodPhase::Running),
+            host_ip: Some(sim.host_ip.clone()),
+            ..PodStatus::default()
+        };
+        sim.start(assigned("kept", Some(reported_here))).await;
+        assert!(
+            change_within(&mut sim, Duration::from_secs(5))
+                .await
+                .is_none()
+        );
+        let owned = sim.list().await.unwrap();
+        assert_eq!(owned.len(), 1);
+        assert_eq!(owned[0].key.name, "kept");
+    }
+
     #[test]
     fn a_started_pod_is_running_and_ready_with_addresses() {
         let status = json(&simulated_status(

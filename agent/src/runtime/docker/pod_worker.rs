@@ -51,15 +51,16 @@ pub enum WorkerMessage {
 struct Tracked {
     slot: Slot,
     init: bool,
+    /// Between runs that crashed.
     backoff: RestartBackoff,
+    /// Between tries that never got to a run (pull, config, create).
+    setup_backoff: RestartBackoff,
     /// When to (re)start it, while it waits.
     due: Option<Instant>,
     /// A state it takes later (`ImagePullBackOff` after `ErrImagePull`).
     later: Option<(Instant, SlotState)>,
     /// The container whose exit was already taken in.
     exit_seen: Option<String>,
-    /// Pulls failed in a row.
-    pull_failures: u32,
 }
 
 /// A pod's worker.
@@ -107,10 +108,10 @@ impl PodWorker {
             slot: Slot::new(&container.name, &container.image),
             init,
             backoff: RestartBackoff::new(settings.backoff_initial, settings.backoff_max),
+            setup_backoff: RestartBackoff::new(settings.backoff_initial, settings.backoff_max),
             due: Some(Instant::now()),
             later: None,
             exit_seen: None,
-            pull_failures: 0,
         };
         let spec = &pod.pod.spec;
         let inits = spec
@@ -271,6 +272,7 @@ impl PodWorker {
                 }
                 let current = current.clone();
                 self.observe_container(&current).await;
+                self.start_if_never_started(init, index, &current).await;
             }
         }
         if adopted_main {
@@ -288,6 +290,29 @@ impl PodWorker {
             }
         }
         tracing::info!("adopted the pod's containers");
+    }
+
+    /// An earlier agent process may have died between creating a
+    /// container and starting it: start it now, or make a new run when
+    /// that fails.
+    async fn start_if_never_started(&mut self, init: bool, index: usize, id: &str) {
+        let engine = self.engine.clone();
+        let Some(tracked) = self.tracked_mut(init, index) else {
+            return;
+        };
+        // An exited container (whose exit was taken in) waits for its
+        // back-off and a new run instead.
+        let created_only = tracked.exit_seen.as_deref() != Some(id)
+            && matches!(&tracked.slot.state, SlotState::Waiting { reason, .. } if reason == "ContainerCreating");
+        if !created_only {
+            return;
+        }
+        if let Err(error) = engine.docker.start_container(id, None).await {
+            tracing::warn!(container = tracked.slot.name, id, %error, "starting an adopted container failed; making a new one");
+            tracked.due = Some(Instant::now());
+            return;
+        }
+        self.observe_container(id).await;
     }
 
     /// Starts what is due: the next init container, or (once every init
@@ -352,12 +377,9 @@ impl PodWorker {
             .ensure_image(&spec.image, spec.image_pull_policy)
             .await
         {
-            Ok(id) => {
-                tracked.pull_failures = 0;
-                id
-            }
+            Ok(id) => id,
             Err(problem) => {
-                let delay = tracked.backoff.next_delay();
+                let delay = tracked.setup_backoff.next_delay();
                 let now = Instant::now();
                 tracked.due = Some(now + delay);
                 let (reason, message) = match problem {
@@ -375,7 +397,6 @@ impl PodWorker {
                     message: Some(message.clone()),
                 };
                 if reason == "ErrImagePull" {
-                    tracked.pull_failures += 1;
                     // As kubelet: the pull's error first, then the wait.
                     tracked.later = Some((
                         now + Duration::from_millis(500).min(delay),
@@ -415,7 +436,7 @@ impl PodWorker {
                 let Some(tracked) = self.tracked_mut(init, index) else {
                     return;
                 };
-                tracked.due = Some(Instant::now() + tracked.backoff.next_delay());
+                tracked.due = Some(Instant::now() + tracked.setup_backoff.next_delay());
                 tracked.slot.state = SlotState::Waiting {
                     reason: "CreateContainerConfigError".into(),
                     message: Some(error.0),
@@ -466,6 +487,7 @@ impl PodWorker {
         };
         let previous = tracked.slot.container_id.replace(id.clone());
         tracked.slot.restart_count = restart_count;
+        tracked.setup_backoff.reset();
         tracked.slot.state = SlotState::Waiting {
             reason: "ContainerCreating".into(),
             message: None,
@@ -488,7 +510,7 @@ impl PodWorker {
     fn wait_after_failure(&mut self, init: bool, index: usize, reason: &str, message: String) {
         tracing::warn!(reason, message, "a container could not be started");
         if let Some(tracked) = self.tracked_mut(init, index) {
-            tracked.due = Some(Instant::now() + tracked.backoff.next_delay());
+            tracked.due = Some(Instant::now() + tracked.setup_backoff.next_delay());
             tracked.slot.state = SlotState::Waiting {
                 reason: reason.into(),
                 message: Some(message),
