@@ -10,6 +10,8 @@
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations,
 //!   `sim` (nodes that pretend to run pods, many per process, as KWOK
 //!   does) and `docker`.
+//! - [`tunnel`]: the agent's end of the `Streams` tunnel, through which
+//!   the server asks for containers' logs.
 //! - [`metrics`]: the agent's Prometheus figures and its `/metrics`
 //!   listener.
 
@@ -18,6 +20,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod session;
 pub mod settings;
+pub mod tunnel;
 
 use std::sync::Arc;
 

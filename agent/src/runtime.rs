@@ -104,18 +104,28 @@ pub struct NodeFacts {
     pub labels: BTreeMap<String, String>,
 }
 
-/// What `logs` is asked for: one container's output so far.
+/// What `logs` is asked for: one container's output so far, and with
+/// `follow` what it writes from then on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogRequest {
     /// The container's name in the pod.
     pub container: String,
+    /// Keep streaming what the container writes, until it stops.
+    pub follow: bool,
     /// Only the last lines.
     pub tail_lines: Option<u64>,
+    /// Only what was written in the last seconds.
+    pub since_seconds: Option<u64>,
     /// With each line's time.
     pub timestamps: bool,
     /// The previous run's output instead.
     pub previous: bool,
 }
+
+/// A container's output as it comes, in chunks of any size; it ends when
+/// the output does (with `follow`, when the container stops). It holds
+/// nothing of the runtime, so the session can hand it to a task of its own.
+pub type LogStream = futures::stream::BoxStream<'static, Result<Vec<u8>, RuntimeError>>;
 
 /// One container's resource use.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -185,12 +195,13 @@ pub trait Runtime: Send + 'static {
     /// process of the agent left behind.
     fn list(&self) -> impl Future<Output = Result<Vec<OwnedPod>, RuntimeError>> + Send;
 
-    /// A container's output.
+    /// A container's output, as a stream. Finding the container happens
+    /// here (a missing one fails at once); reading it, in the stream.
     fn logs(
         &self,
         pod: &PodKey,
         request: LogRequest,
-    ) -> impl Future<Output = Result<Vec<u8>, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<LogStream, RuntimeError>> + Send;
 
     /// Runs `command` in a container and waits for it.
     fn exec(

@@ -29,7 +29,10 @@ use tonic::{Code, Status, Streaming};
 
 use crate::connection::{self, Backoff, NodeClient};
 use crate::metrics::AgentMetrics;
-use crate::runtime::{AssignedPod, OwnedPod, PodKey, Runtime, StatusReport};
+use crate::runtime::{
+    AssignedPod, LogRequest, OwnedPod, PodKey, Runtime, RuntimeError, StatusReport,
+};
+use crate::tunnel::Tunnel;
 
 /// The shortest time between two status reports of one pod.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
@@ -181,7 +184,23 @@ impl<R: Runtime> NodeSession<R> {
         // Pods seen since the watch (re)opened, until its snapshot ends.
         let mut seen: Option<HashSet<PodKey>> = None;
         let mut opened_once = false;
+        // The tunnel the server's log requests come through.
+        let mut tunnel: Option<Tunnel> = None;
+        let mut tunnel_at = Instant::now();
+        let mut tunnel_backoff = Backoff::new();
         loop {
+            if tunnel.is_none() && Instant::now() >= tunnel_at {
+                match Tunnel::open(&mut client).await {
+                    Ok(opened) => tunnel = Some(opened),
+                    Err(status) if forgotten(&status) => {
+                        return SessionEnd::Reregister(status.message().to_owned());
+                    }
+                    Err(status) => {
+                        tracing::debug!(node = self.name, %status, "opening the tunnel failed");
+                        tunnel_at = Instant::now() + tunnel_backoff.next_delay();
+                    }
+                }
+            }
             if watch.is_none() && Instant::now() >= reopen_at {
                 if opened_once {
                     self.shared.metrics.watch_reconnects.inc();
@@ -248,6 +267,62 @@ impl<R: Runtime> NodeSession<R> {
                     }
                 }
                 () = tokio::time::sleep_until(reopen_at), if watch.is_none() => {}
+                frame = next_frame(&mut tunnel) => match frame {
+                    Ok(Some(frame)) => {
+                        tunnel_backoff.reset();
+                        if let Some(open) = tunnel.as_mut() {
+                            self.on_frame(frame, open).await;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        tracing::debug!(node = self.name, "the tunnel closed; reopening");
+                        tunnel = None;
+                        tunnel_at = Instant::now() + tunnel_backoff.next_delay();
+                    }
+                },
+                () = tokio::time::sleep_until(tunnel_at), if tunnel.is_none() => {}
+            }
+        }
+    }
+
+    /// Takes in one request of the server's through the tunnel.
+    async fn on_frame(&mut self, frame: pb::ServerFrame, tunnel: &mut Tunnel) {
+        use pb::server_frame::Kind;
+        match frame.kind {
+            Some(Kind::Log(request)) => {
+                let key = PodKey {
+                    tenant: request.tenant,
+                    name: request.pod,
+                };
+                let known = self
+                    .pods
+                    .get(&key)
+                    .is_some_and(|known| known.uid == request.uid);
+                let opened = if known {
+                    let asked = LogRequest {
+                        container: request.container,
+                        follow: request.follow,
+                        tail_lines: request.tail_lines.and_then(|n| u64::try_from(n).ok()),
+                        since_seconds: request.since_seconds.and_then(|n| u64::try_from(n).ok()),
+                        timestamps: request.timestamps,
+                        previous: request.previous,
+                    };
+                    self.runtime.logs(&key, asked).await
+                } else {
+                    Err(RuntimeError::NotFound(format!("pod {key}")))
+                };
+                match opened {
+                    Ok(output) => tunnel.serve(frame.id, output),
+                    Err(error) => tunnel.fail(frame.id, &error),
+                }
+            }
+            Some(Kind::Cancel(_)) => tunnel.cancel(frame.id),
+            None => {
+                tracing::warn!(
+                    node = self.name,
+                    id = frame.id,
+                    "a tunnel request of no known kind was ignored"
+                );
             }
         }
     }
@@ -634,6 +709,14 @@ async fn next_message(
 ) -> Result<Option<pb::PodEvent>, Status> {
     match watch {
         Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tunnel's next frame; never, without a tunnel.
+async fn next_frame(tunnel: &mut Option<Tunnel>) -> Result<Option<pb::ServerFrame>, Status> {
+    match tunnel {
+        Some(tunnel) => tunnel.next().await,
         None => std::future::pending().await,
     }
 }

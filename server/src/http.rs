@@ -25,6 +25,8 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
     /// How often an idle REST watch gets a BOOKMARK.
     pub watch_bookmark_interval: Duration,
+    /// The agents' tunnels held by this process, for logs.
+    pub tunnels: crate::node_api::tunnels::Tunnels,
 }
 
 /// Builds the HTTP server on `listener`. The caller runs the returned future

@@ -18,6 +18,8 @@
 //!   concurrency, Secret sealing, lists and watches.
 //! - [`pod_security`]: Pod Security admission against each tenant's level,
 //!   and changing that level.
+//! - [`pod_logs`]: containers' logs through the agents' tunnels, of one
+//!   pod or of every pod of a Deployment.
 //! - [`rollouts`]: the scale of Deployments and ReplicaSets, a
 //!   Deployment's revisions and rollback, over [`objects`].
 //! - [`rest`]: the REST API under `/api/v1`.
@@ -39,6 +41,7 @@ pub mod events;
 pub mod http;
 pub mod node_api;
 pub mod objects;
+pub mod pod_logs;
 pub mod pod_security;
 pub mod rest;
 pub mod rollouts;

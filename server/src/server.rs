@@ -78,6 +78,7 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     let grpc_addr = grpc_listener
         .local_addr()
         .context("reading the gRPC address")?;
+    let tunnels = crate::node_api::tunnels::Tunnels::default();
     let (http_server, http_handle) = http::serve(
         listener,
         AppState {
@@ -89,12 +90,14 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             objects: crate::objects::Objects::new(store.clone(), encryption_key.clone()),
             audit,
             watch_bookmark_interval: settings.watch_bookmark_interval,
+            tunnels: tunnels.clone(),
         },
     )
     .context("starting HTTP")?;
     let grpc_shutdown = CancellationToken::new();
     let node_api = crate::node_api::NodeApi::start(
         crate::objects::Objects::new(store.clone(), encryption_key),
+        tunnels,
         grpc_shutdown.clone(),
     );
     let grpc_task = tokio::spawn(etcd::serve(

@@ -7,6 +7,7 @@
 //! - [`db`]: a fresh database per test, on SQLite or PostgreSQL.
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`etcd_grpc`]: raw etcd gRPC clients signed in as a Berth user.
+//! - [`logs`]: reading the log API, whole or followed.
 //! - [`process`]: building and running Berth's binaries as real processes.
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
 //! - [`tokens`]: forged, tampered and expired access tokens.
@@ -16,6 +17,7 @@ pub mod db;
 pub mod docker;
 pub mod etcd;
 pub mod etcd_grpc;
+pub mod logs;
 pub mod process;
 pub mod rest;
 pub mod tokens;

@@ -108,8 +108,16 @@ async fn a_pod_runs_and_answers_logs_exec_stats_inspect_and_list_then_stops() {
         container: "main".into(),
         ..LogRequest::default()
     };
-    let logs = runtime.logs(&key, request).await.expect("logs");
-    assert_eq!(String::from_utf8_lossy(&logs), "hello from berth\n");
+    let chunks: Vec<Vec<u8>> =
+        futures::StreamExt::collect::<Vec<_>>(runtime.logs(&key, request).await.expect("logs"))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("log output");
+    assert_eq!(
+        String::from_utf8_lossy(&chunks.concat()),
+        "hello from berth\n"
+    );
     let hostname = runtime
         .exec(&key, "main", vec!["cat".into(), "/etc/hostname".into()])
         .await

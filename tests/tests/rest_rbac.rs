@@ -165,6 +165,18 @@ async fn attempt(
                 .await
             }
             ("rollback", "update") => api.post(&path, json!({})).await,
+            ("log", "get") => match api.get(&path).await {
+                // No node runs the pod: the caller got past authorization
+                // to the pod itself.
+                (400, answer)
+                    if answer["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("is waiting to start")) =>
+                {
+                    (200, answer)
+                }
+                other => other,
+            },
             other => panic!("no request for {other:?}"),
         }
     } else {

@@ -40,8 +40,8 @@ use tokio_util::task::TaskTracker;
 use self::container_spec::Hardening;
 use self::pod_worker::{WorkerMessage, WorkerSettings};
 use super::{
-    AssignedPod, ContainerStats, ExecOutput, LogRequest, NodeFacts, OwnedPod, PodKey, Runtime,
-    RuntimeError, StatusReport,
+    AssignedPod, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod, PodKey,
+    Runtime, RuntimeError, StatusReport,
 };
 use crate::connection::Backoff;
 use crate::settings::AgentSettings;
@@ -607,27 +607,36 @@ impl Runtime for DockerRuntime {
         Ok(owned)
     }
 
-    async fn logs(&self, pod: &PodKey, request: LogRequest) -> Result<Vec<u8>, RuntimeError> {
+    async fn logs(&self, pod: &PodKey, request: LogRequest) -> Result<LogStream, RuntimeError> {
         use bollard::query_parameters::LogsOptions;
         let id = self
             .container_id(pod, &request.container, request.previous)
             .await?;
+        let since = request.since_seconds.map_or(0, |seconds| {
+            let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+            let since = chrono::Utc::now().timestamp().saturating_sub(seconds);
+            i32::try_from(since.max(1)).unwrap_or(i32::MAX)
+        });
         let options = LogsOptions {
+            follow: request.follow,
             stdout: true,
             stderr: true,
+            since,
             timestamps: request.timestamps,
             tail: request
                 .tail_lines
                 .map_or_else(|| "all".to_owned(), |n| n.to_string()),
             ..LogsOptions::default()
         };
-        let mut stream = self.engine.docker.logs(&id, Some(options));
-        let mut output = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(call("logs"))?;
-            output.extend_from_slice(&chunk.into_bytes());
-        }
-        Ok(output)
+        // The engine's stream owns its own handle, not this runtime.
+        let stream = self.engine.docker.logs(&id, Some(options));
+        Ok(stream
+            .map(|chunk| {
+                chunk
+                    .map(|chunk| chunk.into_bytes().to_vec())
+                    .map_err(|e| call("logs")(e).into())
+            })
+            .boxed())
     }
 
     async fn exec(

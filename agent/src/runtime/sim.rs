@@ -22,8 +22,8 @@ use berth_api::objects::pod::{
 use tokio::time::Instant;
 
 use super::{
-    AssignedPod, ContainerStats, ExecOutput, LogRequest, NodeFacts, OwnedPod, PodKey, Runtime,
-    RuntimeError, StatusReport,
+    AssignedPod, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod, PodKey,
+    Runtime, RuntimeError, StatusReport,
 };
 use crate::session::sleep_until;
 use crate::settings::AgentSettings;
@@ -78,6 +78,28 @@ struct SimPod {
     /// `inspect` remakes its status; kept small rather than the whole
     /// status, for a thousand nodes' pods in one process.
     started: Option<SimStart>,
+}
+
+/// How many lines a simulated container has written.
+const SIM_LOG_LINES: u64 = 3;
+
+/// A simulated container's output: a few numbered lines, the last
+/// `tail_lines` of them, each with the time now when asked for.
+fn synthetic_log(pod: &PodKey, request: &LogRequest) -> Vec<Vec<u8>> {
+    let first = request
+        .tail_lines
+        .map_or(1, |tail| SIM_LOG_LINES.saturating_sub(tail) + 1);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    (first..=SIM_LOG_LINES)
+        .map(|n| {
+            let line = format!("sim {pod} {}: line {n}\n", request.container);
+            if request.timestamps {
+                format!("{now} {line}").into_bytes()
+            } else {
+                line.into_bytes()
+            }
+        })
+        .collect()
 }
 
 /// How a simulated pod started.
@@ -258,10 +280,26 @@ impl Runtime for SimRuntime {
             .collect())
     }
 
-    async fn logs(&self, _pod: &PodKey, _request: LogRequest) -> Result<Vec<u8>, RuntimeError> {
-        Err(RuntimeError::Unsupported {
-            runtime: "sim",
-            operation: "logs",
+    async fn logs(&self, pod: &PodKey, request: LogRequest) -> Result<LogStream, RuntimeError> {
+        use futures::StreamExt;
+        let missing =
+            || RuntimeError::NotFound(format!("container {} of pod {pod}", request.container));
+        let sim_pod = self.pods.get(pod).ok_or_else(missing)?;
+        if request.previous
+            || !sim_pod
+                .containers
+                .iter()
+                .any(|(name, _)| *name == request.container)
+        {
+            return Err(missing());
+        }
+        let lines = synthetic_log(pod, &request);
+        let written = futures::stream::iter(lines.into_iter().map(Ok));
+        Ok(if request.follow {
+            // A quiet container: nothing more until the reader goes.
+            written.chain(futures::stream::pending()).boxed()
+        } else {
+            written.boxed()
         })
     }
 

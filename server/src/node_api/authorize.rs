@@ -2,6 +2,7 @@
 //! may do. Every RPC but `Register` asks [`node_may`] before it acts.
 //!
 //! A node may report its own Node's status, watch the pods bound to it,
+//! hold its own `Streams` tunnel,
 //! write the status of a pod bound to it, and read the ConfigMaps and
 //! Secrets that a pod bound to it references, in that pod's tenant. Nothing
 //! else.
@@ -23,6 +24,12 @@ pub enum NodeAction<'a> {
     /// Watch the pods bound to `node`.
     WatchPodsOf {
         /// The node whose pods.
+        node: &'a str,
+    },
+    /// Hold the `Streams` tunnel of `node`, through which the server asks
+    /// for its containers' logs.
+    OpenTunnelOf {
+        /// The node whose tunnel.
         node: &'a str,
     },
     /// Write the status of `pod`, as it is stored now.
@@ -53,9 +60,9 @@ pub enum ReferenceKind {
 /// Whether the holder of `node`'s credential may do `action`.
 pub fn node_may(node: &str, action: NodeAction<'_>) -> bool {
     match action {
-        NodeAction::WriteNodeStatus { node: target } | NodeAction::WatchPodsOf { node: target } => {
-            target == node
-        }
+        NodeAction::WriteNodeStatus { node: target }
+        | NodeAction::WatchPodsOf { node: target }
+        | NodeAction::OpenTunnelOf { node: target } => target == node,
         NodeAction::WritePodStatus { pod } => node_name_of(pod) == Some(node),
         NodeAction::ReadReference { pod, kind, name } => {
             node_name_of(pod) == Some(node) && PodReferences::of(pod).names(kind).any(|n| n == name)

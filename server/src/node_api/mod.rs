@@ -8,6 +8,8 @@
 //! - `node_status`: the Node object and status an agent's calls write.
 //! - `pods_by_node`: one store watch on every pod, fanned out to the nodes
 //!   the pods are bound to.
+//! - [`tunnels`]: the agents' `Streams` tunnels held by this process, and
+//!   the log requests running through them.
 //! - this module: the RPCs (parse, authenticate, authorize, call, map
 //!   errors).
 
@@ -15,6 +17,7 @@ mod authorize;
 pub mod credentials;
 mod node_status;
 pub mod pods_by_node;
+pub mod tunnels;
 
 use berth_api::labels;
 use berth_api::node::v1 as pb;
@@ -29,6 +32,7 @@ pub use authorize::{NodeAction, PodReferences, ReferenceKind, node_may};
 use credentials::Credentials;
 use node_status::ReportedCondition;
 use pods_by_node::{ChangeKind, NodePodEvent, PodsByNode};
+use tunnels::Tunnels;
 
 use crate::objects::{ObjectError, ObjectRef, Objects, SecretValues};
 use crate::store::StoreError;
@@ -149,16 +153,19 @@ pub struct NodeApi {
     levels: TenantLevels,
     credentials: Credentials,
     pods: PodsByNode,
+    tunnels: Tunnels,
     shutdown: CancellationToken,
 }
 
 impl NodeApi {
     /// Starts the node API's shared pod index over `objects`; it and every
-    /// open `WatchPods` stream stop at `shutdown`.
-    pub fn start(objects: Objects, shutdown: CancellationToken) -> NodeApi {
+    /// open `WatchPods` and `Streams` stream stop at `shutdown`. Agents'
+    /// tunnels are kept in `tunnels`, which the REST API reads.
+    pub fn start(objects: Objects, tunnels: Tunnels, shutdown: CancellationToken) -> NodeApi {
         NodeApi {
             credentials: Credentials::new(objects.store().clone()),
             pods: PodsByNode::start(objects.clone(), shutdown.clone()),
+            tunnels,
             levels: TenantLevels::default(),
             objects,
             shutdown,
@@ -524,6 +531,31 @@ impl NodeApi {
     }
 }
 
+/// Hands an agent's tunnel frames to the requests they answer until the
+/// agent goes away or the server shuts down, then forgets the tunnel.
+async fn relay_tunnel(
+    tunnels: Tunnels,
+    attached: tunnels::Attached,
+    mut inbound: tonic::Streaming<pb::AgentFrame>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let frame = tokio::select! {
+            () = shutdown.cancelled() => break,
+            frame = inbound.message() => frame,
+        };
+        match frame {
+            Ok(Some(frame)) => tunnels.deliver(&attached, frame).await,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(node = attached.node, %status, "a tunnel ended");
+                break;
+            }
+        }
+    }
+    tunnels.detach(&attached);
+}
+
 fn authorize(node: &str, action: NodeAction<'_>) -> Result<(), NodeApiError> {
     if node_may(node, action) {
         Ok(())
@@ -610,6 +642,30 @@ impl NodeService for NodeApi {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             stream,
         )))
+    }
+
+    type StreamsStream = futures::stream::BoxStream<'static, Result<pb::ServerFrame, Status>>;
+
+    #[tracing::instrument(skip_all, fields(node))]
+    async fn streams(
+        &self,
+        request: Request<tonic::Streaming<pb::AgentFrame>>,
+    ) -> Result<Response<Self::StreamsStream>, Status> {
+        use futures::StreamExt;
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        authorize(&node, NodeAction::OpenTunnelOf { node: &node })?;
+        let (attached, to_agent) = self.tunnels.attach(&node);
+        tracing::debug!("tunnel opened");
+        tokio::spawn(relay_tunnel(
+            self.tunnels.clone(),
+            attached,
+            request.into_inner(),
+            self.shutdown.clone(),
+        ));
+        let frames = tokio_stream::wrappers::ReceiverStream::new(to_agent)
+            .take_until(self.shutdown.clone().cancelled_owned());
+        Ok(Response::new(frames.boxed()))
     }
 
     async fn update_pod_status(

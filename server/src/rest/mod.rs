@@ -9,6 +9,7 @@
 //!   their bodies and their watch streams.
 //! - `rollouts`: the scale subresource of Deployments and ReplicaSets, a
 //!   Deployment's rollback and revisions.
+//! - `logs`: containers' logs of a pod or of a Deployment's pods.
 //! - `tenants`: tenants and their members; `users`: accounts (platform
 //!   admin); `tokens`: API tokens; `join_tokens`: node join tokens
 //!   (platform admin).
@@ -19,6 +20,7 @@ mod body;
 pub mod caller;
 pub mod error;
 mod join_tokens;
+mod logs;
 pub mod openapi;
 mod resources;
 mod rollouts;
@@ -53,5 +55,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
     // and the subresources for nothing.
     join_tokens::configure(config);
     rollouts::configure(config);
+    logs::configure(config);
     resources::configure(config);
 }

@@ -27,6 +27,7 @@ pub fn document() -> OpenApi {
     doc.merge(super::tokens::TokensApi::openapi());
     doc.merge(super::join_tokens::JoinTokensApi::openapi());
     doc.merge(super::rollouts::RolloutsApi::openapi());
+    doc.merge(super::logs::LogsApi::openapi());
     doc.info.title = "Berth".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
