@@ -24,6 +24,8 @@ pub struct AgentMetrics {
     pub pod_events_dropped: IntCounter,
     /// Pods refused because they fail their tenant's Pod Security level.
     pub pods_refused: IntCounter,
+    /// Notes for pod events that did not reach the server.
+    pub pod_notes_dropped: IntCounter,
 }
 
 impl AgentMetrics {
@@ -62,6 +64,10 @@ impl AgentMetrics {
                 "berth_agent_pods_refused_total",
                 "Pods refused because they fail their tenant's Pod Security level.",
             )?,
+            pod_notes_dropped: IntCounter::new(
+                "berth_agent_pod_notes_dropped_total",
+                "Notes for pod events that did not reach the server.",
+            )?,
         };
         registry.register(Box::new(metrics.pods_running.clone()))?;
         registry.register(Box::new(metrics.nodes_registered.clone()))?;
@@ -71,6 +77,7 @@ impl AgentMetrics {
         registry.register(Box::new(metrics.pod_status_updates.clone()))?;
         registry.register(Box::new(metrics.pod_events_dropped.clone()))?;
         registry.register(Box::new(metrics.pods_refused.clone()))?;
+        registry.register(Box::new(metrics.pod_notes_dropped.clone()))?;
         Ok(metrics)
     }
 }

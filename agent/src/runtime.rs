@@ -6,7 +6,7 @@
 //! - [`docker`]: real containers on the host's Docker engine.
 //!
 //! A runtime is told what to run ([`Runtime::start`], [`Runtime::stop`]) and
-//! answers status changes through [`Runtime::next_change`], which the
+//! answers status changes and notes through [`Runtime::next_change`], which the
 //! session awaits beside its watch and heartbeats. Docker fills it from its
 //! event stream, the sim from its start timers; neither is polled.
 
@@ -80,6 +80,31 @@ pub struct StatusReport {
     pub uid: String,
     /// The whole status.
     pub status: PodStatus,
+}
+
+/// Something that happened to a pod, which the server records as an Event
+/// on it (`Pulling`, `Unhealthy`, `BackOff`, …), as kubelet does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodNote {
+    /// Which pod.
+    pub key: PodKey,
+    /// Which incarnation of it.
+    pub uid: String,
+    /// A `Warning` rather than `Normal` event.
+    pub warning: bool,
+    /// Kubernetes' reason.
+    pub reason: String,
+    /// What happened, in Kubernetes' words.
+    pub message: String,
+}
+
+/// What a runtime has to tell the session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A pod's status changed.
+    Status(StatusReport),
+    /// Something happened to a pod that users should hear of.
+    Note(PodNote),
 }
 
 /// A pod the runtime holds something of (containers, timers).
@@ -182,8 +207,8 @@ pub trait Runtime: Send + 'static {
     /// reported for it afterwards.
     fn stop(&mut self, pod: OwnedPod) -> impl Future<Output = ()> + Send;
 
-    /// The next status change; pending while there is none.
-    fn next_change(&mut self) -> impl Future<Output = StatusReport> + Send;
+    /// The next status change or note; pending while there is none.
+    fn next_change(&mut self) -> impl Future<Output = Change> + Send;
 
     /// The pod's status as the runtime sees it now.
     fn inspect(

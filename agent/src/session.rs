@@ -30,12 +30,16 @@ use tonic::{Code, Status, Streaming};
 use crate::connection::{self, Backoff, NodeClient};
 use crate::metrics::AgentMetrics;
 use crate::runtime::{
-    AssignedPod, LogRequest, OwnedPod, PodKey, Runtime, RuntimeError, StatusReport,
+    AssignedPod, Change, LogRequest, OwnedPod, PodKey, PodNote, Runtime, RuntimeError, StatusReport,
 };
 use crate::tunnel::Tunnel;
 
 /// The shortest time between two status reports of one pod.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How many notes wait for the server at most (one `RecordPodEvents`
+/// call's worth).
+const MAX_NOTES: usize = 100;
 
 /// How long a status the server did not take waits before it is sent again.
 const REPORT_RETRY: Duration = Duration::from_secs(1);
@@ -65,6 +69,8 @@ pub struct NodeSession<R> {
     waiting: HashMap<PodKey, StatusReport>,
     /// When each waiting report is due, soonest first.
     due: BinaryHeap<Reverse<(Instant, PodKey)>>,
+    /// Notes for the server's events, sent after the current step.
+    notes: Vec<pb::PodNote>,
 }
 
 /// A pod as the session remembers it.
@@ -102,6 +108,7 @@ impl<R: Runtime> NodeSession<R> {
             resource_version: 0,
             waiting: HashMap::new(),
             due: BinaryHeap::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -223,6 +230,11 @@ impl<R: Runtime> NodeSession<R> {
                     }
                 }
             }
+            if !self.notes.is_empty()
+                && let Some(end) = self.send_notes(&mut client).await
+            {
+                return end;
+            }
             let next_due = self.due.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
@@ -256,11 +268,14 @@ impl<R: Runtime> NodeSession<R> {
                         reopen_at = Instant::now() + backoff.next_delay();
                     }
                 },
-                report = self.runtime.next_change() => {
-                    if let Some(end) = self.offer(report, &mut client).await {
-                        return end;
+                change = self.runtime.next_change() => match change {
+                    Change::Status(report) => {
+                        if let Some(end) = self.offer(report, &mut client).await {
+                            return end;
+                        }
                     }
-                }
+                    Change::Note(note) => self.note(note),
+                },
                 () = sleep_until(next_due) => {
                     if let Some(end) = self.send_due(&mut client).await {
                         return end;
@@ -493,6 +508,14 @@ impl<R: Runtime> NodeSession<R> {
         tracing::warn!(node = self.name, pod = %key, %refusal, "refused by Pod Security");
         self.shared.metrics.pods_refused.inc();
         let status = refused_status(pod, &refusal);
+        self.notes.push(pb::PodNote {
+            tenant: key.tenant.clone(),
+            pod: key.name.clone(),
+            uid: uid.clone(),
+            r#type: "Warning".into(),
+            reason: "FailedCreate".into(),
+            message: format!("Error: {refusal}"),
+        });
         if self
             .waiting
             .insert(
@@ -506,6 +529,52 @@ impl<R: Runtime> NodeSession<R> {
             .is_none()
         {
             self.due.push(Reverse((Instant::now(), key)));
+        }
+    }
+
+    /// Keeps `note` for the server, when it is about a pod this node runs.
+    fn note(&mut self, note: PodNote) {
+        if self
+            .pods
+            .get(&note.key)
+            .is_none_or(|known| known.uid != note.uid)
+        {
+            return;
+        }
+        // Past a full call's worth, notes go rather than memory.
+        if self.notes.len() >= MAX_NOTES {
+            self.shared.metrics.pod_notes_dropped.inc();
+            return;
+        }
+        self.notes.push(pb::PodNote {
+            tenant: note.key.tenant,
+            pod: note.key.name,
+            uid: note.uid,
+            r#type: if note.warning { "Warning" } else { "Normal" }.into(),
+            reason: note.reason,
+            message: note.message,
+        });
+    }
+
+    /// Sends the notes kept so far, in one call. Events are a courtesy: a
+    /// call that fails loses its notes (counted), and nothing waits for a
+    /// retry.
+    async fn send_notes(&mut self, client: &mut NodeClient) -> Option<SessionEnd> {
+        let notes = std::mem::take(&mut self.notes);
+        let count = notes.len() as u64;
+        match client
+            .record_pod_events(pb::RecordPodEventsRequest { notes })
+            .await
+        {
+            Ok(_) => None,
+            Err(status) if forgotten(&status) => {
+                Some(SessionEnd::Reregister(status.message().to_owned()))
+            }
+            Err(status) => {
+                tracing::debug!(node = self.name, %status, "recording pod events failed");
+                self.shared.metrics.pod_notes_dropped.inc_by(count);
+                None
+            }
         }
     }
 

@@ -92,6 +92,8 @@ impl Involved {
 pub struct EventRecorder {
     store: Store,
     component: String,
+    /// The node the component runs on (`source.host`), for agents.
+    host: Option<String>,
     ttl: Duration,
     lease: Arc<Mutex<Option<(i64, Instant)>>>,
     extra_compares: Vec<Compare>,
@@ -105,6 +107,7 @@ impl EventRecorder {
         EventRecorder {
             store,
             component: component.to_owned(),
+            host: None,
             ttl,
             lease: Arc::new(Mutex::new(None)),
             extra_compares: Vec::new(),
@@ -164,6 +167,12 @@ impl EventRecorder {
             }
             drop(permit);
         });
+    }
+
+    /// The same recorder, writing events seen on node `host`.
+    pub fn on_host(mut self, host: &str) -> EventRecorder {
+        self.host = Some(host.to_owned());
+        self
     }
 
     /// The same recorder, whose writes also require `compares` to hold (a
@@ -244,7 +253,10 @@ impl EventRecorder {
                 "count": count,
                 "firstTimestamp": first,
                 "lastTimestamp": now,
-                "source": {"component": self.component},
+                "source": match &self.host {
+                    Some(host) => json!({"component": self.component, "host": host}),
+                    None => json!({"component": self.component}),
+                },
                 "reportingComponent": self.component,
             });
             let mut compares = self.extra_compares.clone();

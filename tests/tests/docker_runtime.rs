@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_agent::AgentArgs;
 use berth_agent::runtime::docker::DockerRuntime;
-use berth_agent::runtime::{AssignedPod, LogRequest, OwnedPod, PodKey, Runtime};
+use berth_agent::runtime::{AssignedPod, Change, LogRequest, OwnedPod, PodKey, Runtime};
 use berth_api::objects::pod::{Container, Pod, PodPhase, ResourceRequirements};
 use berth_tests::docker::{EngineCleanup, TEST_IMAGE, ensure_test_image};
 use clap::Parser;
@@ -78,8 +78,9 @@ async fn a_pod_runs_and_answers_logs_exec_stats_inspect_and_list_then_stops() {
         .await;
     let running = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let report = runtime.next_change().await;
-            if report.status.phase == Some(PodPhase::Running) {
+            if let Change::Status(report) = runtime.next_change().await
+                && report.status.phase == Some(PodPhase::Running)
+            {
                 return report;
             }
         }

@@ -40,8 +40,8 @@ use tokio_util::task::TaskTracker;
 use self::container_spec::Hardening;
 use self::pod_worker::{WorkerMessage, WorkerSettings};
 use super::{
-    AssignedPod, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod, PodKey,
-    Runtime, RuntimeError, StatusReport,
+    AssignedPod, Change, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod,
+    PodKey, PodNote, Runtime, RuntimeError,
 };
 use crate::connection::Backoff;
 use crate::settings::AgentSettings;
@@ -92,8 +92,8 @@ pub struct Engine {
     /// one is removed, so that one is never removed under a container
     /// about to join it.
     pub networks: tokio::sync::Mutex<()>,
-    /// Where workers send status changes.
-    pub statuses: mpsc::Sender<StatusReport>,
+    /// Where workers send status changes and notes.
+    pub changes: mpsc::Sender<Change>,
 }
 
 /// Why an image is not there.
@@ -106,6 +106,22 @@ pub enum ImageProblem {
 }
 
 impl Engine {
+    /// Tells the session that something happened to a pod, for its events.
+    /// Never waits: with the channel full, the note is dropped (and
+    /// logged), as Kubernetes' event broadcaster drops events under load.
+    pub fn note(&self, key: &PodKey, uid: &str, warning: bool, reason: &str, message: String) {
+        let note = PodNote {
+            key: key.clone(),
+            uid: uid.to_owned(),
+            warning,
+            reason: reason.to_owned(),
+            message,
+        };
+        if let Err(error) = self.changes.try_send(Change::Note(note)) {
+            tracing::debug!(pod = %key, reason, %error, "a pod note was dropped");
+        }
+    }
+
     /// The name of `tenant`'s bridge network.
     pub fn network_name(tenant: &str) -> String {
         format!("berth-t-{tenant}")
@@ -355,7 +371,7 @@ pub struct DockerRuntime {
     engine: Arc<Engine>,
     facts: NodeFacts,
     workers: Arc<Mutex<HashMap<String, Worker>>>,
-    statuses: mpsc::Receiver<StatusReport>,
+    changes: mpsc::Receiver<Change>,
     shutdown: CancellationToken,
     /// The event follower and the pod workers, so that the agent's exit
     /// waits for them.
@@ -422,7 +438,7 @@ impl DockerRuntime {
             },
             labels: [("berth.dev/runtime".to_owned(), "docker".to_owned())].into(),
         };
-        let (sender, statuses) = mpsc::channel(1024);
+        let (sender, changes) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
             docker,
             node: settings.name.clone(),
@@ -436,7 +452,7 @@ impl DockerRuntime {
                 backoff_max: settings.restart_backoff_max,
             },
             networks: tokio::sync::Mutex::new(()),
-            statuses: sender,
+            changes: sender,
         });
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let tasks = TaskTracker::new();
@@ -450,7 +466,7 @@ impl DockerRuntime {
             engine,
             facts,
             workers,
-            statuses,
+            changes,
             shutdown,
             tasks,
         })
@@ -574,9 +590,9 @@ impl Runtime for DockerRuntime {
         });
     }
 
-    async fn next_change(&mut self) -> StatusReport {
-        match self.statuses.recv().await {
-            Some(report) => report,
+    async fn next_change(&mut self) -> Change {
+        match self.changes.recv().await {
+            Some(change) => change,
             // The runtime holds a sender itself, so this never ends.
             None => std::future::pending().await,
         }

@@ -22,8 +22,8 @@ use berth_api::objects::pod::{
 use tokio::time::Instant;
 
 use super::{
-    AssignedPod, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod, PodKey,
-    Runtime, RuntimeError, StatusReport,
+    AssignedPod, Change, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod,
+    PodKey, Runtime, RuntimeError, StatusReport,
 };
 use crate::session::sleep_until;
 use crate::settings::AgentSettings;
@@ -248,14 +248,14 @@ impl Runtime for SimRuntime {
         }
     }
 
-    async fn next_change(&mut self) -> StatusReport {
+    async fn next_change(&mut self) -> Change {
         loop {
             let next = self.starting.peek().map(|Reverse((at, _, _))| *at);
             // Cancel-safe: nothing is taken off the heap before the sleep
             // is over, and what follows it does not wait.
             sleep_until(next).await;
             if let Some(report) = self.start_due_pod() {
-                return report;
+                return Change::Status(report);
             }
         }
     }
@@ -469,9 +469,11 @@ mod tests {
 
     /// The next change within `within`, if one comes.
     async fn change_within(runtime: &mut SimRuntime, within: Duration) -> Option<StatusReport> {
-        tokio::time::timeout(within, runtime.next_change())
-            .await
-            .ok()
+        match tokio::time::timeout(within, runtime.next_change()).await {
+            Ok(Change::Status(report)) => Some(report),
+            Ok(Change::Note(note)) => panic!("the sim runtime took no notes, yet: {note:?}"),
+            Err(_) => None,
+        }
     }
 
     #[tokio::test(start_paused = true)]

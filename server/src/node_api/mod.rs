@@ -34,12 +34,16 @@ use node_status::ReportedCondition;
 use pods_by_node::{ChangeKind, NodePodEvent, PodsByNode};
 use tunnels::Tunnels;
 
+use crate::events::{DEFAULT_EVENT_TTL, EventRecorder, EventType, Involved};
 use crate::objects::{ObjectError, ObjectRef, Objects, SecretValues};
 use crate::store::StoreError;
 use crate::store::types::Revision;
 
 /// How often a write that lost a race with another writer is tried again.
 const MAX_ATTEMPTS: usize = 8;
+
+/// How many notes one `RecordPodEvents` call may carry.
+const MAX_NOTES: usize = 100;
 
 /// How many converted events a `WatchPods` stream buffers for its client.
 const STREAM_BUFFER: usize = 64;
@@ -154,6 +158,8 @@ pub struct NodeApi {
     credentials: Credentials,
     pods: PodsByNode,
     tunnels: Tunnels,
+    /// Writes the events agents report about their pods.
+    events: EventRecorder,
     shutdown: CancellationToken,
 }
 
@@ -167,6 +173,7 @@ impl NodeApi {
             pods: PodsByNode::start(objects.clone(), shutdown.clone()),
             tunnels,
             levels: TenantLevels::default(),
+            events: EventRecorder::new(objects.store().clone(), "berth-agent", DEFAULT_EVENT_TTL),
             objects,
             shutdown,
         }
@@ -401,6 +408,69 @@ impl NodeApi {
             }
         }
         Err(contended(&at))
+    }
+
+    /// Records the notes about pods bound to the caller's node (and of the
+    /// uid it names) as events on those pods; others are dropped.
+    #[tracing::instrument(skip_all, fields(node, notes = request.get_ref().notes.len()))]
+    async fn record_notes(
+        &self,
+        request: Request<pb::RecordPodEventsRequest>,
+    ) -> Result<pb::RecordPodEventsResponse, NodeApiError> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        let notes = request.into_inner().notes;
+        if notes.len() > MAX_NOTES {
+            return Err(NodeApiError::InvalidArgument(format!(
+                "at most {MAX_NOTES} notes per call, not {}",
+                notes.len()
+            )));
+        }
+        let recorder = self.events.clone().on_host(&node);
+        let mut recorded = 0;
+        for note in notes {
+            let kind = match note.r#type.as_str() {
+                "Normal" => EventType::Normal,
+                "Warning" => EventType::Warning,
+                other => {
+                    return Err(NodeApiError::InvalidArgument(format!(
+                        "a note's type is Normal or Warning, not {other:?}"
+                    )));
+                }
+            };
+            if note.reason.is_empty() || note.reason.len() > 128 || note.message.len() > 1024 {
+                return Err(NodeApiError::InvalidArgument(
+                    "a note needs a reason (at most 128 bytes) and a message of at most 1024 bytes"
+                        .into(),
+                ));
+            }
+            let at = ObjectRef {
+                kind: Kind::Pod,
+                tenant: Some(note.tenant.clone()),
+                name: note.pod.clone(),
+            };
+            let pod = match self.objects.get(&at, SecretValues::Redact).await {
+                Ok(pod) => pod,
+                Err(ObjectError::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            if !node_may(&node, NodeAction::WritePodStatus { pod: &pod })
+                || pod["metadata"]["uid"].as_str() != Some(note.uid.as_str())
+            {
+                continue;
+            }
+            let involved = Involved {
+                kind: Kind::Pod.name().to_owned(),
+                tenant: note.tenant,
+                name: note.pod,
+                uid: Some(note.uid),
+            };
+            recorder
+                .record(&involved, kind, &note.reason, &note.message)
+                .await?;
+            recorded += 1;
+        }
+        Ok(pb::RecordPodEventsResponse { recorded })
     }
 
     /// The wire form of an event, with the ConfigMaps and Secrets the pod
@@ -680,5 +750,12 @@ impl NodeService for NodeApi {
         request: Request<pb::UpdateNodeStatusRequest>,
     ) -> Result<Response<pb::UpdateNodeStatusResponse>, Status> {
         Ok(Response::new(self.write_node_status(request).await?))
+    }
+
+    async fn record_pod_events(
+        &self,
+        request: Request<pb::RecordPodEventsRequest>,
+    ) -> Result<Response<pb::RecordPodEventsResponse>, Status> {
+        Ok(Response::new(self.record_notes(request).await?))
     }
 }

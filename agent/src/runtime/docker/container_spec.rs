@@ -219,7 +219,7 @@ fn security(pod: &AssignedPod, container: &Container) -> Result<Security, Config
         .seccomp_profile
         .as_ref()
         .or(pod_context.seccomp_profile.as_ref())
-        .and_then(|profile| profile.type_.clone());
+        .and_then(|profile| profile.type_);
     match seccomp {
         None | Some(SeccompProfileType::RuntimeDefault) => {}
         Some(SeccompProfileType::Unconfined) => options.push("seccomp=unconfined".to_owned()),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::container_spec::{self, DEFAULT_GRACE_SECONDS, Incarnation, Placement};
 use super::pod_status::{Conditions, PodView, RestartBackoff, Slot, SlotState};
 use super::{Engine, ImageProblem, labels};
-use crate::runtime::{AssignedPod, OwnedPod, PodKey, StatusReport};
+use crate::runtime::{AssignedPod, Change, OwnedPod, PodKey, StatusReport};
 use crate::session::sleep_until;
 
 /// Back-off settings of every worker.
@@ -439,8 +439,9 @@ impl PodWorker {
                 tracked.due = Some(Instant::now() + tracked.setup_backoff.next_delay());
                 tracked.slot.state = SlotState::Waiting {
                     reason: "CreateContainerConfigError".into(),
-                    message: Some(error.0),
+                    message: Some(error.0.clone()),
                 };
+                self.note(true, "Failed", format!("Error: {}", error.0));
                 return;
             }
         };
@@ -498,6 +499,7 @@ impl PodWorker {
             restart_count,
             "started a container"
         );
+        self.note(false, "Started", format!("Started container {}", spec.name));
         // Kubernetes keeps one previous run (for `lastState` and previous
         // logs); the one before it goes.
         if let Some(previous) = previous {
@@ -507,8 +509,15 @@ impl PodWorker {
         self.observe_container(&id).await;
     }
 
+    /// Tells the session something happened to this pod, for its events.
+    fn note(&self, warning: bool, reason: &str, message: String) {
+        self.engine
+            .note(&self.key, &self.uid, warning, reason, message);
+    }
+
     fn wait_after_failure(&mut self, init: bool, index: usize, reason: &str, message: String) {
         tracing::warn!(reason, message, "a container could not be started");
+        self.note(true, "Failed", format!("Error: {message}"));
         if let Some(tracked) = self.tracked_mut(init, index) {
             tracked.due = Some(Instant::now() + tracked.setup_backoff.next_delay());
             tracked.slot.state = SlotState::Waiting {
@@ -630,6 +639,11 @@ impl PodWorker {
         };
         tracked.slot.last_terminated = Some(terminated);
         tracked.due = Some(Instant::now() + delay);
+        let message = format!(
+            "Back-off restarting failed container {} in pod {pod_name}",
+            tracked.slot.name
+        );
+        self.note(true, "BackOff", message);
     }
 
     fn position_of(&self, id: &str) -> Option<(bool, usize)> {
@@ -667,7 +681,7 @@ impl PodWorker {
             uid: self.uid.clone(),
             status,
         };
-        let _ = self.engine.statuses.send(report).await;
+        let _ = self.engine.changes.send(Change::Status(report)).await;
     }
 
     /// SIGTERM to every container, SIGKILL after the grace period, then
