@@ -15,6 +15,7 @@
 pub mod cluster;
 pub mod db;
 pub mod docker;
+pub mod docker_cluster;
 pub mod etcd;
 pub mod etcd_grpc;
 pub mod logs;

@@ -7,143 +7,14 @@
 
 use std::time::Duration;
 
-use berth_tests::cluster::{admin_with_tenant, create, deployment, items, ready_status, server};
-use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::docker::{
-    EngineCleanup, INDEX_HTML, TEST_IMAGE, containers_with_label, docker, ensure_test_image,
+use berth_tests::cluster::{create, deployment, items, ready_status};
+use berth_tests::docker::{INDEX_HTML, TEST_IMAGE, containers_with_label, docker};
+use berth_tests::docker_cluster::{
+    AGENT_FLAGS, DockerCluster, container_status, fetch, host_port, one_container, restart_count,
 };
-use berth_tests::process::{AgentProcess, TestServer, berth_binary};
-use berth_tests::rest::Api;
+use berth_tests::process::{AgentProcess, berth_binary};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-
-/// The agent's flags in these tests: quick heartbeats, and a restart
-/// back-off of 1 s instead of Kubernetes' 10 s so that crash loops show
-/// in seconds.
-const AGENT_FLAGS: &[&str] = &["--heartbeat-ms", "1000", "--restart-backoff-ms", "1000"];
-
-/// A server, one Docker agent and a tenant, all with names of their own so
-/// that tests running at once on one engine never meet.
-struct DockerCluster {
-    // Dropped in this order: the agent stops before its containers go.
-    agent: AgentProcess,
-    cleanup: EngineCleanup,
-    admin: Api,
-    server: TestServer,
-    _db: TestDb,
-    tenant: String,
-    node: String,
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{:08x}", rand::random::<u32>())
-}
-
-impl DockerCluster {
-    async fn start() -> DockerCluster {
-        ensure_test_image();
-        let db = TestDb::new(TestBackend::Sqlite).await;
-        let server = server(&db.url, &[]);
-        let tenant = unique("dk");
-        let node = unique("docker-");
-        let cleanup = EngineCleanup::new(&node, &[&tenant]);
-        let agent = AgentProcess::docker(&server, &node, AGENT_FLAGS);
-        let admin = admin_with_tenant(&server, &tenant).await;
-        admin
-            .eventually(
-                &format!("/api/v1/nodes/{node}"),
-                60,
-                "the Docker node is Ready",
-                |node| ready_status(node).as_deref() == Some("True"),
-            )
-            .await;
-        DockerCluster {
-            agent,
-            cleanup,
-            admin,
-            server,
-            _db: db,
-            tenant,
-            node,
-        }
-    }
-
-    fn pods(&self) -> String {
-        format!("/api/v1/tenants/{}/pods", self.tenant)
-    }
-
-    fn pod(&self, name: &str) -> String {
-        format!("/api/v1/tenants/{}/pods/{name}", self.tenant)
-    }
-
-    async fn create_pod(&self, name: &str, spec: Value) -> Value {
-        create(
-            &self.admin,
-            &self.pods(),
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}),
-        )
-        .await
-    }
-
-    /// Waits until pod `name` is Running and Ready, and answers it.
-    async fn running(&self, name: &str, seconds: u64) -> Value {
-        self.admin
-            .eventually(
-                &self.pod(name),
-                seconds,
-                "the pod is Running and Ready",
-                |pod| {
-                    pod["status"]["phase"] == "Running"
-                        && ready_status(pod).as_deref() == Some("True")
-                },
-            )
-            .await
-    }
-}
-
-/// One container running `command` in the test image.
-fn one_container(command: &[&str]) -> Value {
-    json!({
-        "name": "main",
-        "image": TEST_IMAGE,
-        "command": command,
-        "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}},
-    })
-}
-
-/// The host port of the first binding of a pod's first container.
-fn host_port(pod: &Value) -> u16 {
-    let binding = &pod["status"]["containerStatuses"][0]["portBindings"][0];
-    assert_eq!(binding["hostIP"], "127.0.0.1", "{pod}");
-    binding["hostPort"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or_else(|| panic!("no host port in {pod}"))
-}
-
-async fn fetch(port: u16, path: &str) -> String {
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match reqwest::get(&url).await {
-            Ok(response) if response.status().is_success() => {
-                return response.text().await.expect("a body");
-            }
-            other => {
-                assert!(Instant::now() < deadline, "GET {url}: {other:?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-fn container_status(pod: &Value) -> &Value {
-    &pod["status"]["containerStatuses"][0]
-}
-
-fn restart_count(pod: &Value) -> u64 {
-    container_status(pod)["restartCount"].as_u64().unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_of_three_httpd_replicas_serves_on_each_reported_host_port() {

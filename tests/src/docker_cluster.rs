@@ -1,0 +1,156 @@
+//! A server, one Docker agent and a tenant for the tests that run pods on
+//! the host's real Docker engine, and what those tests ask of pods.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::cluster::{admin_with_tenant, create, ready_status, server};
+use crate::db::{TestBackend, TestDb};
+use crate::docker::{EngineCleanup, TEST_IMAGE, ensure_test_image};
+use crate::process::{AgentProcess, TestServer};
+use crate::rest::Api;
+
+/// The agent's flags in these tests: quick heartbeats, and a restart
+/// back-off of 1 s instead of Kubernetes' 10 s so that crash loops show
+/// in seconds.
+pub const AGENT_FLAGS: &[&str] = &["--heartbeat-ms", "1000", "--restart-backoff-ms", "1000"];
+
+/// A server, one Docker agent and a tenant, all with names of their own so
+/// that tests running at once on one engine never meet.
+pub struct DockerCluster {
+    // Dropped in this order: the agent stops before its containers go.
+    /// The agent process.
+    pub agent: AgentProcess,
+    /// Removes what the test left on the engine.
+    pub cleanup: EngineCleanup,
+    /// The platform admin's client.
+    pub admin: Api,
+    /// The server process.
+    pub server: TestServer,
+    /// Its database.
+    pub db: TestDb,
+    /// The test's tenant.
+    pub tenant: String,
+    /// The Docker node's name.
+    pub node: String,
+}
+
+/// `prefix` and 8 random hex digits.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:08x}", rand::random::<u32>())
+}
+
+impl DockerCluster {
+    /// Starts the server and the agent and waits for the node to be Ready.
+    pub async fn start() -> DockerCluster {
+        ensure_test_image();
+        let db = TestDb::new(TestBackend::Sqlite).await;
+        let server = server(&db.url, &[]);
+        let tenant = unique("dk");
+        let node = unique("docker-");
+        let cleanup = EngineCleanup::new(&node, &[&tenant]);
+        let agent = AgentProcess::docker(&server, &node, AGENT_FLAGS);
+        let admin = admin_with_tenant(&server, &tenant).await;
+        admin
+            .eventually(
+                &format!("/api/v1/nodes/{node}"),
+                60,
+                "the Docker node is Ready",
+                |node| ready_status(node).as_deref() == Some("True"),
+            )
+            .await;
+        DockerCluster {
+            agent,
+            cleanup,
+            admin,
+            server,
+            db,
+            tenant,
+            node,
+        }
+    }
+
+    /// The tenant's pods' REST path.
+    pub fn pods(&self) -> String {
+        format!("/api/v1/tenants/{}/pods", self.tenant)
+    }
+
+    /// Pod `name`'s REST path.
+    pub fn pod(&self, name: &str) -> String {
+        format!("/api/v1/tenants/{}/pods/{name}", self.tenant)
+    }
+
+    /// Creates pod `name` with `spec`.
+    pub async fn create_pod(&self, name: &str, spec: Value) -> Value {
+        create(
+            &self.admin,
+            &self.pods(),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}),
+        )
+        .await
+    }
+
+    /// Waits until pod `name` is Running and Ready, and answers it.
+    pub async fn running(&self, name: &str, seconds: u64) -> Value {
+        self.admin
+            .eventually(
+                &self.pod(name),
+                seconds,
+                "the pod is Running and Ready",
+                |pod| {
+                    pod["status"]["phase"] == "Running"
+                        && ready_status(pod).as_deref() == Some("True")
+                },
+            )
+            .await
+    }
+}
+
+/// One container running `command` in the test image.
+pub fn one_container(command: &[&str]) -> Value {
+    json!({
+        "name": "main",
+        "image": TEST_IMAGE,
+        "command": command,
+        "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}},
+    })
+}
+
+/// The host port of the first binding of a pod's first container.
+pub fn host_port(pod: &Value) -> u16 {
+    let binding = &pod["status"]["containerStatuses"][0]["portBindings"][0];
+    assert_eq!(binding["hostIP"], "127.0.0.1", "{pod}");
+    binding["hostPort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no host port in {pod}"))
+}
+
+/// GET `path` on `127.0.0.1:port`, retried for 10 s until it succeeds.
+pub async fn fetch(port: u16, path: &str) -> String {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match reqwest::get(&url).await {
+            Ok(response) if response.status().is_success() => {
+                return response.text().await.expect("a body");
+            }
+            other => {
+                assert!(Instant::now() < deadline, "GET {url}: {other:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The pod's first container status.
+pub fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+/// The first container's restart count.
+pub fn restart_count(pod: &Value) -> u64 {
+    container_status(pod)["restartCount"].as_u64().unwrap_or(0)
+}
