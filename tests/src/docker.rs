@@ -11,8 +11,10 @@ use std::process::{Command, Stdio};
 
 /// The test image: busybox (`sh`, `httpd`, `nc`, `sleep`, `wget`, `cat`,
 /// `env`, …) in an otherwise empty root filesystem, with a page to serve
-/// in `/www`.
-pub const TEST_IMAGE: &str = "berth-test/busybox:1";
+/// in `/www`, and a way to become root that works unless the container is
+/// hardened: `/suid/su`, a setuid-root busybox, and `root` without a
+/// password.
+pub const TEST_IMAGE: &str = "berth-test/busybox:2";
 
 /// Where Debian's `busybox-static` puts the binary.
 const BUSYBOX: &str = "/bin/busybox";
@@ -80,8 +82,8 @@ fn has_image(image: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// busybox, a link per applet, `/tmp`, `/www` and the files `httpd` and
-/// `id` look for.
+/// busybox, a link per applet, `/tmp`, `/www`, the files `httpd` and `id`
+/// look for, and the setuid `/suid/su`.
 fn build_rootfs(root: &Path) {
     let bin = root.join("bin");
     for dir in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
@@ -107,10 +109,20 @@ fn build_rootfs(root: &Path) {
         file.write_all(text.as_bytes())
             .expect("writing a rootfs file");
     };
+    // root has no password, so that `/suid/su` becomes root for anyone
+    // whose container lets the setuid bit work.
     write(
         "etc/passwd",
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        "root::0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
     );
+    fs::create_dir_all(root.join("suid")).expect("/suid");
+    fs::copy(BUSYBOX, root.join("suid/busybox")).expect("copying busybox");
+    fs::set_permissions(
+        root.join("suid/busybox"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .expect("the setuid bit");
+    symlink("busybox", root.join("suid/su")).expect("/suid/su");
     write("etc/group", "root:x:0:\nnogroup:x:65534:\n");
     write("www/index.html", INDEX_HTML);
 }

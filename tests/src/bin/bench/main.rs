@@ -23,6 +23,11 @@
 //! throughput from the bind times one watch saw, create→bind and
 //! create→Running latencies, the time until every pod is Running, and the
 //! server's and agent's peak RSS, next to their goals.
+//!
+//! `bench podstart [--pods 50] [--idle-seconds 30]` measures pod startup
+//! (create to Running, through the REST watch) on one real Docker agent,
+//! one at a time and all at once, beside `docker run -d` alone, and the
+//! idle agent's CPU and resident set.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,6 +101,19 @@ enum Bench {
         #[arg(long, default_value_t = 600)]
         timeout_seconds: u64,
     },
+    /// Pod startup on one real Docker agent next to `docker run`, and the
+    /// idle agent's CPU and memory.
+    Podstart {
+        /// Pods in each shape (one at a time, all at once).
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// Seconds the idle agent is watched.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+        /// The longest any wait lasts.
+        #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
     /// (internal) The second process of the cross-process latency figure:
     /// watches `--database-url`, prints `ready`, then one JSON line of
     /// latencies in microseconds once `--samples` events have arrived.
@@ -108,6 +126,7 @@ enum Bench {
 }
 
 mod etcd_api;
+mod podstart;
 mod process_stats;
 mod rest;
 mod schedule;
@@ -146,6 +165,18 @@ async fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_secs(timeout_seconds),
             };
             schedule::run(backend, scale).await
+        }
+        Bench::Podstart {
+            pods,
+            idle_seconds,
+            timeout_seconds,
+        } => {
+            podstart::run(podstart::Plan {
+                pods,
+                idle: Duration::from_secs(idle_seconds),
+                timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
         }
         Bench::WatchPeer {
             database_url,

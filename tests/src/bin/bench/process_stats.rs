@@ -156,3 +156,16 @@ pub fn check_process_is(
     }
     Ok(())
 }
+
+/// The machine's CPU model, from `/proc/cpuinfo`, to print beside figures.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
