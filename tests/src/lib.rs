@@ -20,5 +20,6 @@ pub mod etcd;
 pub mod etcd_grpc;
 pub mod logs;
 pub mod process;
+pub mod registry;
 pub mod rest;
 pub mod tokens;

@@ -17,6 +17,7 @@ pub mod container_spec;
 pub mod labels;
 pub mod pod_status;
 pub mod pod_worker;
+pub mod registry_auth;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +28,7 @@ use berth_api::node::v1 as pb;
 use berth_api::objects::pod::{PodStatus, PullPolicy};
 use berth_api::quantity::Quantity;
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerSummary, EventMessage, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateImageOptions, EventsOptions, ListContainersOptions, ListNetworksOptions,
@@ -220,36 +222,29 @@ impl Engine {
         }
     }
 
-    /// The image's id, pulling it first as `policy` says.
-    pub async fn ensure_image(
-        &self,
-        image: &str,
-        policy: Option<PullPolicy>,
-    ) -> Result<String, ImageProblem> {
-        let policy = policy.unwrap_or_else(|| default_pull_policy(image));
-        let present = self
-            .docker
+    /// The id of `image` when the engine has it.
+    pub async fn image_present(&self, image: &str) -> Option<String> {
+        self.docker
             .inspect_image(image)
             .await
             .ok()
-            .and_then(|info| info.id);
-        match (policy, present) {
-            (PullPolicy::IfNotPresent, Some(id)) => return Ok(id),
-            (PullPolicy::Never, Some(id)) => return Ok(id),
-            (PullPolicy::Never, None) => {
-                return Err(ImageProblem::NeverPull(format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
-                )));
-            }
-            _ => {}
-        }
+            .and_then(|info| info.id)
+    }
+
+    /// Pulls `image` (with `credentials` for its registry) and answers its
+    /// id; the registry's own message when it fails.
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<String, ImageProblem> {
         let (from_image, tag) = split_reference(image);
         let options = CreateImageOptions {
             from_image: Some(from_image),
             tag,
             ..CreateImageOptions::default()
         };
-        let mut pull = self.docker.create_image(Some(options), None, None);
+        let mut pull = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pull.next().await {
             let failure = match progress {
                 Ok(info) => info.error_detail.and_then(|detail| detail.message),
@@ -261,14 +256,9 @@ impl Engine {
                 )));
             }
         }
-        self.docker
-            .inspect_image(image)
-            .await
-            .ok()
-            .and_then(|info| info.id)
-            .ok_or_else(|| {
-                ImageProblem::Pull(format!("image \"{image}\" is absent after its pull"))
-            })
+        self.image_present(image).await.ok_or_else(|| {
+            ImageProblem::Pull(format!("image \"{image}\" is absent after its pull"))
+        })
     }
 
     /// Every container of this node's pods (of one pod, with `uid`).
@@ -339,6 +329,32 @@ fn gone(error: &bollard::errors::Error) -> bool {
 
 /// Kubernetes' default: `Always` for `:latest` or no tag, else
 /// `IfNotPresent`.
+/// What a container's image needs before the container can be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageStep {
+    /// The engine has it (this id), and the policy lets it be used.
+    Use(String),
+    /// Pull it.
+    Pull,
+    /// Absent, and the policy forbids pulling: kubelet's message.
+    NeverPull(String),
+}
+
+/// What `image` needs under `policy` (absent: Kubernetes' default for the
+/// reference), given the id of the engine's copy if it has one.
+pub fn image_step(image: &str, policy: Option<PullPolicy>, present: Option<String>) -> ImageStep {
+    match (
+        policy.unwrap_or_else(|| default_pull_policy(image)),
+        present,
+    ) {
+        (PullPolicy::IfNotPresent | PullPolicy::Never, Some(id)) => ImageStep::Use(id),
+        (PullPolicy::Never, None) => ImageStep::NeverPull(format!(
+            "Container image \"{image}\" is not present with pull policy of Never"
+        )),
+        _ => ImageStep::Pull,
+    }
+}
+
 fn default_pull_policy(image: &str) -> PullPolicy {
     if image.contains('@') {
         return PullPolicy::IfNotPresent;

@@ -72,7 +72,8 @@ pub fn node_may(node: &str, action: NodeAction<'_>) -> bool {
 
 /// The ConfigMaps and Secrets a pod references by name: env
 /// `valueFrom.configMapKeyRef`/`secretKeyRef`, `envFrom`, and `configMap`
-/// and `secret` volumes, of containers and init containers.
+/// and `secret` volumes, of containers and init containers, and the
+/// `imagePullSecrets`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodReferences {
     /// ConfigMap names, sorted, without repeats.
@@ -107,6 +108,10 @@ impl PodReferences {
                     refs.secrets.push(secret.name.clone());
                 }
             }
+        }
+        // kubelet reads the pull Secrets to pull the pod's images.
+        for reference in &pod.spec.image_pull_secrets {
+            refs.secrets.push(reference.name.clone());
         }
         for volume in &pod.spec.volumes {
             if let Some(config_map) = &volume.config_map {
@@ -153,6 +158,7 @@ mod tests {
                     ],
                     "envFrom": [{"secretRef": {"name": "api"}}, {"configMapRef": {"name": "env"}}],
                 }],
+                "imagePullSecrets": [{"name": "registry"}],
                 "volumes": [
                     {"name": "certs", "secret": {"secretName": "tls"}},
                     {"name": "conf", "configMap": {"name": "files"}},
@@ -164,7 +170,7 @@ mod tests {
     #[test]
     fn a_pod_references_secrets_and_config_maps_from_env_env_from_and_volumes() {
         let refs = PodReferences::of(&pod_on("a"));
-        assert_eq!(refs.secrets, ["api", "db", "tls"]);
+        assert_eq!(refs.secrets, ["api", "db", "registry", "tls"]);
         assert_eq!(refs.config_maps, ["env", "files", "settings"]);
     }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::container_spec::{self, DEFAULT_GRACE_SECONDS, Incarnation, Placement};
 use super::pod_status::{Conditions, PodView, RestartBackoff, Slot, SlotState};
-use super::{Engine, ImageProblem, labels};
+use super::{Engine, ImageProblem, ImageStep, image_step, labels, registry_auth};
 use crate::runtime::{AssignedPod, Change, OwnedPod, PodKey, StatusReport};
 use crate::session::sleep_until;
 
@@ -368,15 +368,13 @@ impl PodWorker {
             return;
         };
         let engine = self.engine.clone();
+        let image = self.image_for(spec).await;
         let Some(tracked) = self.tracked_mut(init, index) else {
             return;
         };
         tracked.due = None;
         tracked.later = None;
-        let image_id = match engine
-            .ensure_image(&spec.image, spec.image_pull_policy)
-            .await
-        {
+        let image_id = match image {
             Ok(id) => id,
             Err(problem) => {
                 let delay = tracked.setup_backoff.next_delay();
@@ -507,6 +505,93 @@ impl PodWorker {
                 .await;
         }
         self.observe_container(&id).await;
+    }
+
+    /// The id of `spec`'s image, pulled first when its policy asks (with
+    /// the credentials of the pod's pull Secrets), with kubelet's events.
+    async fn image_for(&self, spec: &Container) -> Result<String, ImageProblem> {
+        let image = spec.image.as_str();
+        let present = self.engine.image_present(image).await;
+        match image_step(image, spec.image_pull_policy, present) {
+            ImageStep::Use(id) => {
+                self.note(
+                    false,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
+                Ok(id)
+            }
+            ImageStep::NeverPull(message) => {
+                self.note(true, "ErrImageNeverPull", message.clone());
+                Err(ImageProblem::NeverPull(message))
+            }
+            ImageStep::Pull => {
+                let credentials = self.pull_credentials(image);
+                self.note(false, "Pulling", format!("Pulling image \"{image}\""));
+                let started = Instant::now();
+                match self.engine.pull(image, credentials).await {
+                    Ok(id) => {
+                        self.note(
+                            false,
+                            "Pulled",
+                            format!(
+                                "Successfully pulled image \"{image}\" in {:.3}s",
+                                started.elapsed().as_secs_f64()
+                            ),
+                        );
+                        Ok(id)
+                    }
+                    Err(problem) => {
+                        let message = match &problem {
+                            ImageProblem::Pull(message) | ImageProblem::NeverPull(message) => {
+                                message.clone()
+                            }
+                        };
+                        self.note(true, "Failed", message);
+                        self.note(true, "Failed", "Error: ErrImagePull".into());
+                        self.note(
+                            false,
+                            "BackOff",
+                            format!("Back-off pulling image \"{image}\""),
+                        );
+                        Err(problem)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The credentials for pulling `image` from the pod's `imagePullSecrets`.
+    /// A missing or unreadable one is a warning, and the pull goes on
+    /// without it, as kubelet's does.
+    fn pull_credentials(&self, image: &str) -> Option<bollard::auth::DockerCredentials> {
+        let names = &self.pod.pod.spec.image_pull_secrets;
+        let found: Vec<&berth_api::objects::Secret> = names
+            .iter()
+            .filter_map(|reference| self.pod.secrets.get(&reference.name))
+            .collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .map(|reference| reference.name.as_str())
+            .filter(|name| !self.pod.secrets.contains_key(*name))
+            .collect();
+        if !missing.is_empty() {
+            self.note(
+                true,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        match registry_auth::credentials_for(image, &found) {
+            Ok(credentials) => credentials,
+            Err(message) => {
+                self.note(true, "FailedToRetrieveImagePullSecret", message);
+                None
+            }
+        }
     }
 
     /// Tells the session something happened to this pod, for its events.
