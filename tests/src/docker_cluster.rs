@@ -45,9 +45,15 @@ pub fn unique(prefix: &str) -> String {
 impl DockerCluster {
     /// Starts the server and the agent and waits for the node to be Ready.
     pub async fn start() -> DockerCluster {
+        DockerCluster::start_with(&[]).await
+    }
+
+    /// Like [`DockerCluster::start`], with `server_flags` for the server
+    /// (its node lifecycle settings, say).
+    pub async fn start_with(server_flags: &[&str]) -> DockerCluster {
         ensure_test_image();
         let db = TestDb::new(TestBackend::Sqlite).await;
-        let server = server(&db.url, &[]);
+        let server = server(&db.url, server_flags);
         let tenant = unique("dk");
         let node = unique("docker-");
         let cleanup = EngineCleanup::new(&node, &[&tenant]);
@@ -90,6 +96,12 @@ impl DockerCluster {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}),
         )
         .await
+    }
+
+    /// Creates the Deployment `body` in the tenant.
+    pub async fn create_deployment(&self, body: Value) -> Value {
+        let path = format!("/api/v1/tenants/{}/deployments", self.tenant);
+        create(&self.admin, &path, body).await
     }
 
     /// Waits until pod `name` is Running and Ready, and answers it.

@@ -6,6 +6,8 @@
 //! - [`pod_worker`]: one task per pod: images, init containers in order,
 //!   restarts with back-off, graceful stop, adoption after a restart.
 //! - [`pod_status`]: the pod status a worker makes of its containers.
+//! - [`probes`]: startup, liveness and readiness probes, checked in tasks
+//!   of their own.
 //! - [`labels`]: how the agent knows its own containers and networks.
 //!
 //! Status follows the engine's event stream (one subscription for the
@@ -17,6 +19,7 @@ pub mod container_spec;
 pub mod labels;
 pub mod pod_status;
 pub mod pod_worker;
+pub mod probes;
 pub mod registry_auth;
 
 use std::collections::HashMap;

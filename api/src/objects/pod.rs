@@ -684,6 +684,10 @@ pub struct Probe {
     /// Failures in a row that count as unhealthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_threshold: Option<i32>,
+    /// The grace period of a container this (liveness or startup) probe
+    /// kills, instead of the pod's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 /// An HTTP probe.

@@ -475,7 +475,8 @@ fn every_problem_of_one_object_is_reported_together() {
     spec["containers"][0]["env"][0]["valueFrom"] =
         json!({"configMapKeyRef": {"name": "c", "key": "k"}});
     spec["containers"][0]["volumeMounts"][0]["name"] = json!("missing");
-    spec["containers"][0]["readinessProbe"] = json!({"periodSeconds": 0});
+    spec["containers"][0]["readinessProbe"] =
+        json!({"periodSeconds": 0, "terminationGracePeriodSeconds": 5});
     spec["containers"]
         .as_array_mut()
         .expect("list")
@@ -497,6 +498,7 @@ fn every_problem_of_one_object_is_reported_together() {
             format!("{c}[0].resources.requests[cpu]"),
             format!("{c}[0].readinessProbe"),
             format!("{c}[0].readinessProbe.periodSeconds"),
+            format!("{c}[0].readinessProbe.terminationGracePeriodSeconds"),
             format!("{c}[0].env[0].valueFrom"),
             format!("{c}[0].volumeMounts[0].name"),
             format!("{c}[1].name"),

@@ -32,6 +32,11 @@ pub struct Slot {
     pub ip: Option<String>,
     /// Where its ports are published, while it runs.
     pub ports: Vec<PortBindingStatus>,
+    /// Whether the current run passed its startup probe (true without one).
+    pub startup_passed: bool,
+    /// Whether the current run passes its readiness probe (true without
+    /// one).
+    pub readiness_passed: bool,
 }
 
 /// A container's state.
@@ -69,11 +74,23 @@ impl Slot {
             last_terminated: None,
             ip: None,
             ports: Vec::new(),
+            startup_passed: true,
+            readiness_passed: true,
         }
     }
 
     fn running(&self) -> bool {
         matches!(self.state, SlotState::Running { .. })
+    }
+
+    /// Running, and past its startup probe.
+    fn started(&self) -> bool {
+        self.running() && self.startup_passed
+    }
+
+    /// Started, and passing its readiness probe.
+    fn ready(&self) -> bool {
+        self.started() && self.readiness_passed
     }
 
     fn exited(&self) -> Option<i32> {
@@ -105,7 +122,7 @@ impl Slot {
         };
         ContainerStatus {
             name: self.name.clone(),
-            ready: self.running(),
+            ready: self.ready(),
             restart_count: self.restart_count,
             image: self.image.clone(),
             image_id: self.image_id.clone(),
@@ -113,7 +130,7 @@ impl Slot {
                 .container_id
                 .as_ref()
                 .map(|id| format!("docker://{id}")),
-            started: Some(self.running()),
+            started: Some(self.started()),
             state: Some(state),
             last_state: self.last_terminated.as_ref().map(|t| ContainerState {
                 terminated: Some(t.clone()),
@@ -177,7 +194,7 @@ pub fn pod_status(view: &PodView<'_>, conditions: &mut Conditions) -> PodStatus 
         .inits
         .iter()
         .any(|s| s.exited().is_some_and(|c| c != 0));
-    let ready = initialized && !view.mains.is_empty() && view.mains.iter().all(Slot::running);
+    let ready = initialized && !view.mains.is_empty() && view.mains.iter().all(Slot::ready);
     let all_exited = view.mains.iter().all(|s| s.exited().is_some());
     let phase = if init_failed {
         PodPhase::Failed
@@ -345,6 +362,35 @@ mod tests {
             condition(&status, "ContainersReady"),
             ConditionStatus::False
         );
+    }
+
+    #[test]
+    fn a_running_container_is_started_and_ready_only_when_its_probes_pass() {
+        let mut conditions = Conditions::default();
+        let starting = Slot {
+            startup_passed: false,
+            readiness_passed: false,
+            ..running("web")
+        };
+        let pod = status(&[], std::slice::from_ref(&starting), &mut conditions);
+        assert_eq!(pod.container_statuses[0].started, Some(false));
+        assert!(!pod.container_statuses[0].ready);
+        assert_eq!(condition(&pod, "ContainersReady"), ConditionStatus::False);
+        assert_eq!(pod.phase, Some(PodPhase::Running));
+        let started = Slot {
+            startup_passed: true,
+            ..starting
+        };
+        let pod = status(&[], std::slice::from_ref(&started), &mut conditions);
+        assert_eq!(pod.container_statuses[0].started, Some(true));
+        assert_eq!(condition(&pod, "Ready"), ConditionStatus::False);
+        let ready = Slot {
+            readiness_passed: true,
+            ..started
+        };
+        let pod = status(&[], &[ready], &mut conditions);
+        assert!(pod.container_statuses[0].ready);
+        assert_eq!(condition(&pod, "Ready"), ConditionStatus::True);
     }
 
     #[test]

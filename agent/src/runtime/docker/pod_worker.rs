@@ -1,7 +1,7 @@
 //! One task per pod: it makes the pod's containers (init containers first,
 //! one after another), restarts them by the pod's `restartPolicy` with
-//! Kubernetes' back-off, follows their events, reports the pod's status,
-//! and stops them gracefully when the pod goes. On start it adopts the
+//! Kubernetes' back-off, follows their events, probes them (`probes.rs`),
+//! reports the pod's status, and stops them gracefully when the pod goes. On start it adopts the
 //! containers an earlier agent process left for the same pod uid, so a
 //! restart of the agent restarts nothing.
 
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::container_spec::{self, DEFAULT_GRACE_SECONDS, Incarnation, Placement};
 use super::pod_status::{Conditions, PodView, RestartBackoff, Slot, SlotState};
+use super::probes::{Finished, Prober};
 use super::{Engine, ImageProblem, ImageStep, image_step, labels, registry_auth};
 use crate::runtime::{AssignedPod, Change, OwnedPod, PodKey, StatusReport};
 use crate::session::sleep_until;
@@ -74,6 +75,8 @@ pub struct PodWorker {
     start_time: String,
     conditions: Conditions,
     last_sent: Option<PodStatus>,
+    /// The main containers' probes.
+    prober: Prober,
 }
 
 fn now_rfc3339() -> String {
@@ -129,9 +132,11 @@ impl PodWorker {
             .filter(|s| s.host_ip.as_deref() == Some(address.as_str()))
             .and_then(|s| s.start_time.clone())
             .unwrap_or_else(now_rfc3339);
+        let prober = Prober::new(engine.docker.clone(), engine.address);
         PodWorker {
             key: pod.key(),
             uid: pod.uid().to_owned(),
+            prober,
             engine,
             pod,
             inits,
@@ -154,11 +159,13 @@ impl PodWorker {
         self.adopt().await;
         loop {
             self.converge().await;
+            self.probe();
             self.publish().await;
             let wake = self
                 .all()
                 .flat_map(|t| [t.due, t.later.as_ref().map(|(at, _)| *at)])
                 .flatten()
+                .chain(self.prober.next_due())
                 .min();
             tokio::select! {
                 () = shutdown.cancelled() => return false,
@@ -189,8 +196,30 @@ impl PodWorker {
                         let _ = answer.send(self.status());
                     }
                 },
+                finished = self.prober.finished() => self.take_probe(finished),
                 () = sleep_until(wake) => {}
             }
+        }
+    }
+
+    /// Has the prober follow the main containers' runs and start the
+    /// checks that are due; they run in tasks of their own.
+    fn probe(&mut self) {
+        let slots: Vec<&Slot> = self.mains.iter().map(|t| &t.slot).collect();
+        let containers = &self.pod.pod.spec.containers;
+        let now = Instant::now();
+        self.prober.follow(containers, &slots, now);
+        self.prober.launch_due(containers, &slots, now);
+    }
+
+    /// Takes in a finished check: its events, and a kill when liveness or
+    /// startup failed (the exit then goes the restart policy's way).
+    fn take_probe(&mut self, finished: Finished) {
+        let notes = self
+            .prober
+            .take(finished, &self.pod.pod.spec.containers, grace_of(&self.pod));
+        for note in notes {
+            self.note(note.warning, note.reason, note.message);
         }
     }
 
@@ -741,7 +770,18 @@ impl PodWorker {
 
     fn status(&mut self) -> PodStatus {
         let inits: Vec<Slot> = self.inits.iter().map(|t| t.slot.clone()).collect();
-        let mains: Vec<Slot> = self.mains.iter().map(|t| t.slot.clone()).collect();
+        let containers = &self.pod.pod.spec.containers;
+        let mains: Vec<Slot> = self
+            .mains
+            .iter()
+            .zip(containers)
+            .enumerate()
+            .map(|(index, (t, container))| {
+                let mut slot = t.slot.clone();
+                (slot.startup_passed, slot.readiness_passed) = self.prober.gates(index, container);
+                slot
+            })
+            .collect();
         let now = now_rfc3339();
         let host_ip = self.engine.address.to_string();
         let view = PodView {

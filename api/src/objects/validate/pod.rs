@@ -419,6 +419,12 @@ fn probe(probe: &Probe, path: &FieldPath, needs_single_success: bool, problems: 
             "must be 1 for liveness and startup probes",
         );
     }
+    let grace = path.child("terminationGracePeriodSeconds");
+    if needs_single_success {
+        positive(probe.termination_grace_period_seconds, &grace, problems);
+    } else if probe.termination_grace_period_seconds.is_some() {
+        problems.add(&grace, "must not be set for readiness probes");
+    }
 }
 
 /// What [`is_env_var_name`] accepts, for messages.
