@@ -7,6 +7,8 @@
 //!   restarts with back-off, graceful stop, adoption after a restart.
 //! - [`pod_status`]: the pod status a worker makes of its containers.
 //! - [`labels`]: how the agent knows its own containers and networks.
+//! - [`volumes`]: a pod's volumes on the node (ConfigMap and Secret files,
+//!   emptyDir, claims), with [`projection`] writing the files.
 //!
 //! Status follows the engine's event stream (one subscription for the
 //! node, routed to the pod's worker by the container's labels); nothing
@@ -17,6 +19,8 @@ pub mod container_spec;
 pub mod labels;
 pub mod pod_status;
 pub mod pod_worker;
+pub mod projection;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -94,6 +98,8 @@ pub struct Engine {
     pub networks: tokio::sync::Mutex<()>,
     /// Where workers send status changes and notes.
     pub changes: mpsc::Sender<Change>,
+    /// The pods' volumes on this node.
+    pub volumes: volumes::NodeVolumes,
 }
 
 /// Why an image is not there.
@@ -438,6 +444,13 @@ impl DockerRuntime {
             },
             labels: [("berth.dev/runtime".to_owned(), "docker".to_owned())].into(),
         };
+        let volumes =
+            volumes::NodeVolumes::new(&settings.state_dir, &settings.name).map_err(|error| {
+                DockerError::Setting(format!(
+                    "--state-dir: cannot use {}: {error}",
+                    settings.state_dir.display()
+                ))
+            })?;
         let (sender, changes) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
             docker,
@@ -453,6 +466,7 @@ impl DockerRuntime {
             },
             networks: tokio::sync::Mutex::new(()),
             changes: sender,
+            volumes,
         });
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let tasks = TaskTracker::new();
@@ -617,6 +631,8 @@ impl Runtime for DockerRuntime {
             .into_iter()
             .filter_map(|summary| labels::owner(&summary.labels.unwrap_or_default()))
             .collect();
+        // Pods with volumes but no container (one that never started).
+        owned.extend(self.engine.volumes.pods_with_volumes());
         owned.sort();
         owned.dedup();
         self.engine.remove_unused_networks().await;
