@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_api::quantity::Quantity;
@@ -60,6 +61,14 @@ pub struct AgentArgs {
     /// How many pods the node takes (`docker`).
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Where the agent keeps its pods' ConfigMap, Secret and emptyDir
+    /// volumes (`docker`); the Docker engine must see the same path.
+    #[arg(
+        long,
+        env = "BERTH_AGENT_STATE_DIR",
+        default_value = "/var/lib/berth-agent"
+    )]
+    pub state_dir: PathBuf,
     /// The first wait before a crashed container is started again, in
     /// milliseconds (Kubernetes: 10 s); it doubles per crash.
     #[arg(long, default_value_t = 10_000)]
@@ -132,6 +141,8 @@ pub struct AgentSettings {
     pub pids_limit: i64,
     /// The node's pod capacity (`docker`).
     pub max_pods: u32,
+    /// Where pods' volumes are kept (`docker`).
+    pub state_dir: PathBuf,
     /// The first restart back-off.
     pub restart_backoff: Duration,
     /// The longest restart back-off.
@@ -218,6 +229,9 @@ impl AgentArgs {
                 "must be at least --restart-backoff-ms, which must be above 0",
             ));
         }
+        if !self.state_dir.is_absolute() {
+            return Err(invalid("--state-dir", "must be an absolute path"));
+        }
         if self.heartbeat_ms < 10 {
             return Err(invalid("--heartbeat-ms", "must be at least 10"));
         }
@@ -233,6 +247,7 @@ impl AgentArgs {
             default_memory_limit: self.default_memory_limit,
             pids_limit: self.pids_limit,
             max_pods: self.max_pods,
+            state_dir: self.state_dir,
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             restart_backoff_max: Duration::from_millis(self.restart_backoff_max_ms),
             metrics_addr: self.metrics_addr,

@@ -127,14 +127,17 @@ fn build_rootfs(root: &Path) {
     write("www/index.html", INDEX_HTML);
 }
 
-/// Removes, when dropped, every container the agent of node `node` made
-/// and the tenant networks of `tenants`, so that a test leaves the engine
-/// as it found it.
+/// Removes, when dropped, every container and claim volume the agent of
+/// node `node` made, the tenant networks of `tenants`, and what is still
+/// mounted under the agent's state directory, so that a test leaves the
+/// engine and the host as it found them.
 pub struct EngineCleanup {
     /// The test's node name (a label on its containers).
     pub node: String,
     /// The test's tenants (each has a `berth-t-<tenant>` network).
     pub tenants: Vec<String>,
+    /// The agent's `--state-dir`, when the test gave one.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl EngineCleanup {
@@ -143,7 +146,28 @@ impl EngineCleanup {
         EngineCleanup {
             node: node.to_owned(),
             tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+            state_dir: None,
         }
+    }
+
+    /// Also unmounts what the agent left mounted under `state_dir`.
+    pub fn with_state_dir(mut self, state_dir: &Path) -> EngineCleanup {
+        self.state_dir = Some(state_dir.to_owned());
+        self
+    }
+
+    /// The names of the node's Docker volumes (its claims).
+    pub fn volumes(&self) -> Vec<String> {
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=berth.dev/node={}", self.node),
+        ])
+        .lines()
+        .map(str::to_owned)
+        .collect()
     }
 
     /// The ids of the node's containers (all of them, running or not).
@@ -183,5 +207,36 @@ impl Drop for EngineCleanup {
                 .stderr(Stdio::null())
                 .status();
         }
+        let volumes = self.volumes();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&volumes)
+                .stdout(Stdio::null())
+                .status();
+        }
+        if let Some(state_dir) = &self.state_dir {
+            for point in mounts_under(state_dir) {
+                let _ = Command::new("umount")
+                    .arg("-l")
+                    .arg(&point)
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
+}
+
+/// What is mounted under `dir` on this host, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    points
 }

@@ -25,6 +25,8 @@ pub struct DockerCluster {
     pub agent: AgentProcess,
     /// Removes what the test left on the engine.
     pub cleanup: EngineCleanup,
+    /// The agent's `--state-dir` (its pods' volumes).
+    pub state_dir: tempfile::TempDir,
     /// The platform admin's client.
     pub admin: Api,
     /// The server process.
@@ -56,20 +58,15 @@ impl DockerCluster {
         let server = server(&db.url, server_flags);
         let tenant = unique("dk");
         let node = unique("docker-");
-        let cleanup = EngineCleanup::new(&node, &[&tenant]);
-        let agent = AgentProcess::docker(&server, &node, AGENT_FLAGS);
+        let state_dir = tempfile::tempdir().expect("a state directory for the agent");
+        let cleanup = EngineCleanup::new(&node, &[&tenant]).with_state_dir(state_dir.path());
+        let agent = AgentProcess::docker(&server, &node, &agent_flags(state_dir.path()));
         let admin = admin_with_tenant(&server, &tenant).await;
-        admin
-            .eventually(
-                &format!("/api/v1/nodes/{node}"),
-                60,
-                "the Docker node is Ready",
-                |node| ready_status(node).as_deref() == Some("True"),
-            )
-            .await;
+        node_ready(&admin, &node).await;
         DockerCluster {
             agent,
             cleanup,
+            state_dir,
             admin,
             server,
             db,
@@ -118,6 +115,26 @@ impl DockerCluster {
             )
             .await
     }
+}
+
+/// Waits (60 s at most) until Docker node `node` is Ready.
+pub async fn node_ready(admin: &Api, node: &str) {
+    admin
+        .eventually(
+            &format!("/api/v1/nodes/{node}"),
+            60,
+            "the Docker node is Ready",
+            |node| ready_status(node).as_deref() == Some("True"),
+        )
+        .await;
+}
+
+/// [`AGENT_FLAGS`] and `--state-dir state_dir`.
+pub fn agent_flags(state_dir: &std::path::Path) -> Vec<&str> {
+    let mut flags = AGENT_FLAGS.to_vec();
+    flags.push("--state-dir");
+    flags.push(state_dir.to_str().expect("a UTF-8 temporary path"));
+    flags
 }
 
 /// One container running `command` in the test image.

@@ -9,6 +9,8 @@
 //! - [`probes`]: startup, liveness and readiness probes, checked in tasks
 //!   of their own.
 //! - [`labels`]: how the agent knows its own containers and networks.
+//! - [`volumes`]: a pod's volumes on the node (ConfigMap and Secret files,
+//!   emptyDir, claims), with [`projection`] writing the files.
 //!
 //! Status follows the engine's event stream (one subscription for the
 //! node, routed to the pod's worker by the container's labels); nothing
@@ -20,7 +22,9 @@ pub mod labels;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
+pub mod projection;
 pub mod registry_auth;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -99,6 +103,8 @@ pub struct Engine {
     pub networks: tokio::sync::Mutex<()>,
     /// Where workers send status changes and notes.
     pub changes: mpsc::Sender<Change>,
+    /// The pods' volumes on this node.
+    pub volumes: volumes::NodeVolumes,
 }
 
 /// Why an image is not there.
@@ -457,6 +463,13 @@ impl DockerRuntime {
             },
             labels: [("berth.dev/runtime".to_owned(), "docker".to_owned())].into(),
         };
+        let volumes =
+            volumes::NodeVolumes::new(&settings.state_dir, &settings.name).map_err(|error| {
+                DockerError::Setting(format!(
+                    "--state-dir: cannot use {}: {error}",
+                    settings.state_dir.display()
+                ))
+            })?;
         let (sender, changes) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
             docker,
@@ -472,6 +485,7 @@ impl DockerRuntime {
             },
             networks: tokio::sync::Mutex::new(()),
             changes: sender,
+            volumes,
         });
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let tasks = TaskTracker::new();
@@ -636,6 +650,8 @@ impl Runtime for DockerRuntime {
             .into_iter()
             .filter_map(|summary| labels::owner(&summary.labels.unwrap_or_default()))
             .collect();
+        // Pods with volumes but no container (one that never started).
+        owned.extend(self.engine.volumes.pods_with_volumes());
         owned.sort();
         owned.dedup();
         self.engine.remove_unused_networks().await;

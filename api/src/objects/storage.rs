@@ -105,4 +105,9 @@ pub struct VolumeStatus {
         deserialize_with = "quantity_map"
     )]
     pub capacity: BTreeMap<String, String>,
+    /// The node that holds the volume's data: set by the scheduler when it
+    /// binds the first pod that uses the claim; later pods of the claim
+    /// go to that node only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
 }

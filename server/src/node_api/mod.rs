@@ -8,12 +8,15 @@
 //! - `node_status`: the Node object and status an agent's calls write.
 //! - `pods_by_node`: one store watch on every pod, fanned out to the nodes
 //!   the pods are bound to.
+//! - `config_changes`: one store watch on ConfigMaps and Secrets, so that
+//!   the pods that use a changed one are sent to their nodes again.
 //! - [`tunnels`]: the agents' `Streams` tunnels held by this process, and
 //!   the log requests running through them.
 //! - this module: the RPCs (parse, authenticate, authorize, call, map
 //!   errors).
 
 mod authorize;
+mod config_changes;
 pub mod credentials;
 mod node_status;
 pub mod pods_by_node;
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use authorize::{NodeAction, PodReferences, ReferenceKind, node_may};
+use config_changes::{ConfigChange, ConfigChanges};
 use credentials::Credentials;
 use node_status::ReportedCondition;
 use pods_by_node::{ChangeKind, NodePodEvent, PodsByNode};
@@ -157,6 +161,7 @@ pub struct NodeApi {
     levels: TenantLevels,
     credentials: Credentials,
     pods: PodsByNode,
+    config: ConfigChanges,
     tunnels: Tunnels,
     /// Writes the events agents report about their pods.
     events: EventRecorder,
@@ -171,6 +176,7 @@ impl NodeApi {
         NodeApi {
             credentials: Credentials::new(objects.store().clone()),
             pods: PodsByNode::start(objects.clone(), shutdown.clone()),
+            config: ConfigChanges::start(objects.clone(), shutdown.clone()),
             tunnels,
             levels: TenantLevels::default(),
             events: EventRecorder::new(objects.store().clone(), "berth-agent", DEFAULT_EVENT_TTL),
@@ -559,6 +565,21 @@ impl NodeApi {
         Ok(event)
     }
 
+    /// The pods of `node` that reference what `change` names.
+    fn pods_using(&self, node: &str, change: &ConfigChange) -> Vec<pods_by_node::PodDoc> {
+        self.pods
+            .pods_of(node)
+            .into_iter()
+            .filter(|pod| {
+                let pod = pod.value();
+                pod["metadata"]["tenant"].as_str() == Some(change.tenant.as_str())
+                    && PodReferences::of(&pod)
+                        .names(change.kind)
+                        .any(|name| name == change.name)
+            })
+            .collect()
+    }
+
     /// Sends a subscription's events to one `WatchPods` client until it
     /// goes away, the subscription ends or the server shuts down.
     async fn forward(
@@ -568,6 +589,7 @@ impl NodeApi {
         client: mpsc::Sender<Result<pb::PodEvent, Status>>,
     ) {
         let pods_by_node::Subscription { initial, mut live } = subscription;
+        let mut config = self.config.subscribe();
         for event in initial {
             let converted = self.pod_event(&node, event).await.map_err(Status::from);
             let failed = converted.is_err();
@@ -583,6 +605,26 @@ impl NodeApi {
                 }
                 () = client.closed() => return,
                 event = live.recv() => event,
+                change = config.recv() => {
+                    let resent = match change {
+                        Ok(change) => self.pods_using(&node, &change),
+                        // Changes were missed: every pod goes again.
+                        Err(_) => self.pods.pods_of(&node),
+                    };
+                    for pod in resent {
+                        let event = NodePodEvent::Change {
+                            kind: ChangeKind::Modified,
+                            revision: pod.revision,
+                            pod,
+                        };
+                        let converted = self.pod_event(&node, event).await.map_err(Status::from);
+                        let failed = converted.is_err();
+                        if client.send(converted).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                    continue;
+                }
             };
             let Some(event) = event else {
                 let _ = client

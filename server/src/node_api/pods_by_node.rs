@@ -199,6 +199,15 @@ impl PodsByNode {
         Ok(Subscription { initial, live })
     }
 
+    /// The pods bound to `node` now.
+    pub fn pods_of(&self, node: &str) -> Vec<PodDoc> {
+        self.lock()
+            .by_node
+            .get(node)
+            .map(|pods| pods.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// How many pods are bound to `node` now.
     pub fn pod_count(&self, node: &str) -> usize {
         self.lock().by_node.get(node).map_or(0, HashMap::len)

@@ -9,12 +9,18 @@
 //! fell), the assumption is dropped and the pod goes back to the queue. A
 //! pod that fits nowhere gets `PodScheduled=False` and a `FailedScheduling`
 //! event, and waits until a node or a pod changes: no hot loop.
+//!
+//! A third watch follows the Volumes (claims): a pod that mounts a claim
+//! whose data is on a node (`status.nodeName`) goes to that node only, and
+//! the binding of the first pod of an unplaced claim records its node in
+//! the Volume in the same transaction, so that the claim's later pods
+//! follow it. A pod naming a claim that does not exist waits.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_api::objects::{Node, Pod};
+use berth_api::objects::{Node, Pod, Volume};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +35,7 @@ use crate::store::{Store, StoreError, StoreResult};
 
 const PODS: &str = "/registry/pods/";
 const NODES: &str = "/registry/nodes/";
+const VOLUMES: &str = "/registry/volumes/";
 
 /// How many keys one page of the initial list reads.
 const LIST_PAGE: i64 = 1000;
@@ -89,7 +96,17 @@ pub struct Scheduler {
 /// How a binding ended, reported back to the loop.
 enum BindOutcome {
     Bound { key: String, waited: Duration },
-    Retry { key: String },
+    Retry { key: String, claims: Vec<String> },
+}
+
+/// A claim (Volume) as the scheduler sees it.
+struct ClaimView {
+    /// The Volume's revision, which a binding that places it compares.
+    revision: Revision,
+    /// The node its data is on, as stored.
+    node: Option<String>,
+    /// The node a binding in flight is placing it on.
+    assumed: Option<String>,
 }
 
 /// A pod waiting for a node.
@@ -117,6 +134,8 @@ struct State {
     /// Where the next pod's search through the nodes starts, so that
     /// searches that stop early still cover every node in turn.
     next_start: usize,
+    /// Every claim by `tenant/name`.
+    claims: HashMap<String, ClaimView>,
 }
 
 fn split_key(key: &[u8], prefix: &str) -> Option<String> {
@@ -221,6 +240,49 @@ impl State {
         }
     }
 
+    fn claim_changed(&mut self, key: String, volume: Option<(Volume, Revision)>) {
+        match volume {
+            Some((volume, revision)) => {
+                let node = volume
+                    .status
+                    .and_then(|status| status.node_name)
+                    .filter(|node| !node.is_empty());
+                let fresh = !self.claims.contains_key(&key);
+                let view = self.claims.entry(key).or_insert(ClaimView {
+                    revision,
+                    node: None,
+                    assumed: None,
+                });
+                let moved = view.node != node;
+                view.revision = revision;
+                view.node = node;
+                // A claim that appears, or lands on a node, may let
+                // waiting pods fit.
+                if fresh || moved {
+                    self.unpark();
+                }
+            }
+            None => {
+                self.claims.remove(&key);
+                self.unpark();
+            }
+        }
+    }
+
+    /// The claims of a pod that are on no node yet (as stored), with the
+    /// revisions a binding compares.
+    fn unplaced_claims(&self, tenant: &str, demand: &PodDemand) -> Vec<(String, Revision)> {
+        demand
+            .claims
+            .iter()
+            .filter_map(|claim| {
+                let key = format!("{tenant}/{claim}");
+                let view = self.claims.get(&key)?;
+                view.node.is_none().then_some((key, view.revision))
+            })
+            .collect()
+    }
+
     fn node_changed(&mut self, name: String, node: Option<Node>) {
         let matters = match node {
             Some(node) => {
@@ -273,6 +335,14 @@ impl Scheduler {
                 prev_kv: false,
             })
             .await?;
+        let mut volumes = self
+            .store
+            .watch(WatchRequest {
+                range: KeyRange::prefix(VOLUMES),
+                start_revision: revision + 1,
+                prev_kv: false,
+            })
+            .await?;
         let this = Arc::new(self);
         let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT));
@@ -290,6 +360,11 @@ impl Scheduler {
                     Some(Ok(events)) => for event in events { apply_node_event(&mut state, &event) },
                     Some(Err(error)) => return Err(error),
                     None => return Err(StoreError::Unavailable("the node watch ended".into())),
+                },
+                batch = volumes.next() => match batch {
+                    Some(Ok(events)) => for event in events { apply_volume_event(&mut state, &event) },
+                    Some(Err(error)) => return Err(error),
+                    None => return Err(StoreError::Unavailable("the volume watch ended".into())),
                 },
                 Some(outcome) = outcome_rx.recv() => this.settle(&mut state, outcome),
             }
@@ -311,9 +386,14 @@ impl Scheduler {
                     .with_label_values(&["scheduled"])
                     .inc();
             }
-            BindOutcome::Retry { key } => {
+            BindOutcome::Retry { key, claims } => {
                 state.binding.remove(&key);
                 state.unplace(&key);
+                for claim in claims {
+                    if let Some(view) = state.claims.get_mut(&claim) {
+                        view.assumed = None;
+                    }
+                }
                 self.metrics.attempts.with_label_values(&["error"]).inc();
                 if state.waiting.contains_key(&key) {
                     state.queue.push_back(key);
@@ -337,6 +417,16 @@ impl Scheduler {
                 state.node_changed(name, Some(node));
             }
         }
+        self.store
+            .range_prefix(VOLUMES.as_bytes(), revision, LIST_PAGE, |kv| {
+                if let (Some(key), Ok(volume)) = (
+                    split_key(&kv.key, VOLUMES),
+                    serde_json::from_slice::<Volume>(&kv.value),
+                ) {
+                    state.claim_changed(key, Some((volume, kv.mod_revision)));
+                }
+            })
+            .await?;
         self.store
             .range_prefix(PODS.as_bytes(), revision, LIST_PAGE, |kv| {
                 if let (Some(key), Ok(pod)) = (
@@ -365,7 +455,12 @@ impl Scheduler {
                 continue;
             };
             let (pod, revision, since) = (waiting.pod.clone(), waiting.revision, waiting.since);
-            let demand = PodDemand::of(tenant_of(&key), &pod);
+            let tenant = tenant_of(&key).to_owned();
+            let mut demand = PodDemand::of(&tenant, &pod);
+            demand.resolve_claims(|claim| {
+                let view = state.claims.get(&format!("{tenant}/{claim}"))?;
+                Some(view.node.clone().or_else(|| view.assumed.clone()))
+            });
             let total = state.nodes.len();
             let enough = fit::enough_fitting(total);
             let start = state.next_start % total.max(1);
@@ -377,18 +472,29 @@ impl Scheduler {
                     state.place(&key, &node, &pod);
                     state.binding.insert(key.clone());
                     state.told.remove(&key);
+                    // The pod's unplaced claims go with it: later pods of
+                    // them are placed beside it before its binding lands.
+                    let claims = state.unplaced_claims(&tenant, &demand);
+                    for (claim, _) in &claims {
+                        if let Some(view) = state.claims.get_mut(claim) {
+                            view.assumed = Some(node.clone());
+                        }
+                    }
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
                     let this = self.clone();
                     let outcomes = outcomes.clone();
                     tokio::spawn(async move {
-                        let outcome = match this.bind(&key, &pod, revision, &node).await {
+                        let outcome = match this.bind(&key, &pod, revision, &node, &claims).await {
                             Ok(true) => BindOutcome::Bound {
                                 key,
                                 waited: since.elapsed(),
                             },
-                            Ok(false) | Err(_) => BindOutcome::Retry { key },
+                            Ok(false) | Err(_) => BindOutcome::Retry {
+                                key,
+                                claims: claims.into_iter().map(|(claim, _)| claim).collect(),
+                            },
                         };
                         drop(permit);
                         let _ = outcomes.send(outcome);
@@ -418,14 +524,17 @@ impl Scheduler {
         }
     }
 
-    /// Writes `spec.nodeName` if the pod is still the version placed;
-    /// false when it changed (or the fence fell).
+    /// Writes `spec.nodeName` if the pod is still the version placed, and
+    /// in the same transaction `status.nodeName` of each claim in `claims`
+    /// (`tenant/name` and the revision placed against) that is still that
+    /// version; false when anything changed (or the fence fell).
     async fn bind(
         &self,
         key: &str,
         pod: &Pod,
         revision: Revision,
         node: &str,
+        claims: &[(String, Revision)],
     ) -> StoreResult<bool> {
         let store_key = format!("{PODS}{key}");
         let Some(current) = self.store.get(store_key.as_bytes(), 0).await? else {
@@ -439,7 +548,25 @@ impl Scheduler {
         value["spec"]["nodeName"] = json!(node);
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         set_condition(&mut value, "PodScheduled", "True", None, None, &now);
-        if !self.write_if(&store_key, revision, &value).await? {
+        let mut writes = vec![(store_key, revision, value)];
+        for (claim, claim_revision) in claims {
+            let claim_key = format!("{VOLUMES}{claim}");
+            let Some(current) = self.store.get(claim_key.as_bytes(), 0).await? else {
+                return Ok(false);
+            };
+            if current.mod_revision != *claim_revision {
+                return Ok(false);
+            }
+            let mut volume: Value = serde_json::from_slice(&current.value)
+                .map_err(|e| StoreError::Database(format!("volume {claim} is not JSON: {e}")))?;
+            if !volume["status"].is_object() {
+                volume["status"] = json!({});
+            }
+            volume["status"]["nodeName"] = json!(node);
+            volume["status"]["phase"] = json!("Bound");
+            writes.push((claim_key, *claim_revision, volume));
+        }
+        if !self.write_all_if(writes).await? {
             return Ok(false);
         }
         let involved = Involved {
@@ -495,22 +622,33 @@ impl Scheduler {
     }
 
     async fn write_if(&self, key: &str, revision: Revision, value: &Value) -> StoreResult<bool> {
+        self.write_all_if(vec![(key.to_owned(), revision, value.clone())])
+            .await
+    }
+
+    /// Writes every `(key, revision, value)` in one transaction, if each
+    /// key is still at its revision (and the fence holds).
+    async fn write_all_if(&self, writes: Vec<(String, Revision, Value)>) -> StoreResult<bool> {
         let mut compares = self.fence.clone();
-        compares.push(Compare {
-            range: KeyRange::single(key),
-            op: CompareOp::Equal,
-            target: CompareTarget::ModRevision(revision),
-        });
+        let mut success = Vec::with_capacity(writes.len());
+        for (key, revision, value) in writes {
+            compares.push(Compare {
+                range: KeyRange::single(key.as_str()),
+                op: CompareOp::Equal,
+                target: CompareTarget::ModRevision(revision),
+            });
+            success.push(Op::Put(PutRequest {
+                key: key.into_bytes(),
+                value: value.to_string().into_bytes(),
+                ignore_lease: false,
+                ..PutRequest::default()
+            }));
+        }
         let response = self
             .store
             .txn(TxnRequest {
                 compares,
-                success: vec![Op::Put(PutRequest {
-                    key: key.as_bytes().to_vec(),
-                    value: value.to_string().into_bytes(),
-                    ignore_lease: false,
-                    ..PutRequest::default()
-                })],
+                success,
                 failure: vec![],
             })
             .await?;
@@ -567,6 +705,19 @@ fn apply_pod_event(state: &mut State, event: &Event) {
         EventKind::Delete => None,
     };
     state.pod_changed(key, pod);
+}
+
+fn apply_volume_event(state: &mut State, event: &Event) {
+    let Some(key) = split_key(&event.kv.key, VOLUMES) else {
+        return;
+    };
+    let volume = match event.kind {
+        EventKind::Put => serde_json::from_slice::<Volume>(&event.kv.value)
+            .ok()
+            .map(|volume| (volume, event.kv.mod_revision)),
+        EventKind::Delete => None,
+    };
+    state.claim_changed(key, volume);
 }
 
 fn apply_node_event(state: &mut State, event: &Event) {

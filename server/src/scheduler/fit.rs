@@ -196,6 +196,12 @@ pub struct PodDemand {
     pub host_ports: Vec<(String, i32)>,
     /// Required anti-affinity on the node's hostname: no pod there may match.
     pub anti_affinity: Vec<Selector>,
+    /// The claims (Volumes) the pod mounts, by name.
+    pub claims: Vec<String>,
+    /// Claims whose data is on a node already: the pod goes there.
+    pub claim_nodes: BTreeMap<String, String>,
+    /// Claims that do not exist: the pod fits nowhere until they do.
+    pub missing_claims: Vec<String>,
 }
 
 impl PodDemand {
@@ -271,8 +277,40 @@ impl PodDemand {
                 .collect(),
             host_ports: host_ports(pod),
             anti_affinity,
+            claims: claim_names(pod),
+            claim_nodes: BTreeMap::new(),
+            missing_claims: Vec::new(),
         }
     }
+
+    /// Takes in where the pod's claims are: `lookup` answers `None` for a
+    /// claim that does not exist, `Some(None)` for one not on a node yet,
+    /// and `Some(Some(node))` for one held by `node`.
+    pub fn resolve_claims(&mut self, lookup: impl Fn(&str) -> Option<Option<String>>) {
+        self.claim_nodes.clear();
+        self.missing_claims.clear();
+        for claim in &self.claims {
+            match lookup(claim) {
+                None => self.missing_claims.push(claim.clone()),
+                Some(Some(node)) => {
+                    self.claim_nodes.insert(claim.clone(), node);
+                }
+                Some(None) => {}
+            }
+        }
+    }
+}
+
+/// The claims a pod mounts (`persistentVolumeClaim.claimName`), each once.
+pub fn claim_names(pod: &Pod) -> Vec<String> {
+    let names: BTreeSet<String> = pod
+        .spec
+        .volumes
+        .iter()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|claim| claim.claim_name.clone())
+        .collect();
+    names.into_iter().collect()
 }
 
 /// The host ports a pod holds, as (protocol, port).
@@ -318,6 +356,8 @@ pub enum Misfit {
     HostPort,
     /// A pod it must not share a node with is there.
     AntiAffinity,
+    /// A claim the pod mounts has its data on another node.
+    VolumeNode,
 }
 
 impl Misfit {
@@ -333,6 +373,7 @@ impl Misfit {
             Misfit::Pods => "Too many pods".into(),
             Misfit::HostPort => "node(s) didn't have free ports for the requested pod ports".into(),
             Misfit::AntiAffinity => "node(s) didn't match pod anti-affinity rules".into(),
+            Misfit::VolumeNode => "node(s) had volume node affinity conflict".into(),
         }
     }
 }
@@ -394,6 +435,13 @@ pub fn misfits(pod: &PodDemand, node: &NodeState) -> Vec<Misfit> {
             .any(|bound| bound.tenant == pod.tenant && selector.matches(&bound.labels))
     }) {
         found.push(Misfit::AntiAffinity);
+    }
+    if pod
+        .claim_nodes
+        .values()
+        .any(|held_by| *held_by != node.name)
+    {
+        found.push(Misfit::VolumeNode);
     }
     found
 }
@@ -481,10 +529,16 @@ pub struct Unschedulable {
     pub nodes: usize,
     /// Reason → how many nodes it ruled out.
     pub reasons: BTreeMap<String, usize>,
+    /// Why no node was looked at, when that is the pod's own matter (a
+    /// claim that does not exist).
+    pub unresolvable: Option<String>,
 }
 
 impl std::fmt::Display for Unschedulable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(reason) = &self.unresolvable {
+            return write!(f, "0/{} nodes are available: {reason}.", self.nodes);
+        }
         let mut reasons: Vec<(&String, &usize)> = self.reasons.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let listed: Vec<String> = reasons
@@ -525,6 +579,13 @@ pub fn choose<'a>(
     nodes: impl IntoIterator<Item = &'a NodeState>,
     enough: usize,
 ) -> Result<String, Unschedulable> {
+    if let Some(claim) = pod.missing_claims.first() {
+        return Err(Unschedulable {
+            nodes: nodes.into_iter().count(),
+            reasons: BTreeMap::new(),
+            unresolvable: Some(format!("persistentvolumeclaim \"{claim}\" not found")),
+        });
+    }
     let mut fitting = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut considered = 0;
@@ -563,6 +624,7 @@ pub fn choose<'a>(
         .ok_or(Unschedulable {
             nodes: considered,
             reasons,
+            unresolvable: None,
         })
 }
 
@@ -598,6 +660,9 @@ mod tests {
             tolerations: vec![],
             host_ports: vec![],
             anti_affinity: vec![],
+            claims: vec![],
+            claim_nodes: BTreeMap::new(),
+            missing_claims: vec![],
         }
     }
 
@@ -752,5 +817,59 @@ mod tests {
         n.remove_pod("acme/a");
         assert!(misfits(&demand(500, None), &n).is_empty());
         assert!(n.owner_counts.is_empty());
+    }
+
+    #[test]
+    fn a_pod_goes_where_its_claims_hold_their_data_and_waits_for_a_missing_claim() {
+        let nodes: Vec<NodeState> = ["a", "b", "c"].iter().map(|n| node(n, 4000, 16)).collect();
+        let mut pod = demand(100, None);
+        pod.claims = vec!["data".into(), "logs".into()];
+        // Neither claim is on a node yet: any node does.
+        pod.resolve_claims(|_| Some(None));
+        assert!(pod.claim_nodes.is_empty());
+        assert_eq!(choose(&pod, &nodes, usize::MAX).unwrap(), "a");
+
+        pod.resolve_claims(|claim| Some((claim == "data").then(|| "b".to_owned())));
+        assert_eq!(choose(&pod, &nodes, usize::MAX).unwrap(), "b");
+        assert_eq!(misfits(&pod, &nodes[0]), [Misfit::VolumeNode]);
+
+        // Two claims held by two nodes: nowhere.
+        pod.resolve_claims(|claim| Some(Some(if claim == "data" { "a" } else { "c" }.to_owned())));
+        assert_eq!(
+            choose(&pod, &nodes, usize::MAX).unwrap_err().to_string(),
+            "0/3 nodes are available: 3 node(s) had volume node affinity conflict."
+        );
+
+        pod.resolve_claims(|claim| (claim != "logs").then_some(None));
+        assert_eq!(pod.missing_claims, ["logs"]);
+        assert_eq!(
+            choose(&pod, &nodes, usize::MAX).unwrap_err().to_string(),
+            "0/3 nodes are available: persistentvolumeclaim \"logs\" not found."
+        );
+    }
+
+    #[test]
+    fn a_pods_claims_are_read_from_its_volumes_once_each() {
+        use berth_api::objects::pod::{PersistentVolumeClaimVolumeSource, PodVolume};
+        let claim = |volume: &str, claim: &str| PodVolume {
+            name: volume.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.into(),
+                read_only: None,
+            }),
+            ..PodVolume::default()
+        };
+        let mut pod = Pod::default();
+        pod.spec.volumes = vec![
+            claim("one", "data"),
+            PodVolume {
+                name: "scratch".into(),
+                ..PodVolume::default()
+            },
+            claim("two", "data"),
+            claim("three", "archive"),
+        ];
+        assert_eq!(claim_names(&pod), ["archive", "data"]);
+        assert_eq!(PodDemand::of("acme", &pod).claims, ["archive", "data"]);
     }
 }

@@ -9,9 +9,10 @@ use base64::Engine as _;
 use berth_api::objects::pod::{Container, ContainerPort, EnvVar, KeySelector, Protocol};
 use berth_api::objects::security_context::SeccompProfileType;
 use berth_api::quantity::Quantity;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
 
 use super::labels;
+use super::volumes::{PodVolumes, PreparedVolume};
 use crate::runtime::AssignedPod;
 
 /// What every container on this node is held to.
@@ -32,6 +33,8 @@ pub struct Placement<'a> {
     pub network: &'a str,
     /// Where ports are published.
     pub address: IpAddr,
+    /// The pod's volumes as made on the node.
+    pub volumes: &'a PodVolumes,
 }
 
 /// Which container of the pod, and which run of it.
@@ -59,7 +62,7 @@ pub fn container_body(
     hardening: &Hardening,
 ) -> Result<ContainerCreateBody, ConfigError> {
     let container = which.container;
-    let binds = host_path_binds(pod, container)?;
+    let (binds, mounts) = volume_mounts(pod, container, placement.volumes)?;
     let security = security(pod, container)?;
     let env = environment(pod, container)?;
     let limits = container
@@ -140,6 +143,7 @@ pub fn container_body(
             // Only host paths, which only a `privileged` tenant's pods get
             // past admission with; so never the Docker socket otherwise.
             binds: (!binds.is_empty()).then_some(binds),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             pid_mode: pod
                 .pod
                 .spec
@@ -247,30 +251,54 @@ fn security(pod: &AssignedPod, container: &Container) -> Result<Security, Config
     })
 }
 
-/// `host:container[:ro]` binds for the container's `hostPath` mounts. Other
-/// volume kinds are not built yet: a container that needs one waits, with
-/// the reason, rather than running without its data.
-fn host_path_binds(pod: &AssignedPod, container: &Container) -> Result<Vec<String>, ConfigError> {
+/// The container's volume mounts: `host:container[:ro]` binds for
+/// `hostPath` volumes, and mounts of what the agent made for the others.
+/// `subPath` is refused except on `hostPath`: a path inside a volume the
+/// pod itself can write to may be a symbolic link out of it.
+fn volume_mounts(
+    pod: &AssignedPod,
+    container: &Container,
+    volumes: &PodVolumes,
+) -> Result<(Vec<String>, Vec<Mount>), ConfigError> {
     let mut binds = Vec::new();
+    let mut mounts = Vec::new();
     for mount in &container.volume_mounts {
+        let read_only = mount.read_only.unwrap_or(false);
         let volume = pod.pod.spec.volumes.iter().find(|v| v.name == mount.name);
-        let Some(host_path) = volume.and_then(|v| v.host_path.as_ref()) else {
+        if let Some(host_path) = volume.and_then(|v| v.host_path.as_ref()) {
+            let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub_path) => format!("{}/{sub_path}", host_path.path.trim_end_matches('/')),
+                None => host_path.path.clone(),
+            };
+            let suffix = if read_only { ":ro" } else { "" };
+            binds.push(format!("{source}:{}{suffix}", mount.mount_path));
+            continue;
+        }
+        if mount.sub_path.as_deref().is_some_and(|p| !p.is_empty()) {
             return Err(ConfigError(format!(
-                "volume {:?}: volumes are not supported on this node yet",
+                "volume {:?}: subPath mounts are supported only for hostPath volumes on this node",
+                mount.name
+            )));
+        }
+        let Some(prepared) = volumes.0.get(&mount.name) else {
+            return Err(ConfigError(format!(
+                "volume {:?} is not a volume of the pod",
                 mount.name
             )));
         };
-        let read_only = if mount.read_only.unwrap_or(false) {
-            ":ro"
-        } else {
-            ""
+        let (typ, source, volume_read_only) = match prepared {
+            PreparedVolume::Directory { path, read_only } => (MountType::BIND, path, *read_only),
+            PreparedVolume::Named { name, read_only } => (MountType::VOLUME, name, *read_only),
         };
-        binds.push(format!(
-            "{}:{}{read_only}",
-            host_path.path, mount.mount_path
-        ));
+        mounts.push(Mount {
+            target: Some(mount.mount_path.clone()),
+            source: Some(source.clone()),
+            typ: Some(typ),
+            read_only: Some(read_only || volume_read_only),
+            ..Mount::default()
+        });
     }
-    Ok(binds)
+    Ok((binds, mounts))
 }
 
 /// Kubernetes' default grace period.
@@ -490,11 +518,14 @@ mod tests {
         }
     }
 
+    static NO_VOLUMES: PodVolumes = PodVolumes(BTreeMap::new());
+
     fn placement() -> Placement<'static> {
         Placement {
             node: "n1",
             network: "berth-t-acme",
             address: "127.0.0.1".parse().unwrap(),
+            volumes: &NO_VOLUMES,
         }
     }
 
@@ -624,6 +655,7 @@ mod tests {
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.privileged, Some(false));
         assert!(host.binds.is_none());
+        assert!(host.mounts.is_none());
         assert_eq!(host.network_mode.as_deref(), Some("berth-t-acme"));
         let binding = &host.port_bindings.unwrap()["8080/tcp"].clone().unwrap()[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
@@ -635,5 +667,111 @@ mod tests {
         assert_eq!(labels[labels::POD_UID], "uid-1");
         assert_eq!(labels[labels::RESTART_COUNT], "2");
         assert_eq!(labels[labels::NODE], "n1");
+    }
+
+    #[test]
+    fn volumes_are_mounted_where_the_container_asks_read_only_when_either_side_says_so() {
+        use berth_api::objects::pod::{
+            PersistentVolumeClaimVolumeSource, PodVolume, SecretVolumeSource, VolumeMount,
+        };
+        let mount = |name: &str, path: &str, read_only: Option<bool>| VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            read_only,
+            sub_path: None,
+        };
+        let container = Container {
+            name: "app".into(),
+            volume_mounts: vec![
+                mount("keys", "/etc/keys", None),
+                mount("data", "/data", Some(true)),
+            ],
+            ..Container::default()
+        };
+        let mut pod = pod_with(container.clone());
+        pod.pod.spec.volumes = vec![
+            PodVolume {
+                name: "keys".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: "db".into(),
+                    ..SecretVolumeSource::default()
+                }),
+                ..PodVolume::default()
+            },
+            PodVolume {
+                name: "data".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: "data".into(),
+                    read_only: None,
+                }),
+                ..PodVolume::default()
+            },
+        ];
+        let volumes = PodVolumes(BTreeMap::from([
+            (
+                "keys".to_owned(),
+                PreparedVolume::Directory {
+                    path: "/state/pods/uid-1/volumes/keys".into(),
+                    read_only: true,
+                },
+            ),
+            (
+                "data".to_owned(),
+                PreparedVolume::Named {
+                    name: "berth_claim_n1_acme_data".into(),
+                    read_only: false,
+                },
+            ),
+        ]));
+        let placement = Placement {
+            volumes: &volumes,
+            ..placement()
+        };
+        let which = Incarnation {
+            container: &container,
+            init: false,
+            restart_count: 0,
+        };
+        let body = container_body(&pod, which, &placement, &HARDENING).unwrap();
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        let summary: Vec<(Option<MountType>, &str, &str, Option<bool>)> = mounts
+            .iter()
+            .map(|m| {
+                (
+                    m.typ,
+                    m.source.as_deref().unwrap_or_default(),
+                    m.target.as_deref().unwrap_or_default(),
+                    m.read_only,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    Some(MountType::BIND),
+                    "/state/pods/uid-1/volumes/keys",
+                    "/etc/keys",
+                    Some(true)
+                ),
+                (
+                    Some(MountType::VOLUME),
+                    "berth_claim_n1_acme_data",
+                    "/data",
+                    Some(true)
+                ),
+            ]
+        );
+        let mut with_sub_path = container.clone();
+        with_sub_path.volume_mounts[0].sub_path = Some("tls.key".into());
+        let which = Incarnation {
+            container: &with_sub_path,
+            ..which
+        };
+        let error = container_body(&pod, which, &placement, &HARDENING).unwrap_err();
+        assert_eq!(
+            error.0,
+            "volume \"keys\": subPath mounts are supported only for hostPath volumes on this node"
+        );
     }
 }

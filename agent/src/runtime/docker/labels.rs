@@ -1,4 +1,4 @@
-//! The labels Berth puts on its containers and networks: the only way the
+//! The labels Berth puts on its containers, networks and claim volumes: the only way the
 //! agent recognises what it owns (after a restart too), and the guarantee
 //! that it never touches anything else on the engine.
 
@@ -27,6 +27,8 @@ pub const INIT: &str = "berth.dev/init";
 pub const RESTART_COUNT: &str = "berth.dev/restart-count";
 /// The pod's grace period, for stopping it when its pod is gone.
 pub const GRACE_SECONDS: &str = "berth.dev/grace-seconds";
+/// The claim (Volume) a Docker volume holds, on claim volumes.
+pub const CLAIM: &str = "berth.dev/claim";
 
 /// The labels of one container of `pod`.
 pub fn of_container(

@@ -176,6 +176,9 @@ impl PodWorker {
                         return true;
                     }
                     Some(WorkerMessage::Update(pod)) => {
+                        // Changed ConfigMaps and Secrets reach the files of
+                        // running containers, which go on running.
+                        self.engine.volumes.refresh(&pod).await;
                         self.pod = pod;
                         // A reference that was missing may be there now.
                         let now = Instant::now();
@@ -446,18 +449,21 @@ impl PodWorker {
             tracked.slot.restart_count
         };
         let placement_network = Engine::network_name(&self.key.tenant);
-        let placement = Placement {
-            node: &engine.node,
-            network: &placement_network,
-            address: engine.address,
-        };
         let which = Incarnation {
             container: spec,
             init,
             restart_count,
         };
-        let body = match container_spec::container_body(&pod, which, &placement, &engine.hardening)
-        {
+        let prepared = engine.volumes.prepare(&engine.docker, &pod).await;
+        let body = match prepared.and_then(|volumes| {
+            let placement = Placement {
+                node: &engine.node,
+                network: &placement_network,
+                address: engine.address,
+                volumes: &volumes,
+            };
+            container_spec::container_body(&pod, which, &placement, &engine.hardening)
+        }) {
             Ok(body) => body,
             Err(error) => {
                 let Some(tracked) = self.tracked_mut(init, index) else {
@@ -826,7 +832,8 @@ impl PodWorker {
 }
 
 /// Stops (with each container's recorded grace period) and removes every
-/// container of `pod` on this node, then its tenant network if unused.
+/// container of `pod` on this node, then its volumes (not its claims) and
+/// its tenant network if unused.
 pub async fn remove_leftovers(engine: &Engine, pod: &OwnedPod) {
     let found = match engine.containers(Some(&pod.uid)).await {
         Ok(found) => found,
@@ -851,6 +858,7 @@ pub async fn remove_leftovers(engine: &Engine, pod: &OwnedPod) {
     });
     futures::future::join_all(stops).await;
     tracing::info!(pod = %pod.key, uid = pod.uid, "removed the pod's containers");
+    engine.volumes.remove_pod(&pod.uid).await;
     engine.release_network(&pod.key.tenant).await;
 }
 
