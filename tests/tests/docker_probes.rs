@@ -157,6 +157,16 @@ async fn a_readiness_probe_takes_the_pod_out_of_ready_and_back_without_a_restart
         )
         .await;
     assert_eq!(container_status(&pod)["started"], true, "{pod}");
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["reason"], "ContainersNotReady", "{pod}");
+    assert_eq!(
+        ready["message"], "containers with unready status: [main]",
+        "{pod}"
+    );
     event(
         &cluster,
         "gated",

@@ -225,8 +225,11 @@ pub fn pod_status(view: &PodView<'_>, conditions: &mut Conditions) -> PodStatus 
         conditions: vec![
             conditions.set("PodScheduled", true, view.now),
             conditions.set("Initialized", initialized, view.now),
-            conditions.set("ContainersReady", ready, view.now),
-            conditions.set("Ready", ready, view.now),
+            not_ready(
+                conditions.set("ContainersReady", ready, view.now),
+                view.mains,
+            ),
+            not_ready(conditions.set("Ready", ready, view.now), view.mains),
         ],
         host_ip: Some(view.host_ip.to_owned()),
         pod_ip,
@@ -234,6 +237,30 @@ pub fn pod_status(view: &PodView<'_>, conditions: &mut Conditions) -> PodStatus 
         container_statuses: view.mains.iter().map(Slot::status).collect(),
         init_container_statuses: view.inits.iter().map(Slot::status).collect(),
         ..PodStatus::default()
+    }
+}
+
+/// A readiness condition that does not hold names, as kubelet does, the
+/// containers that are not ready.
+fn not_ready(condition: PodCondition, mains: &[Slot]) -> PodCondition {
+    if condition.status == ConditionStatus::True {
+        return condition;
+    }
+    let unready: Vec<&str> = mains
+        .iter()
+        .filter(|s| !s.ready())
+        .map(|s| s.name.as_str())
+        .collect();
+    if unready.is_empty() {
+        return condition;
+    }
+    PodCondition {
+        reason: Some("ContainersNotReady".into()),
+        message: Some(format!(
+            "containers with unready status: [{}]",
+            unready.join(" ")
+        )),
+        ..condition
     }
 }
 
@@ -384,6 +411,15 @@ mod tests {
         let pod = status(&[], std::slice::from_ref(&started), &mut conditions);
         assert_eq!(pod.container_statuses[0].started, Some(true));
         assert_eq!(condition(&pod, "Ready"), ConditionStatus::False);
+        let ready_condition = pod.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            ready_condition.reason.as_deref(),
+            Some("ContainersNotReady")
+        );
+        assert_eq!(
+            ready_condition.message.as_deref(),
+            Some("containers with unready status: [web]")
+        );
         let ready = Slot {
             readiness_passed: true,
             ..started
