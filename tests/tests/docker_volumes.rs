@@ -65,6 +65,24 @@ async fn containers_gone(uid: &str) {
     }
 }
 
+/// Waits until the pod's containers and its directory under the agent's
+/// state directory are gone, and nothing stays mounted there.
+async fn volumes_gone(cluster: &DockerCluster, uid: &str) {
+    containers_gone(uid).await;
+    let pod_dir = cluster.state_dir.path().join("pods").join(uid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pod_dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} outlived its pod",
+            pod_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mounted = mounts_under(cluster.state_dir.path());
+    assert!(mounted.is_empty(), "still mounted: {mounted:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_map_and_secret_files_reach_the_process_and_a_changed_config_map_is_seen_without_a_restart()
  {
@@ -251,20 +269,7 @@ async fn an_empty_dir_is_shared_by_a_pods_containers_and_goes_with_the_pod_and_a
     assert!(pod_dir.join("volumes/scratch/file").exists());
     let (status, body) = cluster.admin.delete(&cluster.pod("shared")).await;
     assert_eq!(status, 200, "{body}");
-    containers_gone(&uid).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pod_dir.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} outlived its pod",
-            pod_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        mounts_under(cluster.state_dir.path()).is_empty(),
-        "the tmpfs was unmounted"
-    );
+    volumes_gone(&cluster, &uid).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,4 +399,49 @@ async fn a_claims_data_outlives_its_pod_and_the_claims_next_pod_goes_to_the_node
         "{pending}"
     );
     assert!(pending["spec"]["nodeName"].is_null(), "{pending}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_its_agent_was_down_loses_its_volumes_when_the_agent_returns() {
+    let mut cluster = DockerCluster::start().await;
+    create(
+        &cluster.admin,
+        &format!("/api/v1/tenants/{}/secrets", cluster.tenant),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+               "data": {"password": "aHVudGVyMg=="}}),
+    )
+    .await;
+    let mut sleeper = scripted("main", "sleep 3600");
+    sleeper["volumeMounts"] = json!([
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "keys", "mountPath": "/etc/keys"},
+    ]);
+    let pod = cluster
+        .create_pod(
+            "gone",
+            json!({
+                "terminationGracePeriodSeconds": 1,
+                "containers": [sleeper],
+                "volumes": [
+                    {"name": "scratch", "emptyDir": {}},
+                    {"name": "keys", "secret": {"secretName": "db"}},
+                ],
+            }),
+        )
+        .await;
+    cluster.running("gone", 60).await;
+    let uid = uid_of(&pod);
+    let pod_dir = cluster.state_dir.path().join("pods").join(&uid);
+    assert!(pod_dir.join("volumes/keys/password").exists());
+    assert!(!mounts_under(cluster.state_dir.path()).is_empty());
+
+    cluster.agent.kill();
+    let (status, body) = cluster.admin.delete(&cluster.pod("gone")).await;
+    assert_eq!(status, 200, "{body}");
+    cluster.agent = AgentProcess::docker(
+        &cluster.server,
+        &cluster.node,
+        &agent_flags(cluster.state_dir.path()),
+    );
+    volumes_gone(&cluster, &uid).await;
 }

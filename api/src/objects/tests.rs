@@ -649,6 +649,37 @@ fn configmap_and_secret_keys_and_encodings_are_checked() {
 }
 
 #[test]
+fn config_map_and_secret_volumes_refuse_escaping_paths_and_odd_modes() {
+    let errors = decode_errors(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [
+                {"name": "conf", "configMap": {"name": "settings", "defaultMode": 1024, "items": [
+                    {"key": "a", "path": "ok/a.conf", "mode": 384},
+                    {"key": "", "path": "../escape"},
+                    {"key": "b", "path": "..data"},
+                ]}},
+                {"name": "keys", "secret": {"secretName": "db", "items": [
+                    {"key": "k", "path": "/etc/passwd", "mode": -1},
+                ]}},
+            ],
+        }
+    }));
+    assert_eq!(
+        fields(&errors),
+        [
+            "spec.volumes[0].configMap.defaultMode",
+            "spec.volumes[0].configMap.items[1].key",
+            "spec.volumes[0].configMap.items[1].path",
+            "spec.volumes[0].configMap.items[2].path",
+            "spec.volumes[1].secret.items[0].path",
+            "spec.volumes[1].secret.items[0].mode",
+        ]
+    );
+}
+
+#[test]
 fn hpas_refuse_unscalable_targets_and_inverted_bounds() {
     let errors = decode_errors(json!({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},

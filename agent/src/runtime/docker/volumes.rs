@@ -119,6 +119,9 @@ impl NodeVolumes {
     pub fn new(state_dir: &Path, node: &str) -> io::Result<NodeVolumes> {
         let pods = state_dir.join("pods");
         std::fs::create_dir_all(&pods)?;
+        // The engine (root) reaches the volumes; other users of the host
+        // have no business reading ConfigMap files or Secret names.
+        std::fs::set_permissions(&pods, std::fs::Permissions::from_mode(0o700))?;
         Ok(NodeVolumes {
             pods,
             node: node.to_owned(),
@@ -572,6 +575,56 @@ mod tests {
         volumes.remove_pod("uid-1").await;
         assert!(!state.path().join("pods/uid-1").exists());
         assert!(volumes.pods_with_volumes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_secret_volume_is_a_tmpfs_of_its_own_and_is_unmounted_with_its_pod() {
+        use berth_api::objects::Secret;
+        use berth_api::objects::pod::SecretVolumeSource;
+        let state = tempfile::tempdir().unwrap();
+        let volumes = NodeVolumes::new(state.path(), "n1").unwrap();
+        let mut assigned = pod(vec![PodVolume {
+            name: "keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: "db".into(),
+                ..SecretVolumeSource::default()
+            }),
+            ..PodVolume::default()
+        }]);
+        let mut secret = Secret::default();
+        secret.data.insert("password".into(), "aHVudGVyMg==".into());
+        assigned.secrets.insert("db".into(), secret);
+        let docker =
+            Docker::connect_with_http("http://127.0.0.1:9", 1, bollard::API_DEFAULT_VERSION)
+                .unwrap();
+        volumes.prepare(&docker, &assigned).await.unwrap();
+        let dir = state.path().join("pods/uid-1/volumes/keys");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = mounts
+            .lines()
+            .find(|line| line.split(' ').nth(4) == Some(dir.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("nothing mounted on {}:\n{mounts}", dir.display()));
+        assert!(line.contains(" - tmpfs "), "{line}");
+        let file = std::fs::metadata(dir.join("password")).unwrap();
+        assert_eq!(file.permissions().mode() & 0o777, 0o400);
+        assert_eq!(std::fs::read(dir.join("password")).unwrap(), b"hunter2");
+        // Preparing again mounts nothing more.
+        volumes.prepare(&docker, &assigned).await.unwrap();
+        let count = |text: &str| {
+            text.lines()
+                .filter(|l| l.contains("uid-1/volumes/keys"))
+                .count()
+        };
+        assert_eq!(
+            count(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()),
+            1
+        );
+        volumes.remove_pod("uid-1").await;
+        assert_eq!(
+            count(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()),
+            0
+        );
+        assert!(!state.path().join("pods/uid-1").exists());
     }
 
     #[tokio::test]

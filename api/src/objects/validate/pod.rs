@@ -11,8 +11,8 @@ use super::{
 use crate::labels;
 use crate::objects::field::{FieldError, FieldPath, Problems};
 use crate::objects::pod::{
-    Affinity, Container, EnvVar, NodeSelectorTerm, Pod, PodAffinity, PodSpec, PodVolume, Probe,
-    RestartPolicy, Toleration, TolerationOperator,
+    Affinity, Container, EnvVar, KeyToPath, NodeSelectorTerm, Pod, PodAffinity, PodSpec, PodVolume,
+    Probe, RestartPolicy, Toleration, TolerationOperator,
 };
 
 /// A Pod.
@@ -130,18 +130,18 @@ fn volumes<'a>(
             _ => problems.add(&at, "may have only one source"),
         }
         if let Some(source) = &volume.config_map {
-            problems.check(
-                !source.name.is_empty(),
-                &at.child("configMap").child("name"),
-                "required",
-            );
+            let at = at.child("configMap");
+            problems.check(!source.name.is_empty(), &at.child("name"), "required");
+            projected_files(&source.items, source.default_mode, &at, problems);
         }
         if let Some(source) = &volume.secret {
+            let at = at.child("secret");
             problems.check(
                 !source.secret_name.is_empty(),
-                &at.child("secret").child("secretName"),
+                &at.child("secretName"),
                 "required",
             );
+            projected_files(&source.items, source.default_mode, &at, problems);
         }
         if let Some(source) = &volume.persistent_volume_claim {
             problems.check(
@@ -166,6 +166,44 @@ fn volumes<'a>(
         }
     }
     names
+}
+
+/// A ConfigMap or Secret volume's `items` and `defaultMode`: each key
+/// named, each path relative, without `..` and not starting with `..`
+/// (the agent's own names), each mode within 0–0777.
+fn projected_files(
+    items: &[KeyToPath],
+    default_mode: Option<i32>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) {
+    let mode_ok = |mode: Option<i32>| mode.is_none_or(|m| (0..=0o777).contains(&m));
+    problems.check(
+        mode_ok(default_mode),
+        &path.child("defaultMode"),
+        "must be a file mode between 0 and 0777 (511)",
+    );
+    for (i, item) in items.iter().enumerate() {
+        let at = path.child("items").index(i);
+        problems.check(!item.key.is_empty(), &at.child("key"), "required");
+        let relative = !item.path.is_empty()
+            && !item.path.starts_with('/')
+            && !item.path.starts_with("..")
+            && !item
+                .path
+                .split('/')
+                .any(|part| part == ".." || part.is_empty());
+        problems.check(
+            relative,
+            &at.child("path"),
+            "must be a relative path without '..' that does not start with '..'",
+        );
+        problems.check(
+            mode_ok(item.mode),
+            &at.child("mode"),
+            "must be a file mode between 0 and 0777 (511)",
+        );
+    }
 }
 
 fn container(
