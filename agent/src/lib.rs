@@ -12,10 +12,13 @@
 //!   does) and `docker`.
 //! - [`tunnel`]: the agent's end of the `Streams` tunnel, through which
 //!   the server asks for containers' logs.
+//! - [`exec`]: interactive exec: what a runtime is asked and answers,
+//!   and how it crosses the tunnel.
 //! - [`metrics`]: the agent's Prometheus figures and its `/metrics`
 //!   listener.
 
 pub mod connection;
+pub mod exec;
 pub mod metrics;
 pub mod runtime;
 pub mod session;

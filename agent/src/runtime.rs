@@ -22,6 +22,8 @@ use berth_api::node::v1 as pb;
 use berth_api::objects::pod::{Pod, PodStatus};
 use berth_api::objects::{ConfigMap, Secret};
 
+use crate::exec::{AttachRequest, ExecSession};
+
 /// A pod's place: its tenant and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PodKey {
@@ -163,6 +165,22 @@ pub struct ContainerStats {
     pub memory_bytes: u64,
 }
 
+/// The resource use of one pod's running containers, measured apart from
+/// the session (see [`Runtime::usage`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodUsage {
+    /// Which pod.
+    pub key: PodKey,
+    /// Its running containers' figures.
+    pub containers: Vec<ContainerStats>,
+    /// Over how long the CPU figures were measured, in seconds.
+    pub window_seconds: f64,
+}
+
+/// What [`Runtime::usage`] answers: a future that holds nothing of the
+/// runtime, so the session can await it in a task of its own.
+pub type UsageFuture = futures::future::BoxFuture<'static, Vec<PodUsage>>;
+
 /// A command's outcome.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -241,4 +259,17 @@ pub trait Runtime: Send + 'static {
         &self,
         pod: &PodKey,
     ) -> impl Future<Output = Result<Vec<ContainerStats>, RuntimeError>> + Send;
+
+    /// Runs a command in a container, attached: its output as it comes,
+    /// its input, its exit code ([`crate::exec`]). Finding the container
+    /// and starting the command happen here.
+    fn attach_exec(
+        &self,
+        pod: &PodKey,
+        request: AttachRequest,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+
+    /// The resource use of `pods`' running containers, for the server's
+    /// metrics; pods the runtime cannot measure are left out.
+    fn usage(&self, pods: Vec<PodKey>) -> UsageFuture;
 }

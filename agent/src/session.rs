@@ -22,12 +22,14 @@ use berth_api::objects::pod::{
 };
 use berth_api::objects::{ConfigMap, Secret};
 use berth_api::pod_security::{self, Level};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use crate::connection::{self, Backoff, NodeClient};
+use crate::exec::AttachRequest;
 use crate::metrics::AgentMetrics;
 use crate::runtime::{
     AssignedPod, Change, LogRequest, OwnedPod, PodKey, PodNote, Runtime, RuntimeError, StatusReport,
@@ -43,6 +45,9 @@ const MAX_NOTES: usize = 100;
 
 /// How long a status the server did not take waits before it is sent again.
 const REPORT_RETRY: Duration = Duration::from_secs(1);
+
+/// How often the running containers' resource use goes to the server.
+pub const USAGE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What every node session of a process shares.
 pub struct SessionShared {
@@ -195,6 +200,10 @@ impl<R: Runtime> NodeSession<R> {
         let mut tunnel: Option<Tunnel> = None;
         let mut tunnel_at = Instant::now();
         let mut tunnel_backoff = Backoff::new();
+        let mut usage = tokio::time::interval_at(Instant::now() + USAGE_INTERVAL, USAGE_INTERVAL);
+        usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The usage report on its way (one RPC; it ends on its own).
+        let mut reporting: Option<JoinHandle<()>> = None;
         loop {
             if tunnel.is_none() && Instant::now() >= tunnel_at {
                 match Tunnel::open(&mut client).await {
@@ -296,6 +305,7 @@ impl<R: Runtime> NodeSession<R> {
                     }
                 },
                 () = tokio::time::sleep_until(tunnel_at), if tunnel.is_none() => {}
+                _ = usage.tick() => self.report_usage(&client, &mut reporting),
             }
         }
     }
@@ -303,43 +313,129 @@ impl<R: Runtime> NodeSession<R> {
     /// Takes in one request of the server's through the tunnel.
     async fn on_frame(&mut self, frame: pb::ServerFrame, tunnel: &mut Tunnel) {
         use pb::server_frame::Kind;
-        match frame.kind {
-            Some(Kind::Log(request)) => {
-                let key = PodKey {
-                    tenant: request.tenant,
-                    name: request.pod,
-                };
-                let known = self
-                    .pods
-                    .get(&key)
-                    .is_some_and(|known| known.uid == request.uid);
-                let opened = if known {
-                    let asked = LogRequest {
-                        container: request.container,
-                        follow: request.follow,
-                        tail_lines: request.tail_lines.and_then(|n| u64::try_from(n).ok()),
-                        since_seconds: request.since_seconds.and_then(|n| u64::try_from(n).ok()),
-                        timestamps: request.timestamps,
-                        previous: request.previous,
-                    };
-                    self.runtime.logs(&key, asked).await
-                } else {
-                    Err(RuntimeError::NotFound(format!("pod {key}")))
+        let Some(kind) = frame.kind else {
+            tracing::warn!(
+                node = self.name,
+                id = frame.id,
+                "a tunnel request of no known kind was ignored"
+            );
+            return;
+        };
+        if let Some(input) = crate::exec::input_of(&kind) {
+            tunnel.exec_input(frame.id, input);
+            return;
+        }
+        match kind {
+            Kind::Log(request) => {
+                let key = self.held(&request.tenant, &request.pod, &request.uid);
+                let opened = match key {
+                    Ok(key) => {
+                        let asked = LogRequest {
+                            container: request.container,
+                            follow: request.follow,
+                            tail_lines: request.tail_lines.and_then(|n| u64::try_from(n).ok()),
+                            since_seconds: request
+                                .since_seconds
+                                .and_then(|n| u64::try_from(n).ok()),
+                            timestamps: request.timestamps,
+                            previous: request.previous,
+                        };
+                        self.runtime.logs(&key, asked).await
+                    }
+                    Err(error) => Err(error),
                 };
                 match opened {
                     Ok(output) => tunnel.serve(frame.id, output),
                     Err(error) => tunnel.fail(frame.id, &error),
                 }
             }
-            Some(Kind::Cancel(_)) => tunnel.cancel(frame.id),
-            None => {
-                tracing::warn!(
-                    node = self.name,
-                    id = frame.id,
-                    "a tunnel request of no known kind was ignored"
-                );
+            Kind::Exec(request) => {
+                let attached = match self.held(&request.tenant, &request.pod, &request.uid) {
+                    Ok(key) => {
+                        let asked = AttachRequest {
+                            container: request.container,
+                            command: request.command,
+                            stdin: request.stdin,
+                            tty: request.tty,
+                        };
+                        self.runtime.attach_exec(&key, asked).await
+                    }
+                    Err(error) => Err(error),
+                };
+                match attached {
+                    Ok(session) => tunnel.serve_exec(frame.id, session),
+                    Err(error) => tunnel.fail(frame.id, &error),
+                }
             }
+            Kind::Cancel(_) => tunnel.cancel(frame.id),
+            Kind::Stdin(_) | Kind::Resize(_) | Kind::StdinEnd(_) => {}
         }
+    }
+
+    /// The key of the pod `tenant`/`name` when this node holds it with
+    /// `uid` (a request for an earlier pod of the same name fails).
+    fn held(&self, tenant: &str, name: &str, uid: &str) -> Result<PodKey, RuntimeError> {
+        let key = PodKey {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        };
+        if self.pods.get(&key).is_some_and(|known| known.uid == uid) {
+            Ok(key)
+        } else {
+            Err(RuntimeError::NotFound(format!("pod {key}")))
+        }
+    }
+
+    /// Asks the runtime for the usage of every pod the node holds and
+    /// reports it from a task of its own, unless the last report is still
+    /// on its way.
+    fn report_usage(&mut self, client: &NodeClient, reporting: &mut Option<JoinHandle<()>>) {
+        if reporting.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let uids: HashMap<PodKey, String> = self
+            .pods
+            .iter()
+            .filter(|(_, known)| known.running)
+            .map(|(key, known)| (key.clone(), known.uid.clone()))
+            .collect();
+        if uids.is_empty() {
+            return;
+        }
+        let sampled = self.runtime.usage(uids.keys().cloned().collect());
+        let mut client = client.clone();
+        let node = self.name.clone();
+        *reporting = Some(tokio::spawn(async move {
+            let pods: Vec<pb::PodMetrics> = sampled
+                .await
+                .into_iter()
+                .filter_map(|usage| {
+                    let uid = uids.get(&usage.key)?.clone();
+                    Some(pb::PodMetrics {
+                        tenant: usage.key.tenant,
+                        pod: usage.key.name,
+                        uid,
+                        containers: usage
+                            .containers
+                            .into_iter()
+                            .map(|c| pb::ContainerMetrics {
+                                name: c.container,
+                                cpu_cores: c.cpu_cores,
+                                memory_bytes: c.memory_bytes,
+                            })
+                            .collect(),
+                        window_seconds: usage.window_seconds,
+                    })
+                })
+                .collect();
+            if pods.is_empty() {
+                return;
+            }
+            let request = pb::ReportPodMetricsRequest { pods };
+            if let Err(status) = client.report_pod_metrics(request).await {
+                tracing::debug!(node, %status, "reporting pod metrics failed");
+            }
+        }));
     }
 
     /// Takes in one watch event.

@@ -1,7 +1,8 @@
 //! The agent's end of the node API's `Streams` tunnel: the server sends
-//! requests (a container's logs) with ids of its choosing, the agent
-//! answers each with frames of that id (`data`, then `end` or `error`) and
-//! stops one when the server cancels it.
+//! requests (a container's logs, an exec) with ids of its choosing, the
+//! agent answers each with frames of that id (`data`, then `end`, `exit`
+//! or `error`) and stops one when the server cancels it. An exec's input
+//! frames go to its [`ExecSession`]'s input.
 //!
 //! The session opens the tunnel, reads its requests beside the pod watch
 //! and asks its runtime for the streams; this module pumps each stream into
@@ -17,7 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use crate::connection::NodeClient;
+use crate::exec::{ExecInput, ExecSession};
 use crate::runtime::{LogStream, RuntimeError};
+
+/// What a pump sends: the kinds of the frames of one request.
+type FrameStream = futures::stream::BoxStream<'static, Result<Kind, RuntimeError>>;
+
+use pb::agent_frame::Kind;
 
 /// How many frames wait for the server before a pump waits too.
 const OUTBOUND_BUFFER: usize = 64;
@@ -30,6 +37,8 @@ pub struct Tunnel {
     /// The running streams by request id; a finished one cancels its own
     /// token and is pruned at the next request.
     running: HashMap<u64, CancellationToken>,
+    /// The inputs of the running execs, by request id.
+    inputs: HashMap<u64, mpsc::UnboundedSender<ExecInput>>,
     closed: CancellationToken,
 }
 
@@ -45,6 +54,7 @@ impl Tunnel {
             inbound,
             outbound,
             running: HashMap::new(),
+            inputs: HashMap::new(),
             closed: CancellationToken::new(),
         })
     }
@@ -57,10 +67,32 @@ impl Tunnel {
 
     /// Streams `output` as the answer to request `id`.
     pub fn serve(&mut self, id: u64, output: LogStream) {
+        self.spawn_pump(id, output.map(|chunk| chunk.map(Kind::Data)).boxed());
+    }
+
+    /// Streams an exec's output as the answer to request `id`, and takes
+    /// its input frames from now on.
+    pub fn serve_exec(&mut self, id: u64, session: ExecSession) {
+        self.spawn_pump(id, crate::exec::frames_of(session.output));
+        self.inputs.insert(id, session.input);
+    }
+
+    /// Hands `input` to exec `id`, if it still runs.
+    pub fn exec_input(&mut self, id: u64, input: ExecInput) {
+        if let Some(sender) = self.inputs.get(&id)
+            && sender.send(input).is_err()
+        {
+            self.inputs.remove(&id);
+        }
+    }
+
+    fn spawn_pump(&mut self, id: u64, frames: FrameStream) {
         self.running.retain(|_, token| !token.is_cancelled());
+        let running = &self.running;
+        self.inputs.retain(|id, _| running.contains_key(id));
         let token = self.closed.child_token();
         self.running.insert(id, token.clone());
-        tokio::spawn(pump(id, output, self.outbound.clone(), token));
+        tokio::spawn(pump(id, frames, self.outbound.clone(), token));
     }
 
     /// Answers request `id` with `error`, and nothing else.
@@ -81,6 +113,8 @@ impl Tunnel {
         if let Some(token) = self.running.remove(&id) {
             token.cancel();
         }
+        // Dropping the input detaches from the command.
+        self.inputs.remove(&id);
     }
 }
 
@@ -90,15 +124,14 @@ impl Drop for Tunnel {
     }
 }
 
-/// Sends `output` as frames of `id` until it ends, fails, or `token` is
-/// cancelled.
+/// Sends `output` as frames of `id` until it ends (or sends an `exit`),
+/// fails, or `token` is cancelled.
 async fn pump(
     id: u64,
-    mut output: LogStream,
+    mut output: FrameStream,
     outbound: mpsc::Sender<pb::AgentFrame>,
     token: CancellationToken,
 ) {
-    use pb::agent_frame::Kind;
     let started = pb::AgentFrame {
         id,
         kind: Some(Kind::Started(pb::Started {})),
@@ -117,13 +150,16 @@ async fn pump(
             next = output.next() => next,
         };
         let (frame, last) = match next {
-            Some(Ok(data)) => (
-                pb::AgentFrame {
-                    id,
-                    kind: Some(Kind::Data(data)),
-                },
-                false,
-            ),
+            Some(Ok(kind)) => {
+                let last = matches!(kind, Kind::Exit(_));
+                (
+                    pb::AgentFrame {
+                        id,
+                        kind: Some(kind),
+                    },
+                    last,
+                )
+            }
             Some(Err(error)) => (error_frame(id, &error), true),
             None => (
                 pb::AgentFrame {
@@ -153,7 +189,7 @@ fn error_frame(id: u64, error: &RuntimeError) -> pb::AgentFrame {
     };
     pb::AgentFrame {
         id,
-        kind: Some(pb::agent_frame::Kind::Error(pb::StreamError {
+        kind: Some(Kind::Error(pb::StreamError {
             code: code.to_owned(),
             message: error.to_string(),
         })),

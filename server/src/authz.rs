@@ -5,7 +5,8 @@
 //! The rules, as tenants see them:
 //! - viewer: get, list and watch everything in the tenant except secret
 //!   values (a viewer sees a Secret's name and keys, never its values);
-//! - editor: also create, update, patch and delete objects;
+//! - editor: also create, update, patch and delete objects, and exec into
+//!   pods' containers;
 //! - admin: also members and API tokens, and the tenant's audit log;
 //! - owner: also deleting the tenant;
 //! - admins and owners set the tenant's Pod Security level to `baseline`
@@ -46,11 +47,13 @@ pub enum Verb {
     Reveal,
     /// Write an object's status (controllers and agents, never users).
     UpdateStatus,
+    /// Run a command in a pod's container (editors and up).
+    Exec,
 }
 
 impl Verb {
     /// Every verb, for tables and tests.
-    pub const ALL: [Verb; 9] = [
+    pub const ALL: [Verb; 10] = [
         Verb::Get,
         Verb::List,
         Verb::Watch,
@@ -60,6 +63,7 @@ impl Verb {
         Verb::Delete,
         Verb::Reveal,
         Verb::UpdateStatus,
+        Verb::Exec,
     ];
 
     /// Whether the verb only reads.
@@ -145,6 +149,10 @@ pub fn authorize(subject: &Subject, tenant: Option<&str>, target: Target, verb: 
     };
     let needed = match (target, verb) {
         (Target::Object(_), Verb::UpdateStatus) => None,
+        // Running commands in containers is writing, not reading: a
+        // viewer must not reach a pod's secrets through a shell.
+        (Target::Object(Kind::Pod), Verb::Exec) => Some(Role::Editor),
+        (_, Verb::Exec) => None,
         (Target::Object(Kind::Node), _) => None,
         (Target::Object(_) | Target::RawKeys | Target::Leases, verb) if verb.reads() => {
             Some(Role::Viewer)
@@ -236,6 +244,7 @@ pub fn verb_name(verb: Verb) -> &'static str {
         Verb::Delete => "delete",
         Verb::Reveal => "reveal",
         Verb::UpdateStatus => "update status of",
+        Verb::Exec => "exec into",
     }
 }
 

@@ -25,8 +25,10 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
     /// How often an idle REST watch gets a BOOKMARK.
     pub watch_bookmark_interval: Duration,
-    /// The agents' tunnels held by this process, for logs.
+    /// The agents' tunnels held by this process, for logs and exec.
     pub tunnels: crate::node_api::tunnels::Tunnels,
+    /// The pods' resource use the agents reported to this process.
+    pub pod_metrics: crate::pod_metrics::PodMetricsStore,
 }
 
 /// Builds the HTTP server on `listener`. The caller runs the returned future

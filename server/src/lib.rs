@@ -20,6 +20,10 @@
 //!   and changing that level.
 //! - [`pod_logs`]: containers' logs through the agents' tunnels, of one
 //!   pod or of every pod of a Deployment.
+//! - [`pod_exec`]: a command in a container, attached, through the pod's
+//!   agent's tunnel: which container, and whether it can run there.
+//! - [`pod_metrics`]: pods' resource use as agents report it, kept in
+//!   memory for fifteen minutes.
 //! - [`rollouts`]: the scale of Deployments and ReplicaSets, a
 //!   Deployment's revisions and rollback, over [`objects`].
 //! - [`rest`]: the REST API under `/api/v1`.
@@ -41,7 +45,9 @@ pub mod events;
 pub mod http;
 pub mod node_api;
 pub mod objects;
+pub mod pod_exec;
 pub mod pod_logs;
+pub mod pod_metrics;
 pub mod pod_security;
 pub mod rest;
 pub mod rollouts;

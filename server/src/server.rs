@@ -79,6 +79,7 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
         .local_addr()
         .context("reading the gRPC address")?;
     let tunnels = crate::node_api::tunnels::Tunnels::default();
+    let pod_metrics = crate::pod_metrics::PodMetricsStore::default();
     let (http_server, http_handle) = http::serve(
         listener,
         AppState {
@@ -91,6 +92,7 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             audit,
             watch_bookmark_interval: settings.watch_bookmark_interval,
             tunnels: tunnels.clone(),
+            pod_metrics: pod_metrics.clone(),
         },
     )
     .context("starting HTTP")?;
@@ -98,6 +100,7 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     let node_api = crate::node_api::NodeApi::start(
         crate::objects::Objects::new(store.clone(), encryption_key),
         tunnels,
+        pod_metrics,
         grpc_shutdown.clone(),
     );
     let grpc_task = tokio::spawn(etcd::serve(

@@ -41,6 +41,11 @@ impl Api {
         self.with_token(body["token"].as_str().expect("a token"))
     }
 
+    /// The bearer token, when signed in.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -17,6 +17,7 @@
 //! polls. Each tenant's containers join the tenant's own bridge network,
 //! `berth-t-<tenant>`, made on first use and removed when unused.
 
+mod attached_exec;
 pub mod container_spec;
 pub mod labels;
 pub mod pod_status;
@@ -50,9 +51,10 @@ use self::container_spec::Hardening;
 use self::pod_worker::{WorkerMessage, WorkerSettings};
 use super::{
     AssignedPod, Change, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod,
-    PodKey, PodNote, Runtime, RuntimeError,
+    PodKey, PodNote, Runtime, RuntimeError, UsageFuture,
 };
 use crate::connection::Backoff;
+use crate::exec::{AttachRequest, ExecSession};
 use crate::settings::AgentSettings;
 
 /// What went wrong talking to the Docker engine.
@@ -734,41 +736,64 @@ impl Runtime for DockerRuntime {
     }
 
     async fn stats(&self, pod: &PodKey) -> Result<Vec<ContainerStats>, RuntimeError> {
-        use bollard::models::ContainerSummaryStateEnum;
-        use bollard::query_parameters::StatsOptions;
         let uid = self
             .container_of(pod)
             .ok_or_else(|| RuntimeError::NotFound(pod.to_string()))?;
-        let mut figures = Vec::new();
-        for summary in self.engine.containers(Some(&uid)).await? {
-            if summary.state != Some(ContainerSummaryStateEnum::RUNNING) {
-                continue;
-            }
-            let (Some(id), Some(name)) = (
-                summary.id,
-                summary
-                    .labels
-                    .and_then(|mut labels| labels.remove(labels::CONTAINER)),
-            ) else {
-                continue;
-            };
-            // Not streamed: one sample, with the one before it for CPU.
-            let options = StatsOptions {
-                stream: false,
-                one_shot: false,
-            };
-            let mut samples = self.engine.docker.stats(&id, Some(options));
-            if let Some(sample) = samples.next().await {
-                let (cpu_cores, memory_bytes) = usage_of(&sample.map_err(call("stats"))?);
-                figures.push(ContainerStats {
-                    container: name,
-                    cpu_cores,
-                    memory_bytes,
-                });
-            }
-        }
-        Ok(figures)
+        pod_stats(&self.engine, &uid).await
     }
+
+    async fn attach_exec(
+        &self,
+        pod: &PodKey,
+        request: AttachRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        let id = self.container_id(pod, &request.container, false).await?;
+        attached_exec::attach(&self.engine, &id, request).await
+    }
+
+    fn usage(&self, pods: Vec<PodKey>) -> UsageFuture {
+        let pods = pods
+            .into_iter()
+            .filter_map(|key| self.container_of(&key).map(|uid| (key, uid)))
+            .collect();
+        Box::pin(attached_exec::usage(self.engine.clone(), pods))
+    }
+}
+
+/// Each running container's resource use of the pod whose containers carry
+/// `uid`.
+async fn pod_stats(engine: &Engine, uid: &str) -> Result<Vec<ContainerStats>, RuntimeError> {
+    use bollard::models::ContainerSummaryStateEnum;
+    use bollard::query_parameters::StatsOptions;
+    let mut figures = Vec::new();
+    for summary in engine.containers(Some(uid)).await? {
+        if summary.state != Some(ContainerSummaryStateEnum::RUNNING) {
+            continue;
+        }
+        let (Some(id), Some(name)) = (
+            summary.id,
+            summary
+                .labels
+                .and_then(|mut labels| labels.remove(labels::CONTAINER)),
+        ) else {
+            continue;
+        };
+        // Not streamed: one sample, with the one before it for CPU.
+        let options = StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
+        let mut samples = engine.docker.stats(&id, Some(options));
+        if let Some(sample) = samples.next().await {
+            let (cpu_cores, memory_bytes) = usage_of(&sample.map_err(call("stats"))?);
+            figures.push(ContainerStats {
+                container: name,
+                cpu_cores,
+                memory_bytes,
+            });
+        }
+    }
+    Ok(figures)
 }
 
 /// CPU in cores (between the sample and the one before it) and memory

@@ -23,8 +23,9 @@ use tokio::time::Instant;
 
 use super::{
     AssignedPod, Change, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod,
-    PodKey, Runtime, RuntimeError, StatusReport,
+    PodKey, PodUsage, Runtime, RuntimeError, StatusReport, UsageFuture,
 };
+use crate::exec::{AttachRequest, ExecSession};
 use crate::session::sleep_until;
 use crate::settings::AgentSettings;
 
@@ -320,18 +321,53 @@ impl Runtime for SimRuntime {
             .pods
             .get(pod)
             .ok_or_else(|| RuntimeError::NotFound(pod.to_string()))?;
-        // Synthetic figures, steady per container, so the same path the
-        // Docker runtime fills has something to carry.
-        Ok(sim_pod
-            .containers
-            .iter()
-            .map(|(name, _)| ContainerStats {
-                container: name.clone(),
-                cpu_cores: 0.01,
-                memory_bytes: 16 * 1024 * 1024,
-            })
-            .collect())
+        Ok(synthetic_stats(sim_pod))
     }
+
+    async fn attach_exec(
+        &self,
+        _pod: &PodKey,
+        _request: AttachRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            runtime: "sim",
+            operation: "exec",
+        })
+    }
+
+    fn usage(&self, pods: Vec<PodKey>) -> UsageFuture {
+        let figures = pods
+            .into_iter()
+            .filter_map(|key| {
+                let sim_pod = self.pods.get(&key)?;
+                // Only pods that "run": started, and not failed.
+                sim_pod.started.as_ref().filter(|start| !start.fails)?;
+                Some(PodUsage {
+                    containers: synthetic_stats(sim_pod),
+                    key,
+                    window_seconds: SIM_USAGE_WINDOW_SECONDS,
+                })
+            })
+            .collect();
+        Box::pin(std::future::ready(figures))
+    }
+}
+
+/// The window the sim's steady figures claim.
+const SIM_USAGE_WINDOW_SECONDS: f64 = 10.0;
+
+/// Synthetic figures, steady per container, so the same path the Docker
+/// runtime fills has something to carry.
+fn synthetic_stats(sim_pod: &SimPod) -> Vec<ContainerStats> {
+    sim_pod
+        .containers
+        .iter()
+        .map(|(name, _)| ContainerStats {
+            container: name.clone(),
+            cpu_cores: 0.01,
+            memory_bytes: 16 * 1024 * 1024,
+        })
+        .collect()
 }
 
 /// The status a simulated pod reports: Running and Ready, or, when it

@@ -11,7 +11,7 @@
 //! - `config_changes`: one store watch on ConfigMaps and Secrets, so that
 //!   the pods that use a changed one are sent to their nodes again.
 //! - [`tunnels`]: the agents' `Streams` tunnels held by this process, and
-//!   the log requests running through them.
+//!   the log and exec requests running through them.
 //! - this module: the RPCs (parse, authenticate, authorize, call, map
 //!   errors).
 
@@ -40,6 +40,7 @@ use tunnels::Tunnels;
 
 use crate::events::{DEFAULT_EVENT_TTL, EventRecorder, EventType, Involved};
 use crate::objects::{ObjectError, ObjectRef, Objects, SecretValues};
+use crate::pod_metrics::{ContainerUsage, PodMetricsStore, Sample};
 use crate::store::StoreError;
 use crate::store::types::Revision;
 
@@ -48,6 +49,9 @@ const MAX_ATTEMPTS: usize = 8;
 
 /// How many notes one `RecordPodEvents` call may carry.
 const MAX_NOTES: usize = 100;
+
+/// The most pods one `ReportPodMetrics` call may carry.
+const MAX_METRICS_PODS: usize = 1000;
 
 /// How many converted events a `WatchPods` stream buffers for its client.
 const STREAM_BUFFER: usize = 64;
@@ -163,6 +167,8 @@ pub struct NodeApi {
     pods: PodsByNode,
     config: ConfigChanges,
     tunnels: Tunnels,
+    /// Where the pods' reported resource use is kept.
+    metrics: PodMetricsStore,
     /// Writes the events agents report about their pods.
     events: EventRecorder,
     shutdown: CancellationToken,
@@ -171,9 +177,16 @@ pub struct NodeApi {
 impl NodeApi {
     /// Starts the node API's shared pod index over `objects`; it and every
     /// open `WatchPods` and `Streams` stream stop at `shutdown`. Agents'
-    /// tunnels are kept in `tunnels`, which the REST API reads.
-    pub fn start(objects: Objects, tunnels: Tunnels, shutdown: CancellationToken) -> NodeApi {
+    /// tunnels are kept in `tunnels` and the pods' reported resource use
+    /// in `metrics`, which the REST API reads.
+    pub fn start(
+        objects: Objects,
+        tunnels: Tunnels,
+        metrics: PodMetricsStore,
+        shutdown: CancellationToken,
+    ) -> NodeApi {
         NodeApi {
+            metrics,
             credentials: Credentials::new(objects.store().clone()),
             pods: PodsByNode::start(objects.clone(), shutdown.clone()),
             config: ConfigChanges::start(objects.clone(), shutdown.clone()),
@@ -450,18 +463,9 @@ impl NodeApi {
                         .into(),
                 ));
             }
-            let at = ObjectRef {
-                kind: Kind::Pod,
-                tenant: Some(note.tenant.clone()),
-                name: note.pod.clone(),
-            };
-            let pod = match self.objects.get(&at, SecretValues::Redact).await {
-                Ok(pod) => pod,
-                Err(ObjectError::NotFound { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            };
-            if !node_may(&node, NodeAction::WritePodStatus { pod: &pod })
-                || pod["metadata"]["uid"].as_str() != Some(note.uid.as_str())
+            if !self
+                .holds_pod(&node, &note.tenant, &note.pod, &note.uid)
+                .await?
             {
                 continue;
             }
@@ -477,6 +481,91 @@ impl NodeApi {
             recorded += 1;
         }
         Ok(pb::RecordPodEventsResponse { recorded })
+    }
+
+    /// Whether the pod `tenant`/`name` exists with `uid` and is bound to
+    /// `node`, so that the node may report about it (as about its status).
+    async fn holds_pod(
+        &self,
+        node: &str,
+        tenant: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<bool, NodeApiError> {
+        let at = ObjectRef {
+            kind: Kind::Pod,
+            tenant: Some(tenant.to_owned()),
+            name: name.to_owned(),
+        };
+        let pod = match self.objects.get(&at, SecretValues::Redact).await {
+            Ok(pod) => pod,
+            Err(ObjectError::NotFound { .. }) => return Ok(false),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(node_may(node, NodeAction::WritePodStatus { pod: &pod })
+            && pod["metadata"]["uid"].as_str() == Some(uid))
+    }
+
+    /// Keeps the figures of pods bound to the caller's node (and of the uid
+    /// they name); others are dropped.
+    #[tracing::instrument(skip_all, fields(node, pods = request.get_ref().pods.len()))]
+    async fn record_metrics(
+        &self,
+        request: Request<pb::ReportPodMetricsRequest>,
+    ) -> Result<pb::ReportPodMetricsResponse, NodeApiError> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        let pods = request.into_inner().pods;
+        if pods.len() > MAX_METRICS_PODS {
+            return Err(NodeApiError::InvalidArgument(format!(
+                "at most {MAX_METRICS_PODS} pods per call, not {}",
+                pods.len()
+            )));
+        }
+        let at = chrono::Utc::now();
+        let mut recorded = 0;
+        for figures in pods {
+            let window = std::time::Duration::try_from_secs_f64(figures.window_seconds)
+                .ok()
+                .filter(|window| !window.is_zero());
+            let valid = figures
+                .containers
+                .iter()
+                .all(|c| c.cpu_cores.is_finite() && c.cpu_cores >= 0.0);
+            let Some(window) = window.filter(|_| valid) else {
+                return Err(NodeApiError::InvalidArgument(format!(
+                    "pod {}/{}: the window must be positive and CPU figures finite and not negative",
+                    figures.tenant, figures.pod
+                )));
+            };
+            if !self
+                .holds_pod(&node, &figures.tenant, &figures.pod, &figures.uid)
+                .await?
+            {
+                continue;
+            }
+            let containers = figures
+                .containers
+                .into_iter()
+                .map(|c| ContainerUsage {
+                    name: c.name,
+                    cpu_cores: c.cpu_cores,
+                    memory_bytes: c.memory_bytes,
+                })
+                .collect();
+            self.metrics.record(
+                &figures.tenant,
+                &figures.pod,
+                &figures.uid,
+                Sample {
+                    at,
+                    window,
+                    containers,
+                },
+            );
+            recorded += 1;
+        }
+        Ok(pb::ReportPodMetricsResponse { recorded })
     }
 
     /// The wire form of an event, with the ConfigMaps and Secrets the pod
@@ -799,5 +888,12 @@ impl NodeService for NodeApi {
         request: Request<pb::RecordPodEventsRequest>,
     ) -> Result<Response<pb::RecordPodEventsResponse>, Status> {
         Ok(Response::new(self.record_notes(request).await?))
+    }
+
+    async fn report_pod_metrics(
+        &self,
+        request: Request<pb::ReportPodMetricsRequest>,
+    ) -> Result<Response<pb::ReportPodMetricsResponse>, Status> {
+        Ok(Response::new(self.record_metrics(request).await?))
     }
 }

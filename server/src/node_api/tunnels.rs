@@ -1,10 +1,11 @@
 //! The server's end of the `Streams` tunnels: which node's agent holds a
 //! tunnel to this process, and the requests running through each.
 //!
-//! A request (a container's logs) gets an id, goes to the agent as a
-//! `ServerFrame`, and its answer comes back as frames of that id, which
-//! [`Tunnels::deliver`] hands to the one waiting [`TunnelOutput`]. Dropping
-//! the output cancels the request on the agent.
+//! A request (a container's logs, an exec) gets an id, goes to the agent
+//! as a `ServerFrame`, and its answer comes back as frames of that id,
+//! which [`Tunnels::deliver`] hands to the one waiting [`TunnelOutput`].
+//! An exec's input goes the other way through [`TunnelOutput::send`].
+//! Dropping the output cancels the request on the agent.
 //!
 //! A tunnel lives in the process the agent dialled. With several replicas
 //! on one database, a request that reaches another replica finds no tunnel
@@ -80,8 +81,21 @@ struct Link {
     closed: AtomicBool,
 }
 
-/// What a reader gets: the acceptance, output, or the failure.
-type Chunk = Result<Option<Vec<u8>>, TunnelError>;
+/// One piece of an agent's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// The agent accepted the request.
+    Started,
+    /// Output (an exec's stdout).
+    Data(Vec<u8>),
+    /// An exec's stderr.
+    Stderr(Vec<u8>),
+    /// An exec's command ended with this code; nothing follows.
+    Exit(i32),
+}
+
+/// What a reader gets: a piece of the answer, or the failure.
+type Chunk = Result<Piece, TunnelError>;
 
 /// An open tunnel, as the RPC that serves it holds it.
 pub struct Attached {
@@ -138,8 +152,10 @@ impl Tunnels {
             return;
         }
         let (chunk, last) = match frame.kind {
-            Some(Kind::Started(_)) => (Ok(None), false),
-            Some(Kind::Data(data)) => (Ok(Some(data)), false),
+            Some(Kind::Started(_)) => (Ok(Piece::Started), false),
+            Some(Kind::Data(data)) => (Ok(Piece::Data(data)), false),
+            Some(Kind::Stderr(data)) => (Ok(Piece::Stderr(data)), false),
+            Some(Kind::Exit(exit)) => (Ok(Piece::Exit(exit.exit_code)), true),
             Some(Kind::End(_)) | None => {
                 link.forget(frame.id);
                 return;
@@ -178,6 +194,27 @@ impl Tunnels {
         node: &str,
         request: pb::LogRequest,
     ) -> Result<TunnelOutput, TunnelError> {
+        self.open(node, pb::server_frame::Kind::Log(request)).await
+    }
+
+    /// Starts a command in a container on `node`, attached; answers once
+    /// the agent started it (or refused). Its input goes through
+    /// [`TunnelOutput::send`], its output and exit code come as
+    /// [`TunnelOutput::next_piece`].
+    pub async fn exec(
+        &self,
+        node: &str,
+        request: pb::ExecRequest,
+    ) -> Result<TunnelOutput, TunnelError> {
+        self.open(node, pb::server_frame::Kind::Exec(request)).await
+    }
+
+    /// Sends request `kind` to `node`'s agent and waits for its acceptance.
+    async fn open(
+        &self,
+        node: &str,
+        kind: pb::server_frame::Kind,
+    ) -> Result<TunnelOutput, TunnelError> {
         let not_connected = || TunnelError::NotConnected {
             node: node.to_owned(),
         };
@@ -196,14 +233,14 @@ impl Tunnels {
         };
         let frame = pb::ServerFrame {
             id,
-            kind: Some(pb::server_frame::Kind::Log(request)),
+            kind: Some(kind),
         };
         if link.to_agent.send(Ok(frame)).await.is_err() {
             return Err(not_connected());
         }
         match output.chunks.recv().await {
-            Some(Ok(None)) => Ok(output),
-            Some(Ok(Some(_))) => Err(TunnelError::Agent {
+            Some(Ok(Piece::Started)) => Ok(output),
+            Some(Ok(_)) => Err(TunnelError::Agent {
                 node: node.to_owned(),
                 code: "Failed".into(),
                 message: "the agent sent output before accepting the request".into(),
@@ -254,17 +291,37 @@ pub struct TunnelOutput {
     chunks: mpsc::Receiver<Chunk>,
 }
 
-impl Stream for TunnelOutput {
-    type Item = Result<Vec<u8>, TunnelError>;
+impl TunnelOutput {
+    /// The next piece of the answer; `None` when it ended (after an
+    /// `exit`, or the agent's `end`). A tunnel that closed first is an
+    /// error.
+    pub async fn next_piece(&mut self) -> Option<Result<Piece, TunnelError>> {
+        std::future::poll_fn(|cx| self.poll_piece(cx)).await
+    }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    /// Sends `kind` (an exec's stdin, resize or stdin end) to the agent as
+    /// part of this request.
+    pub async fn send(&self, kind: pb::server_frame::Kind) -> Result<(), TunnelError> {
+        let frame = pb::ServerFrame {
+            id: self.id,
+            kind: Some(kind),
+        };
+        self.link
+            .to_agent
+            .send(Ok(frame))
+            .await
+            .map_err(|_| TunnelError::Closed {
+                node: self.node.clone(),
+            })
+    }
+
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Piece, TunnelError>>> {
         loop {
             return match self.chunks.poll_recv(cx) {
-                Poll::Ready(Some(Ok(Some(data)))) => Poll::Ready(Some(Ok(data))),
-                Poll::Ready(Some(Ok(None))) => continue,
-                Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
+                Poll::Ready(Some(Ok(Piece::Started))) => continue,
+                Poll::Ready(Some(piece)) => Poll::Ready(Some(piece)),
                 Poll::Ready(None) => {
-                    // Ended by `end`, or by the tunnel closing.
+                    // Ended by `end` or `exit`, or by the tunnel closing.
                     let closed = self.link.closed.load(Ordering::SeqCst);
                     Poll::Ready(closed.then(|| {
                         Err(TunnelError::Closed {
@@ -272,6 +329,24 @@ impl Stream for TunnelOutput {
                         })
                     }))
                 }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+impl Stream for TunnelOutput {
+    type Item = Result<Vec<u8>, TunnelError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match self.poll_piece(cx) {
+                Poll::Ready(Some(Ok(Piece::Data(data) | Piece::Stderr(data)))) => {
+                    Poll::Ready(Some(Ok(data)))
+                }
+                Poll::Ready(Some(Ok(Piece::Started | Piece::Exit(_)))) => continue,
+                Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
+                Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             };
         }

@@ -80,14 +80,7 @@ fn log_error(error: PodLogError) -> ApiError {
     match error {
         PodLogError::Object(error) => object_error(error),
         PodLogError::ContainerRequired { .. } | PodLogError::NoSuchContainer { .. } => {
-            let message = error.to_string();
-            ApiError::invalid(
-                message.clone(),
-                vec![Detail {
-                    field: "container".into(),
-                    reason: message,
-                }],
-            )
+            container_error(error.to_string())
         }
         PodLogError::Waiting { .. } | PodLogError::NoPrevious { .. } => {
             ApiError::invalid(error.to_string(), Vec::new())
@@ -97,12 +90,24 @@ fn log_error(error: PodLogError) -> ApiError {
     }
 }
 
-fn tunnel_error(error: TunnelError) -> ApiError {
+/// A 400 about the `container` parameter.
+pub(super) fn container_error(message: String) -> ApiError {
+    ApiError::invalid(
+        message.clone(),
+        vec![Detail {
+            field: "container".into(),
+            reason: message,
+        }],
+    )
+}
+
+/// A [`TunnelError`] as the API answers it.
+pub(super) fn tunnel_error(error: TunnelError) -> ApiError {
     match &error {
         TunnelError::NotConnected { .. } | TunnelError::Closed { .. } => {
             ApiError::Unavailable(error.to_string())
         }
-        TunnelError::Agent { code, .. } if code == "NotFound" => {
+        TunnelError::Agent { code, .. } if code == "NotFound" || code == "Unsupported" => {
             ApiError::invalid(error.to_string(), Vec::new())
         }
         TunnelError::Agent { .. } => ApiError::Internal(error.to_string()),

@@ -10,6 +10,8 @@
 //! - `rollouts`: the scale subresource of Deployments and ReplicaSets, a
 //!   Deployment's rollback and revisions.
 //! - `logs`: containers' logs of a pod or of a Deployment's pods.
+//! - `exec`: a command in a pod's container over a WebSocket.
+//! - `metrics`: pods' CPU and memory as their agents report them.
 //! - `tenants`: tenants and their members; `users`: accounts (platform
 //!   admin); `tokens`: API tokens; `join_tokens`: node join tokens
 //!   (platform admin).
@@ -19,8 +21,10 @@ mod auth_routes;
 mod body;
 pub mod caller;
 pub mod error;
+mod exec;
 mod join_tokens;
 mod logs;
+mod metrics;
 pub mod openapi;
 mod resources;
 mod rollouts;
@@ -56,5 +60,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     join_tokens::configure(config);
     rollouts::configure(config);
     logs::configure(config);
+    exec::configure(config);
+    metrics::configure(config);
     resources::configure(config);
 }

@@ -28,6 +28,8 @@ pub fn document() -> OpenApi {
     doc.merge(super::join_tokens::JoinTokensApi::openapi());
     doc.merge(super::rollouts::RolloutsApi::openapi());
     doc.merge(super::logs::LogsApi::openapi());
+    doc.merge(super::exec::ExecApi::openapi());
+    doc.merge(super::metrics::MetricsApi::openapi());
     doc.info.title = "Berth".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(
