@@ -24,7 +24,8 @@ fn pod_spec(image: &str, policy: &str, secrets: &[&str]) -> Value {
     })
 }
 
-/// The reasons and messages of the events about pod `name`, oldest first.
+/// The reasons and messages of the events about pod `name`, in the order
+/// they were last written.
 async fn pod_events(cluster: &DockerCluster, name: &str) -> Vec<(String, String)> {
     let (status, list) = cluster
         .admin
@@ -35,11 +36,14 @@ async fn pod_events(cluster: &DockerCluster, name: &str) -> Vec<(String, String)
         .into_iter()
         .filter(|event| event["involvedObject"]["name"] == name)
         .collect();
-    events.sort_by(|a, b| {
-        a["firstTimestamp"]
+    // Timestamps have whole seconds; the store's revisions give the order.
+    let revision = |event: &Value| {
+        event["metadata"]["resourceVersion"]
             .as_str()
-            .cmp(&b["firstTimestamp"].as_str())
-    });
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    events.sort_by_key(revision);
     events
         .iter()
         .map(|event| {
