@@ -105,20 +105,27 @@ async fn a_pod_runs_and_answers_logs_exec_stats_inspect_and_list_then_stops() {
         }]
     );
 
+    // Running does not mean the process has written its line yet: the log
+    // is followed until it has.
     let request = LogRequest {
         container: "main".into(),
+        follow: true,
         ..LogRequest::default()
     };
-    let chunks: Vec<Vec<u8>> =
-        futures::StreamExt::collect::<Vec<_>>(runtime.logs(&key, request).await.expect("logs"))
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .expect("log output");
-    assert_eq!(
-        String::from_utf8_lossy(&chunks.concat()),
-        "hello from berth\n"
-    );
+    let mut stream = runtime.logs(&key, request).await.expect("logs");
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !text.ends_with('\n') {
+            let Some(chunk) = futures::StreamExt::next(&mut stream).await else {
+                break;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("log output")));
+        }
+    })
+    .await
+    .expect("the container writes its line within 10 s");
+    drop(stream);
+    assert_eq!(text, "hello from berth\n");
     let hostname = runtime
         .exec(&key, "main", vec!["cat".into(), "/etc/hostname".into()])
         .await
