@@ -180,12 +180,32 @@ impl FencedWriter {
         create_revision: Revision,
         hold: Option<&str>,
     ) -> Result<Revision, WriteError> {
-        let meta = object.metadata();
-        if meta.finalizers.is_empty() && hold.is_none() {
-            return self
-                .delete::<K>(&ObjectKey::of(object), create_revision)
-                .await;
+        let fresh: K;
+        let mut object = object;
+        if object.metadata().finalizers.is_empty() && hold.is_none() {
+            // The caller's cache can lag a finalizer added a moment ago: the
+            // delete holds only while the object is as the caller read it,
+            // and otherwise the stored object decides.
+            match self.delete_unchanged(object).await {
+                Err(WriteError::Conflict { .. }) => {}
+                done => return done,
+            }
+            let key = ObjectKey::of(object).store_key(K::KIND);
+            let Some(kv) = self.store.get(key.as_bytes(), 0).await? else {
+                return Ok(0);
+            };
+            if kv.create_revision != create_revision {
+                return Ok(0);
+            }
+            fresh = decode_stored(&kv).map_err(|reason| WriteError::Encoding { key, reason })?;
+            if fresh.metadata().finalizers.is_empty() {
+                return self
+                    .delete::<K>(&ObjectKey::of(&fresh), create_revision)
+                    .await;
+            }
+            object = &fresh;
         }
+        let meta = object.metadata();
         if meta.deletion_timestamp.is_some() {
             return Ok(0);
         }
