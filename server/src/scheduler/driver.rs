@@ -255,6 +255,9 @@ impl State {
                 });
                 let moved = view.node != node;
                 view.revision = revision;
+                if node.is_some() {
+                    view.assumed = None;
+                }
                 view.node = node;
                 // A claim that appears, or lands on a node, may let
                 // waiting pods fit.

@@ -119,6 +119,9 @@ impl NodeVolumes {
     pub fn new(state_dir: &Path, node: &str) -> io::Result<NodeVolumes> {
         let pods = state_dir.join("pods");
         std::fs::create_dir_all(&pods)?;
+        // As the kernel names mount points, so that the pods' mounts are
+        // found again under it.
+        let pods = std::fs::canonicalize(pods)?;
         // The engine (root) reaches the volumes; other users of the host
         // have no business reading ConfigMap files or Secret names.
         std::fs::set_permissions(&pods, std::fs::Permissions::from_mode(0o700))?;
