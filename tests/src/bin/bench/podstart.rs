@@ -28,13 +28,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use berth_tests::db::TestBackend;
 use berth_tests::docker::{EngineCleanup, TEST_IMAGE, ensure_test_image};
-use berth_tests::process::{AgentProcess, berth_binary};
+use berth_tests::process::AgentProcess;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::process_stats::{CpuTimes, Memory, check_process_is};
+use super::process_stats::{CpuTimes, Memory};
 use super::server_under_test::{ServerUnderTest, exchange};
 use super::{ms, percentile};
 
@@ -81,7 +81,6 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let node = format!("bench-{:06x}", rand::random::<u32>() & 0xff_ffff);
     let _cleanup = EngineCleanup::new(&node, &[TENANT]);
     let agent = AgentProcess::docker(&server.server, &node, &["--heartbeat-ms", "10000"]);
-    check_process_is(agent.id(), &berth_binary(), "agent")?;
     wait_ready(&server, &node, plan.timeout).await?;
 
     let seen: SeenRunning = Arc::default();
