@@ -604,11 +604,10 @@ impl<R: Runtime> NodeSession<R> {
         tracing::warn!(node = self.name, pod = %key, %refusal, "refused by Pod Security");
         self.shared.metrics.pods_refused.inc();
         let status = refused_status(pod, &refusal);
-        self.notes.push(pb::PodNote {
-            tenant: key.tenant.clone(),
-            pod: key.name.clone(),
+        self.note(PodNote {
+            key: key.clone(),
             uid: uid.clone(),
-            r#type: "Warning".into(),
+            warning: true,
             reason: "FailedCreate".into(),
             message: format!("Error: {refusal}"),
         });

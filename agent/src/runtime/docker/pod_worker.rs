@@ -600,16 +600,14 @@ impl PodWorker {
     /// A missing or unreadable one is a warning, and the pull goes on
     /// without it, as kubelet's does.
     fn pull_credentials(&self, image: &str) -> Option<bollard::auth::DockerCredentials> {
-        let names = &self.pod.pod.spec.image_pull_secrets;
-        let found: Vec<&berth_api::objects::Secret> = names
-            .iter()
-            .filter_map(|reference| self.pod.secrets.get(&reference.name))
-            .collect();
-        let missing: Vec<&str> = names
-            .iter()
-            .map(|reference| reference.name.as_str())
-            .filter(|name| !self.pod.secrets.contains_key(*name))
-            .collect();
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for reference in &self.pod.pod.spec.image_pull_secrets {
+            match self.pod.secrets.get(&reference.name) {
+                Some(secret) => found.push(secret),
+                None => missing.push(reference.name.as_str()),
+            }
+        }
         if !missing.is_empty() {
             self.note(
                 true,
