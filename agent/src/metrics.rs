@@ -26,6 +26,8 @@ pub struct AgentMetrics {
     pub pods_refused: IntCounter,
     /// Notes for pod events that did not reach the server.
     pub pod_notes_dropped: IntCounter,
+    /// Terminating pods this agent stopped and removed from the store.
+    pub pods_removed: IntCounter,
 }
 
 impl AgentMetrics {
@@ -68,6 +70,10 @@ impl AgentMetrics {
                 "berth_agent_pod_notes_dropped_total",
                 "Notes for pod events that did not reach the server.",
             )?,
+            pods_removed: IntCounter::new(
+                "berth_agent_pods_removed_total",
+                "Terminating pods whose containers this agent stopped, then removed from the store.",
+            )?,
         };
         registry.register(Box::new(metrics.pods_running.clone()))?;
         registry.register(Box::new(metrics.nodes_registered.clone()))?;
@@ -78,6 +84,7 @@ impl AgentMetrics {
         registry.register(Box::new(metrics.pod_events_dropped.clone()))?;
         registry.register(Box::new(metrics.pods_refused.clone()))?;
         registry.register(Box::new(metrics.pod_notes_dropped.clone()))?;
+        registry.register(Box::new(metrics.pods_removed.clone()))?;
         Ok(metrics)
     }
 }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_api::node::v1 as pb;
 use berth_api::objects::pod::{Pod, PodStatus};
@@ -107,6 +108,9 @@ pub enum Change {
     Status(StatusReport),
     /// Something happened to a pod that users should hear of.
     Note(PodNote),
+    /// Nothing is left of a pod the runtime was told to stop: its
+    /// containers are gone.
+    Stopped(OwnedPod),
 }
 
 /// A pod the runtime holds something of (containers, timers).
@@ -221,9 +225,11 @@ pub trait Runtime: Send + 'static {
     /// for each new pod, and again when the server sends it changed.
     fn start(&mut self, pod: Arc<AssignedPod>) -> impl Future<Output = ()> + Send;
 
-    /// Stops `pod` (gracefully) and removes what it left; no status is
-    /// reported for it afterwards.
-    fn stop(&mut self, pod: OwnedPod) -> impl Future<Output = ()> + Send;
+    /// Stops `pod` gracefully and removes what it left: SIGTERM, then
+    /// SIGKILL after `grace` (`None`: the pod's own grace period). No
+    /// status is reported for it afterwards; [`Change::Stopped`] says when
+    /// nothing is left of it, also of a pod the runtime held nothing of.
+    fn stop(&mut self, pod: OwnedPod, grace: Option<Duration>) -> impl Future<Output = ()> + Send;
 
     /// The next status change or note; pending while there is none.
     fn next_change(&mut self) -> impl Future<Output = Change> + Send;

@@ -76,6 +76,9 @@ pub struct NodeSession<R> {
     due: BinaryHeap<Reverse<(Instant, PodKey)>>,
     /// Notes for the server's events, sent after the current step.
     notes: Vec<pb::PodNote>,
+    /// Terminating pods the runtime has stopped, to remove from the store
+    /// after the current step.
+    removals: Vec<OwnedPod>,
 }
 
 /// A pod as the session remembers it.
@@ -91,6 +94,11 @@ struct KnownPod {
     last_sent: Option<Instant>,
     /// Counted in `pods_running`.
     running: bool,
+    /// Being deleted: once the runtime has stopped it, the node removes it
+    /// from the store.
+    terminating: bool,
+    /// The runtime holds nothing of it any more.
+    stopped: bool,
 }
 
 /// Why a session ended.
@@ -114,6 +122,7 @@ impl<R: Runtime> NodeSession<R> {
             waiting: HashMap::new(),
             due: BinaryHeap::new(),
             notes: Vec::new(),
+            removals: Vec::new(),
         }
     }
 
@@ -244,6 +253,11 @@ impl<R: Runtime> NodeSession<R> {
             {
                 return end;
             }
+            if !self.removals.is_empty()
+                && let Some(end) = self.send_removals(&mut client).await
+            {
+                return end;
+            }
             let next_due = self.due.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
@@ -284,6 +298,7 @@ impl<R: Runtime> NodeSession<R> {
                         }
                     }
                     Change::Note(note) => self.note(note),
+                    Change::Stopped(pod) => self.on_stopped(pod),
                 },
                 () = sleep_until(next_due) => {
                     if let Some(end) = self.send_due(&mut client).await {
@@ -474,13 +489,22 @@ impl<R: Runtime> NodeSession<R> {
                         reported: found,
                         last_sent: None,
                         running,
+                        terminating: false,
+                        stopped: false,
                     }
                 });
                 known.fingerprint = fingerprint;
-                if assigned.pod.metadata.deletion_timestamp.is_some() {
-                    // Terminating: the containers stop, the pod stays known
-                    // until the server deletes it.
-                    self.runtime.stop(OwnedPod { key, uid }).await;
+                if assigned.pod.is_terminating() {
+                    // Terminating: the containers stop within the grace
+                    // the deletion gave; once they are gone this node
+                    // removes the pod from the store.
+                    known.terminating = true;
+                    let grace = assigned
+                        .pod
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .map(|seconds| Duration::from_secs(seconds.unsigned_abs()));
+                    self.runtime.stop(OwnedPod { key, uid }, grace).await;
                 } else if let Some(refusal) = pod_security_refusal(&event, &assigned.pod) {
                     self.refuse(key, uid, &assigned.pod, refusal);
                 } else {
@@ -571,7 +595,7 @@ impl<R: Runtime> NodeSession<R> {
                         .is_none_or(|known| known.uid != pod.uid)
                     {
                         tracing::info!(node = self.name, pod = %pod.key, uid = pod.uid, "removing a pod no one asks for");
-                        self.runtime.stop(pod).await;
+                        self.runtime.stop(pod, None).await;
                     }
                 }
             }
@@ -588,13 +612,65 @@ impl<R: Runtime> NodeSession<R> {
                 self.shared.metrics.pods_running.dec();
             }
             self.waiting.remove(key);
-            self.runtime
-                .stop(OwnedPod {
+            if !pod.stopped {
+                let owned = OwnedPod {
                     key: key.clone(),
                     uid: pod.uid,
-                })
-                .await;
+                };
+                self.runtime.stop(owned, None).await;
+            }
         }
+    }
+
+    /// Takes in that the runtime holds nothing more of `pod`: a
+    /// terminating pod is then removed from the store.
+    fn on_stopped(&mut self, pod: OwnedPod) {
+        let Some(known) = self.pods.get_mut(&pod.key) else {
+            return;
+        };
+        if known.uid != pod.uid {
+            return;
+        }
+        known.stopped = true;
+        if known.terminating {
+            self.removals.push(pod);
+        }
+    }
+
+    /// Removes the terminating pods whose containers are gone from the
+    /// store. One the server will not remove (moved, another incarnation,
+    /// no longer being deleted) is left to the watch; one that fails for
+    /// another reason is tried again after the next step.
+    async fn send_removals(&mut self, client: &mut NodeClient) -> Option<SessionEnd> {
+        for pod in std::mem::take(&mut self.removals) {
+            let request = pb::RemovePodRequest {
+                tenant: pod.key.tenant.clone(),
+                name: pod.key.name.clone(),
+                uid: pod.uid.clone(),
+            };
+            match client.remove_pod(request).await {
+                Ok(_) => {
+                    self.shared.metrics.pods_removed.inc();
+                    tracing::info!(node = self.name, pod = %pod.key, "the pod's containers are gone; removed it");
+                }
+                Err(status) if forgotten(&status) => {
+                    return Some(SessionEnd::Reregister(status.message().to_owned()));
+                }
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::PermissionDenied | Code::FailedPrecondition | Code::NotFound
+                    ) =>
+                {
+                    tracing::debug!(node = self.name, pod = %pod.key, %status, "the pod was not removed");
+                }
+                Err(status) => {
+                    tracing::debug!(node = self.name, pod = %pod.key, %status, "removing the pod failed; retrying");
+                    self.removals.push(pod);
+                }
+            }
+        }
+        None
     }
 
     /// Holds back a pod its tenant's Pod Security level refuses (the API

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use berth_api::labels::Selector;
+use berth_api::objects::pod::Pod;
 use berth_api::objects::{FieldError, Kind};
 use serde_json::{Map, Value, json};
 
@@ -140,6 +141,16 @@ pub const COLLECTED_KINDS: [Kind; 3] = [Kind::Deployment, Kind::ReplicaSet, Kind
 pub const ORPHAN_FINALIZER: &str = "orphan";
 /// The finalizer of an owner deleted with `Foreground` propagation.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// How an object is deleted: Kubernetes' DeleteOptions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// What becomes of the objects it owns.
+    pub propagation: Propagation,
+    /// For a pod a node runs: how long its containers get to stop
+    /// (`gracePeriodSeconds`); `None` for the pod's own grace period.
+    pub grace_period_seconds: Option<i64>,
+}
 
 /// What becomes of the objects an object owns when it is deleted
 /// (`propagationPolicy`, as Kubernetes has it).
@@ -399,6 +410,13 @@ impl Objects {
     /// version. An object with finalizers (or deleted with `Orphan` or
     /// `Foreground` propagation, which add theirs) is only marked with a
     /// `deletionTimestamp`; it goes when its last finalizer is removed.
+    ///
+    /// A pod that a node runs is deleted gracefully, as in Kubernetes: it
+    /// is marked with a `deletionTimestamp` `grace` seconds ahead (the
+    /// caller's `gracePeriodSeconds`, else the pod's own
+    /// `terminationGracePeriodSeconds`) and stays, terminating, until its
+    /// node has stopped its containers and removes it
+    /// ([`Objects::remove_stopped_pod`]). A grace of 0 removes it at once.
     /// Answers the object as it was, or as marked.
     #[tracing::instrument(skip_all, fields(kind = at.kind.name(), name = at.name))]
     pub async fn delete(
@@ -406,7 +424,30 @@ impl Objects {
         at: &ObjectRef,
         expected: Option<Revision>,
         reveal: SecretValues,
-        propagation: Propagation,
+        options: DeleteOptions,
+    ) -> ObjectResult<Value> {
+        for _ in 0..16 {
+            // Without a precondition, a write that slipped in between the
+            // read and the delete (a status report, say) is no reason to
+            // fail: read it again.
+            match self.delete_once(at, expected, reveal, options).await {
+                Err(ObjectError::Conflict(_)) if expected.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(ObjectError::Conflict(format!(
+            "{} {:?} kept changing while it was being deleted; try again",
+            at.kind.name(),
+            at.name
+        )))
+    }
+
+    async fn delete_once(
+        &self,
+        at: &ObjectRef,
+        expected: Option<Revision>,
+        reveal: SecretValues,
+        options: DeleteOptions,
     ) -> ObjectResult<Value> {
         let kv = self.current(at).await?;
         if let Some(expected) = expected
@@ -416,21 +457,33 @@ impl Objects {
         }
         let mut stored = stored_value(&kv)?;
         let mut finalizers = finalizers_of(&stored);
-        if let Some(finalizer) = propagation.finalizer()
+        if let Some(finalizer) = options.propagation.finalizer()
             && COLLECTED_KINDS.contains(&at.kind)
             && !finalizers.iter().any(|f| f == finalizer)
         {
             finalizers.push(finalizer.to_owned());
         }
-        if finalizers.is_empty() {
+        let grace = match at.kind {
+            Kind::Pod => serde_json::from_value::<Pod>(stored.clone())
+                .map_or(0, |pod| pod.deletion_grace(options.grace_period_seconds)),
+            _ => 0,
+        };
+        if finalizers.is_empty() && grace == 0 {
             self.delete_kv(at, &kv).await?;
             return self.present_kv(at, &kv, reveal);
         }
         let marked = stored.clone();
         let metadata = metadata_mut(&mut stored);
-        if !metadata.contains_key("deletionTimestamp") {
-            metadata.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+        let now = chrono::Utc::now();
+        let due = now + chrono::Duration::seconds(grace);
+        let sooner = metadata
+            .get("deletionTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .is_none_or(|marked_due| due < marked_due);
+        if sooner {
+            metadata.insert("deletionTimestamp".into(), json!(rfc3339(due)));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
         }
         metadata.insert("finalizers".into(), json!(finalizers));
         if stored == marked {
@@ -439,6 +492,32 @@ impl Objects {
         self.write_raw(at, &kv, stored, reveal)
             .await
             .map(|(value, _)| value)
+    }
+
+    /// Ends the graceful deletion of the pod at `at` once its node has
+    /// stopped its containers: the pod goes, if it is still the version
+    /// `expected` (which the caller checked is bound to that node and is
+    /// terminating). One that finalizers still hold stays marked, with no
+    /// grace left, and goes when the last of them is removed.
+    pub async fn remove_stopped_pod(&self, at: &ObjectRef, expected: Revision) -> ObjectResult<()> {
+        let kv = self.current(at).await?;
+        if kv.mod_revision != expected {
+            return Err(stale(at, expected, kv.mod_revision));
+        }
+        let mut stored = stored_value(&kv)?;
+        if stored["metadata"]["deletionTimestamp"].is_null() {
+            return Err(ObjectError::Conflict(format!(
+                "pod {:?} is not being deleted",
+                at.name
+            )));
+        }
+        if finalizers_of(&stored).is_empty() {
+            return self.delete_kv(at, &kv).await;
+        }
+        metadata_mut(&mut stored).insert("deletionGracePeriodSeconds".into(), json!(0));
+        self.write_raw(at, &kv, stored, SecretValues::Redact)
+            .await
+            .map(drop)
     }
 
     /// Deletes the object at `kv` if it is still at that revision.
@@ -667,7 +746,9 @@ impl Objects {
             let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
             metadata_mut(&mut merged).insert("generation".into(), json!(generation + 1));
         }
-        if merged["metadata"]["deletionTimestamp"].is_string() && finalizers_of(&merged).is_empty()
+        if merged["metadata"]["deletionTimestamp"].is_string()
+            && finalizers_of(&merged).is_empty()
+            && !awaits_its_node(&merged)
         {
             // The last finalizer is gone: the deletion it held goes ahead.
             self.delete_kv(at, kv).await?;
@@ -1094,8 +1175,22 @@ impl ContinueToken {
     }
 }
 
+/// Whether a deleted object still waits for its node: a pod marked with a
+/// grace period that its node has not yet ended. Removing its last
+/// finalizer does not remove it then; its node does.
+fn awaits_its_node(object: &Value) -> bool {
+    object["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+        > 0
+}
+
 fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    rfc3339(chrono::Utc::now())
+}
+
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use berth_tests::cluster::{create, deployment, items, ready_status};
+use berth_tests::cluster::{create, deployment, gone, items, ready_status};
 use berth_tests::docker::{INDEX_HTML, TEST_IMAGE, containers_with_label, docker};
 use berth_tests::docker_cluster::{
     AGENT_FLAGS, DockerCluster, container_status, fetch, host_port, one_container, restart_count,
@@ -440,10 +440,22 @@ async fn a_deleted_pod_gets_its_grace_period_and_its_network_goes_with_its_last_
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let started = Instant::now();
-    for name in ["polite", "stubborn"] {
+    for (name, grace) in [("polite", 20), ("stubborn", 3)] {
         let (status, body) = cluster.admin.delete(&cluster.pod(name)).await;
         assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["metadata"]["deletionGracePeriodSeconds"], grace,
+            "marked with its grace period, not gone: {body}"
+        );
+        assert!(body["metadata"]["deletionTimestamp"].is_string(), "{body}");
     }
+    // Terminating while its container still runs.
+    let (status, stubborn) = cluster.admin.get(&cluster.pod("stubborn")).await;
+    assert_eq!(
+        status, 200,
+        "the pod stays while its container stops: {stubborn}"
+    );
+    assert!(stubborn["metadata"]["deletionTimestamp"].is_string());
     let polite = format!("berth.dev/pod-uid={uid}");
     while !containers_with_label(&polite).is_empty() {
         assert!(
@@ -473,6 +485,11 @@ async fn a_deleted_pod_gets_its_grace_period_and_its_network_goes_with_its_last_
         polite_gone < Duration::from_secs(3) && stubborn_gone >= Duration::from_secs(3),
         "SIGTERM at once, SIGKILL after the grace period: {polite_gone:?} {stubborn_gone:?}"
     );
+    // Once its containers are gone, the agent removes the pod.
+    for name in ["polite", "stubborn"] {
+        let what = format!("{name} removed by its node");
+        gone(&cluster.admin, &cluster.pod(name), 5, &what).await;
+    }
     let network = format!("berth-t-{}", cluster.tenant);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::process::Command::new("docker")

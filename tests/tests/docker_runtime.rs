@@ -146,20 +146,28 @@ async fn a_pod_runs_and_answers_logs_exec_stats_inspect_and_list_then_stops() {
     assert_eq!(stats[0].container, "main");
     assert!(stats[0].memory_bytes > 0, "{stats:?}");
 
+    let owned = OwnedPod {
+        key: key.clone(),
+        uid,
+    };
     runtime
-        .stop(OwnedPod {
-            key: key.clone(),
-            uid,
-        })
+        .stop(owned.clone(), Some(Duration::from_secs(1)))
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cleanup.containers().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the pod's container is still there"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The runtime says when nothing is left of the pod; then nothing is.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Change::Stopped(stopped) = runtime.next_change().await {
+                assert_eq!(stopped, owned);
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the runtime says the pod is stopped");
+    assert!(
+        cleanup.containers().is_empty(),
+        "the pod's container is gone once the runtime says so"
+    );
     assert!(runtime.list().await.expect("list").is_empty());
     shutdown.cancel();
     let tasks = runtime.tasks();

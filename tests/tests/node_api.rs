@@ -250,7 +250,7 @@ async fn a_node_credential_cannot_read_other_nodes_pods_or_unreferenced_secrets(
     )
     .await;
     let node_a = register(&server, &join_token, "node-a").await;
-    register(&server, &join_token, "node-b").await;
+    let node_b = register(&server, &join_token, "node-b").await;
     let mut api = client(&server).await;
 
     // Node A sees its own pod, the Secret and ConfigMap it references
@@ -293,12 +293,48 @@ async fn a_node_credential_cannot_read_other_nodes_pods_or_unreferenced_secrets(
     );
 
     // Changes: a pod bound to B stays invisible; one bound to A arrives;
-    // a deleted one leaves.
+    // a deleted one is marked terminating, and leaves once its node
+    // removes it.
     create(&admin, "pods", pod("later-b", "node-b", json!({}))).await;
     create(&admin, "pods", pod("later-a", "node-a", json!({}))).await;
     let (status, _) = admin.delete("/api/v1/tenants/acme/pods/web-a").await;
     assert_eq!(status, 200);
-    let changes = events_until(&mut watch, |e| e.r#type() == Type::Deleted).await;
+    let mut changes = events_until(&mut watch, |e| e.r#type() == Type::Modified).await;
+    let marked: Value = serde_json::from_str(&changes.last().unwrap().pod_json).unwrap();
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    let uid = marked["metadata"]["uid"].as_str().unwrap().to_owned();
+    let remove = |name: &str, uid: &str, credential: &str| {
+        with_bearer(
+            pb::RemovePodRequest {
+                tenant: "acme".into(),
+                name: name.into(),
+                uid: uid.into(),
+            },
+            credential,
+        )
+    };
+    let denied = api
+        .remove_pod(remove("web-a", &uid, &node_b))
+        .await
+        .expect_err("node B may not remove node A's pod");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let other = api
+        .remove_pod(remove("web-a", "another-uid", &node_a))
+        .await
+        .expect_err("another incarnation is left alone");
+    assert_eq!(other.code(), Code::FailedPrecondition, "{other:?}");
+    let running = api
+        .remove_pod(remove("later-a", &uid, &node_a))
+        .await
+        .expect_err("a pod not being deleted stays");
+    assert_eq!(running.code(), Code::FailedPrecondition, "{running:?}");
+    api.remove_pod(remove("web-a", &uid, &node_a))
+        .await
+        .expect("node A removes its stopped pod");
+    changes.extend(events_until(&mut watch, |e| e.r#type() == Type::Deleted).await);
     let changes: Vec<_> = changes
         .iter()
         .filter(|e| e.r#type() != Type::Bookmark)
@@ -308,6 +344,7 @@ async fn a_node_credential_cannot_read_other_nodes_pods_or_unreferenced_secrets(
         changes,
         [
             (Type::Added, "later-a".into()),
+            (Type::Modified, "web-a".into()),
             (Type::Deleted, "web-a".into())
         ]
     );

@@ -13,7 +13,7 @@ use berth_tests::cluster::{
 use berth_tests::db::{TestBackend, TestDb};
 use berth_tests::process::{AgentProcess, TestServer, free_port};
 use berth_tests::rest::Api;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Short enough for a test; the defaults are 40 s and 5 min.
 const LIFECYCLE: [&str; 4] = ["--node-monitor-grace", "3s", "--pod-eviction-timeout", "3s"];
@@ -55,8 +55,21 @@ async fn three_ready_nodes(admin: &Api) {
         .await;
 }
 
+/// A Deployment `web` whose pods get 3 s to stop when deleted.
+fn web(replicas: i64) -> Value {
+    let mut web = deployment("web", replicas, "busybox:1");
+    web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(GRACE_SECONDS);
+    web
+}
+
+const GRACE_SECONDS: u64 = 3;
+
+fn terminating(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_string()
+}
+
 /// Waits until the Deployment `web` has `replicas` Running pods, none of
-/// them on `avoid`; answers them.
+/// them on `avoid`, beside any that are terminating; answers them.
 async fn running_elsewhere(admin: &Api, replicas: usize, avoid: &str, seconds: u64) -> Vec<Value> {
     let list = admin
         .eventually(
@@ -64,7 +77,10 @@ async fn running_elsewhere(admin: &Api, replicas: usize, avoid: &str, seconds: u
             seconds,
             &format!("{replicas} pods Running, none on {avoid}"),
             |list| {
-                let pods = items(list);
+                let pods: Vec<Value> = items(list)
+                    .into_iter()
+                    .filter(|p| !terminating(p))
+                    .collect();
                 pods.len() == replicas
                     && pods
                         .iter()
@@ -73,6 +89,20 @@ async fn running_elsewhere(admin: &Api, replicas: usize, avoid: &str, seconds: u
         )
         .await;
     items(&list)
+        .into_iter()
+        .filter(|p| !terminating(p))
+        .collect()
+}
+
+/// Waits until the tenant has exactly `replicas` pods, none terminating:
+/// the evicted ones are gone.
+async fn only(admin: &Api, replicas: usize, seconds: u64, what: &str) {
+    admin
+        .eventually("/api/v1/tenants/acme/pods", seconds, what, |list| {
+            let pods = items(list);
+            pods.len() == replicas && !pods.iter().any(terminating)
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,12 +114,7 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
     let admin = admin_with_tenant(&server, "acme").await;
     three_ready_nodes(&admin).await;
 
-    create(
-        &admin,
-        "/api/v1/tenants/acme/deployments",
-        deployment("web", 6, "busybox:1"),
-    )
-    .await;
+    create(&admin, "/api/v1/tenants/acme/deployments", web(6)).await;
     admin
         .eventually(
             "/api/v1/tenants/acme/deployments/web",
@@ -140,6 +165,19 @@ async fn the_pods_of_a_killed_node_come_back_running_on_the_other_nodes() {
         names.is_disjoint(&on_lost),
         "the lost node's pods were replaced: {names:?} vs {on_lost:?}"
     );
+    // Evicted, they stay terminating while their node cannot stop them,
+    // and go once their grace period is over.
+    let (_, list) = admin.get("/api/v1/tenants/acme/pods").await;
+    for pod in items(&list).iter().filter(|p| node_of(p) == "lost") {
+        assert!(terminating(pod), "an evicted pod is terminating: {pod}");
+    }
+    only(
+        &admin,
+        6,
+        10 + GRACE_SECONDS,
+        "the evicted pods removed after their grace",
+    )
+    .await;
     admin
         .eventually(
             "/api/v1/tenants/acme/deployments/web",
@@ -200,12 +238,7 @@ async fn a_frozen_node_that_returns_drops_the_pods_it_no_longer_owns() {
     let admin = admin_with_tenant(&server, "acme").await;
     three_ready_nodes(&admin).await;
 
-    create(
-        &admin,
-        "/api/v1/tenants/acme/deployments",
-        deployment("web", 3, "busybox:1"),
-    )
-    .await;
+    create(&admin, "/api/v1/tenants/acme/deployments", web(3)).await;
     running_elsewhere(&admin, 3, "none", 60).await;
     let agent_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     assert_eq!(
@@ -241,4 +274,5 @@ async fn a_frozen_node_that_returns_drops_the_pods_it_no_longer_owns() {
     }
     // Nothing came back to it, and the replacements stay.
     running_elsewhere(&admin, 3, "frozen", 5).await;
+    only(&admin, 3, 10, "the evicted pod removed").await;
 }

@@ -596,11 +596,11 @@ impl Runtime for DockerRuntime {
         });
     }
 
-    async fn stop(&mut self, pod: OwnedPod) {
+    async fn stop(&mut self, pod: OwnedPod, grace: Option<Duration>) {
         let mut workers = self.workers();
         if let Some(worker) = workers.get(&pod.uid) {
             if let Some(messages) = &worker.messages {
-                let _ = messages.send(WorkerMessage::Stop);
+                let _ = messages.send(WorkerMessage::Stop(grace));
             }
             return;
         }
@@ -617,7 +617,7 @@ impl Runtime for DockerRuntime {
         let engine = self.engine.clone();
         let registry = self.workers.clone();
         self.tasks.spawn(async move {
-            pod_worker::remove_leftovers(&engine, &pod).await;
+            pod_worker::remove_leftovers(&engine, &pod, grace).await;
             registry
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

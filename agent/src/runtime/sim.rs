@@ -8,7 +8,7 @@
 //! its pods' keys, uids and container names, and one timer heap.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +65,8 @@ pub struct SimRuntime {
     pods: HashMap<PodKey, SimPod>,
     /// Pods waiting to "start", soonest first.
     starting: BinaryHeap<Reverse<(Instant, PodKey, String)>>,
+    /// Pods stopped, not yet told to the session.
+    stopped: VecDeque<OwnedPod>,
     next_pod_ip: u32,
 }
 
@@ -130,6 +132,7 @@ impl SimRuntime {
             boot_id: format!("{:032x}", rand::random::<u128>()),
             pods: HashMap::new(),
             starting: BinaryHeap::new(),
+            stopped: VecDeque::new(),
             next_pod_ip: 0,
         }
     }
@@ -239,7 +242,7 @@ impl Runtime for SimRuntime {
         self.pods.insert(key, sim_pod);
     }
 
-    async fn stop(&mut self, pod: OwnedPod) {
+    async fn stop(&mut self, pod: OwnedPod, _grace: Option<Duration>) {
         if self
             .pods
             .get(&pod.key)
@@ -247,9 +250,13 @@ impl Runtime for SimRuntime {
         {
             self.pods.remove(&pod.key);
         }
+        self.stopped.push_back(pod);
     }
 
     async fn next_change(&mut self) -> Change {
+        if let Some(pod) = self.stopped.pop_front() {
+            return Change::Stopped(pod);
+        }
         loop {
             let next = self.starting.peek().map(|Reverse((at, _, _))| *at);
             // Cancel-safe: nothing is taken off the heap before the sleep
@@ -508,6 +515,7 @@ mod tests {
         match tokio::time::timeout(within, runtime.next_change()).await {
             Ok(Change::Status(report)) => Some(report),
             Ok(Change::Note(note)) => panic!("the sim runtime took no notes, yet: {note:?}"),
+            Ok(Change::Stopped(pod)) => panic!("{} was stopped, unasked", pod.key),
             Err(_) => None,
         }
     }
@@ -540,11 +548,12 @@ mod tests {
         let mut sim = runtime(100);
         let stopped = assigned("gone", None);
         sim.start(stopped.clone()).await;
-        sim.stop(OwnedPod {
+        let owned = OwnedPod {
             key: stopped.key(),
             uid: stopped.uid().to_owned(),
-        })
-        .await;
+        };
+        sim.stop(owned.clone(), None).await;
+        assert_eq!(sim.next_change().await, Change::Stopped(owned));
         let reported_here = PodStatus {
             phase: Some(PodPhase::Running),
             host_ip: Some(sim.host_ip.clone()),

@@ -31,6 +31,49 @@ pub struct Pod {
     pub status: Option<PodStatus>,
 }
 
+/// How long a pod's containers get between SIGTERM and SIGKILL when the
+/// pod says nothing (`terminationGracePeriodSeconds`), as in Kubernetes.
+pub const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
+
+impl Pod {
+    /// The pod's own grace period: `terminationGracePeriodSeconds`, or
+    /// Kubernetes' default.
+    pub fn termination_grace_seconds(&self) -> i64 {
+        self.spec
+            .termination_grace_period_seconds
+            .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS)
+            .max(0)
+    }
+
+    /// How long a deletion of this pod waits for its node to stop it, as
+    /// Kubernetes decides: the grace the caller asked for (`requested`,
+    /// DeleteOptions' `gracePeriodSeconds`), else the pod's own; none for a
+    /// pod no node runs or that has finished, since nothing is left to
+    /// stop. A pod already terminating keeps the shorter of its grace and
+    /// the new one.
+    pub fn deletion_grace(&self, requested: Option<i64>) -> i64 {
+        let finished = matches!(
+            self.status.as_ref().and_then(|s| s.phase),
+            Some(PodPhase::Succeeded | PodPhase::Failed)
+        );
+        if self.spec.node_name.as_deref().is_none_or(str::is_empty) || finished {
+            return 0;
+        }
+        let grace = requested
+            .unwrap_or_else(|| self.termination_grace_seconds())
+            .max(0);
+        match self.metadata.deletion_grace_period_seconds {
+            Some(current) if self.metadata.deletion_timestamp.is_some() => grace.min(current),
+            _ => grace,
+        }
+    }
+
+    /// Whether the pod is being deleted: its node is stopping it.
+    pub fn is_terminating(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+}
+
 /// The pod a workload stamps out.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default, rename_all = "camelCase")]

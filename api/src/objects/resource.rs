@@ -38,10 +38,17 @@ pub trait Resource:
     /// Rewrites write-only conveniences into their stored form, after
     /// validation.
     fn normalise(&mut self) {}
+
+    /// How many seconds a deletion leaves whoever runs the object to stop
+    /// it (a pod's node; see [`super::pod::Pod::deletion_grace`]); 0 for
+    /// kinds nothing runs.
+    fn deletion_grace(&self) -> i64 {
+        0
+    }
 }
 
 macro_rules! resource {
-    ($type:ident, $kind:ident, $defaults:expr, $validate:path $(, normalise = $normalise:expr)?) => {
+    ($type:ident, $kind:ident, $defaults:expr, $validate:path $(, normalise = $normalise:expr)? $(, grace = $grace:expr)?) => {
         impl Resource for $type {
             const KIND: Kind = Kind::$kind;
 
@@ -78,6 +85,11 @@ macro_rules! resource {
                 let normalise: fn(&mut $type) = $normalise;
                 normalise(self);
             })?
+
+            $(fn deletion_grace(&self) -> i64 {
+                let grace: fn(&$type) -> i64 = $grace;
+                grace(self)
+            })?
         }
     };
 }
@@ -98,7 +110,8 @@ resource!(
     Pod,
     Pod,
     |pod| defaults::pod_spec(&mut pod.spec),
-    validate::pod
+    validate::pod,
+    grace = |pod| pod.deletion_grace(None)
 );
 resource!(Service, Service, defaults::service, validate::service);
 resource!(ConfigMap, ConfigMap, |_| {}, validate::config_map);

@@ -887,3 +887,28 @@ fn unknown_security_context_fields_and_values_are_refused_with_their_paths() {
         ["spec.template.spec.containers[0].securityContext.procMount"]
     );
 }
+
+#[test]
+fn a_pod_a_node_runs_is_deleted_with_its_grace_and_others_at_once() {
+    let mut pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}
+    }))
+    .unwrap();
+    assert_eq!(pod.deletion_grace(None), 0, "no node runs it");
+    pod.spec.node_name = Some("n1".into());
+    assert_eq!(pod.deletion_grace(None), 30, "Kubernetes' default");
+    pod.spec.termination_grace_period_seconds = Some(5);
+    assert_eq!(pod.deletion_grace(None), 5);
+    assert_eq!(pod.deletion_grace(Some(60)), 60, "the caller's choice");
+    assert_eq!(pod.deletion_grace(Some(0)), 0);
+    pod.metadata.deletion_timestamp = Some("2030-01-01T00:00:00Z".into());
+    pod.metadata.deletion_grace_period_seconds = Some(5);
+    assert_eq!(pod.deletion_grace(Some(60)), 5, "a deletion only shortens");
+    pod.metadata.deletion_timestamp = None;
+    pod.status = Some(pod::PodStatus {
+        phase: Some(pod::PodPhase::Succeeded),
+        ..Default::default()
+    });
+    assert_eq!(pod.deletion_grace(None), 0, "nothing is left to stop");
+}

@@ -172,8 +172,9 @@ impl FencedWriter {
     /// Deletes `object` (the incarnation created at `create_revision`) as
     /// the API would: one with finalizers, or that `hold` (a finalizer to
     /// add) keeps, is only marked with a `deletionTimestamp`, and goes when
-    /// its last finalizer is removed. Answers the revision of the write (0
-    /// when there was nothing to do).
+    /// its last finalizer is removed. A pod that a node runs is marked
+    /// with its grace period, and goes when its node has stopped it.
+    /// Answers the revision of the write (0 when there was nothing to do).
     pub async fn delete_as_api<K: Resource + Clone>(
         &self,
         object: &K,
@@ -182,7 +183,8 @@ impl FencedWriter {
     ) -> Result<Revision, WriteError> {
         let fresh: K;
         let mut object = object;
-        if object.metadata().finalizers.is_empty() && hold.is_none() {
+        if object.metadata().finalizers.is_empty() && hold.is_none() && object.deletion_grace() == 0
+        {
             // The caller's cache can lag a finalizer added a moment ago: the
             // delete holds only while the object is as the caller read it,
             // and otherwise the stored object decides.
@@ -211,8 +213,11 @@ impl FencedWriter {
         }
         let mut marked = object.clone();
         let meta = marked.metadata_mut();
-        meta.deletion_timestamp = Some(format_time(self.clock.now()));
-        meta.deletion_grace_period_seconds = Some(0);
+        let grace = object.deletion_grace();
+        meta.deletion_timestamp = Some(format_time(
+            self.clock.now() + chrono::Duration::seconds(grace),
+        ));
+        meta.deletion_grace_period_seconds = Some(grace);
         meta.finalizers.extend(hold.map(str::to_owned));
         self.replace(&marked).await
     }

@@ -191,11 +191,14 @@ impl GarbageCollector {
             .metadata_mut()
             .finalizers
             .retain(|f| f != finalizer);
-        let result = if released.metadata().finalizers.is_empty() {
-            self.writer.delete_unchanged(&released).await
-        } else {
-            self.writer.replace(&released).await
-        };
+        let meta = released.metadata();
+        // A pod still stopping on its node stays until its node removes it.
+        let result =
+            if meta.finalizers.is_empty() && meta.deletion_grace_period_seconds.unwrap_or(0) == 0 {
+                self.writer.delete_unchanged(&released).await
+            } else {
+                self.writer.replace(&released).await
+            };
         result.map_err(|source| GcError::WriteFailed {
             action: "releasing",
             kind: K::KIND.name(),

@@ -86,6 +86,9 @@ pub struct NodePlan {
     pub mark_not_ready: Vec<ObjectKey>,
     /// Pods to delete now.
     pub evict: Vec<ObjectKey>,
+    /// Terminating pods whose grace period ran out while their node could
+    /// not stop them: removed without waiting for the node any longer.
+    pub force_delete: Vec<ObjectKey>,
     /// When to look again even if nothing changes.
     pub requeue_after: Option<Duration>,
 }
@@ -168,10 +171,24 @@ pub fn plan(
         return plan;
     };
     let tainted_at = parse_time(taint.time_added.as_deref()).unwrap_or(now);
-    for pod in pods
-        .iter()
-        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-    {
+    let look_again = |plan: &mut NodePlan, wait: Duration| {
+        plan.requeue_after = Some(plan.requeue_after.map_or(wait, |w| w.min(wait)));
+    };
+    for pod in pods.iter().filter(|pod| pod.is_terminating()) {
+        // Its node cannot stop it: once its grace period is over the pod
+        // goes without the node, so that it stops holding its name and
+        // its place in the workload's history.
+        let deadline = parse_time(pod.metadata.deletion_timestamp.as_deref()).unwrap_or(now);
+        if deadline <= now && may_evict {
+            plan.force_delete.push(ObjectKey::of(pod.as_ref()));
+        } else {
+            look_again(
+                &mut plan,
+                (deadline - now).to_std().unwrap_or(settings.monitor_grace),
+            );
+        }
+    }
+    for pod in pods.iter().filter(|pod| !pod.is_terminating()) {
         let key = ObjectKey::of(pod.as_ref());
         if pod_ready(pod) {
             plan.mark_not_ready.push(key.clone());
@@ -181,11 +198,16 @@ pub fn plan(
         };
         if due <= now && may_evict {
             plan.evict.push(key);
+            // Marked with its grace period: look again when it is over.
+            let grace = Duration::from_secs(pod.deletion_grace(None).unsigned_abs());
+            look_again(&mut plan, grace);
         } else {
             // Not yet due, or held back while every node is down: look
             // again then (or after a grace period).
-            let wait = (due - now).to_std().unwrap_or(settings.monitor_grace);
-            plan.requeue_after = Some(plan.requeue_after.map_or(wait, |w| w.min(wait)));
+            look_again(
+                &mut plan,
+                (due - now).to_std().unwrap_or(settings.monitor_grace),
+            );
         }
     }
     plan
@@ -393,7 +415,7 @@ impl Reconciler for NodeLifecycleController {
         let last_seen = self.last_seen(&node, now);
         let pods = self.pods.indexed(&node_index_value(&key.name));
         let mut result = plan(&node, last_seen, &pods, true, &self.settings, now);
-        if !result.evict.is_empty() && !self.any_node_ready() {
+        if (!result.evict.is_empty() || !result.force_delete.is_empty()) && !self.any_node_ready() {
             tracing::warn!(node = %key, "no node is Ready; holding evictions back");
             result = plan(&node, last_seen, &pods, false, &self.settings, now);
         }
@@ -440,6 +462,23 @@ impl Reconciler for NodeLifecycleController {
                 "TaintManagerEviction",
                 format!("Marking for deletion Pod {pod_key}"),
             );
+        }
+        for pod_key in &result.force_delete {
+            let (Some(pod), Some(created)) =
+                (self.pods.get(pod_key), self.pods.create_revision(pod_key))
+            else {
+                continue;
+            };
+            let written = if pod.metadata.finalizers.is_empty() {
+                self.writer.delete::<Pod>(pod_key, created).await
+            } else {
+                // Finalizers still hold it: it goes when they are removed.
+                let mut released = pod.as_ref().clone();
+                released.metadata.deletion_grace_period_seconds = Some(0);
+                self.writer.replace(&released).await
+            };
+            written.map_err(|e| pod_error("force-deleting", pod_key, e))?;
+            tracing::info!(node = %key, pod = %pod_key, "removed a terminating pod that its node could not stop");
         }
         Ok(match result.requeue_after {
             // A little late rather than early: a reconcile just before the
@@ -570,7 +609,11 @@ mod tests {
         let early = plan(&tainted, at(0), &pods, true, &settings(), at(100));
         assert_eq!(early.node, None, "already Unknown and tainted");
         assert_eq!(names(&early.evict), ["web-b"]);
-        assert_eq!(early.requeue_after, Some(Duration::from_secs(240)));
+        assert_eq!(
+            early.requeue_after,
+            Some(Duration::from_secs(30)),
+            "web-b's grace period is over before web-a is due"
+        );
 
         let late = plan(&tainted, at(0), &pods, true, &settings(), at(340));
         assert_eq!(names(&late.evict), ["web-a", "web-b"]);
@@ -578,6 +621,50 @@ mod tests {
         let disrupted = plan(&tainted, at(0), &pods, false, &settings(), at(340));
         assert!(disrupted.evict.is_empty(), "no node is Ready: nobody moves");
         assert!(disrupted.requeue_after.is_some());
+    }
+
+    #[test]
+    fn a_terminating_pod_its_node_cannot_stop_goes_once_its_grace_is_over() {
+        let mut tainted = node(ConditionStatus::True);
+        mark_unknown(&mut tainted, at(40));
+        tainted.spec.taints.push(unreachable_since(40));
+        let mut pods = pods_on_n1();
+        // Evicted at 340 s with 30 s of grace: due at 370 s.
+        let evicted = Arc::make_mut(&mut pods[0]);
+        evicted.metadata.deletion_timestamp = Some(format_time(at(370)));
+        evicted.metadata.deletion_grace_period_seconds = Some(30);
+
+        let waiting = plan(&tainted, at(0), &pods, true, &settings(), at(350));
+        assert!(waiting.force_delete.is_empty());
+        assert_eq!(
+            names(&waiting.evict),
+            ["web-b"],
+            "web-a is being deleted already"
+        );
+        assert_eq!(waiting.requeue_after, Some(Duration::from_secs(20)));
+
+        let over = plan(&tainted, at(0), &pods, true, &settings(), at(370));
+        assert_eq!(names(&over.force_delete), ["web-a"]);
+        assert_eq!(names(&over.evict), ["web-b"]);
+
+        let disrupted = plan(&tainted, at(0), &pods, false, &settings(), at(370));
+        assert!(
+            disrupted.force_delete.is_empty(),
+            "no node is Ready: nobody moves"
+        );
+
+        let ready = plan(
+            &node(ConditionStatus::True),
+            at(360),
+            &pods,
+            true,
+            &settings(),
+            at(370),
+        );
+        assert!(
+            ready.force_delete.is_empty(),
+            "a Ready node stops its own pods"
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum NodeApiError {
     /// The request is malformed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The object is not in the state the call is for.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Another writer kept winning.
     #[error("{0}")]
     Contended(String),
@@ -85,6 +88,7 @@ impl From<NodeApiError> for Status {
             NodeApiError::Unauthenticated(m) => Status::unauthenticated(m),
             NodeApiError::PermissionDenied(m) => Status::permission_denied(m),
             NodeApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            NodeApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             NodeApiError::Contended(m) => Status::aborted(m),
             NodeApiError::Object(error) => object_status(error),
             NodeApiError::Store(error) => store_status(error),
@@ -379,32 +383,12 @@ impl NodeApi {
         tracing::Span::current().record("node", node.as_str());
         let request = request.into_inner();
         let status = parse_status(&request.status_json)?;
-        let denied = || {
-            NodeApiError::PermissionDenied(format!(
-                "pod {}/{} is not bound to node {node}",
-                request.tenant, request.name
-            ))
-        };
-        if request.tenant.is_empty() || request.name.is_empty() {
-            return Err(NodeApiError::InvalidArgument(
-                "tenant and name are required".into(),
-            ));
-        }
-        let at = ObjectRef {
-            kind: Kind::Pod,
-            tenant: Some(request.tenant.clone()),
-            name: request.name.clone(),
-        };
+        let at = pod_ref(&request.tenant, &request.name)?;
         for _ in 0..MAX_ATTEMPTS {
             // A pod the node may not see does not exist, as far as it knows.
-            let pod = match self.objects.get(&at, SecretValues::Redact).await {
-                Ok(pod) => pod,
-                Err(ObjectError::NotFound { .. }) => return Err(denied()),
-                Err(error) => return Err(error.into()),
+            let Some(pod) = self.bound_pod(&node, &at).await? else {
+                return Err(not_bound(&at, &node));
             };
-            if !node_may(&node, NodeAction::WritePodStatus { pod: &pod }) {
-                return Err(denied());
-            }
             // The write is pinned to the version that was authorized, so a
             // pod rebound meanwhile is never written by its old node.
             let current = resource_version_of(&pod);
@@ -423,6 +407,66 @@ impl NodeApi {
                     });
                 }
                 Err(ObjectError::Conflict(_)) if request.resource_version == 0 => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(contended(&at))
+    }
+
+    /// The pod at `at`, if it exists; refused when it is not bound to
+    /// `node`.
+    async fn bound_pod(&self, node: &str, at: &ObjectRef) -> Result<Option<Value>, NodeApiError> {
+        let pod = match self.objects.get(at, SecretValues::Redact).await {
+            Ok(pod) => pod,
+            Err(ObjectError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        if !node_may(node, NodeAction::WritePodStatus { pod: &pod }) {
+            return Err(not_bound(at, node));
+        }
+        Ok(Some(pod))
+    }
+
+    /// Removes a terminating pod bound to the caller's node, of the uid it
+    /// names, whose containers the node has stopped. A pod of another uid,
+    /// or one not being deleted, is left alone: the node's watch will show
+    /// it what is there now.
+    #[tracing::instrument(skip_all, fields(node))]
+    async fn remove_stopped(
+        &self,
+        request: Request<pb::RemovePodRequest>,
+    ) -> Result<pb::RemovePodResponse, NodeApiError> {
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        let request = request.into_inner();
+        let at = pod_ref(&request.tenant, &request.name)?;
+        if request.uid.is_empty() {
+            return Err(NodeApiError::InvalidArgument("uid is required".into()));
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            // Gone already (force-deleted): what was asked is done.
+            let Some(pod) = self.bound_pod(&node, &at).await? else {
+                return Ok(pb::RemovePodResponse {});
+            };
+            if pod["metadata"]["uid"].as_str() != Some(request.uid.as_str()) {
+                return Err(NodeApiError::FailedPrecondition(format!(
+                    "pod {}/{} is now another incarnation than {}",
+                    request.tenant, request.name, request.uid
+                )));
+            }
+            if pod["metadata"]["deletionTimestamp"].is_null() {
+                return Err(NodeApiError::FailedPrecondition(format!(
+                    "pod {}/{} is not being deleted",
+                    request.tenant, request.name
+                )));
+            }
+            match self
+                .objects
+                .remove_stopped_pod(&at, resource_version_of(&pod))
+                .await
+            {
+                Ok(()) => return Ok(pb::RemovePodResponse {}),
+                Err(ObjectError::Conflict(_)) => continue,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -775,6 +819,28 @@ fn node_ref(name: &str) -> ObjectRef {
     }
 }
 
+/// The pod a node names, checked.
+fn pod_ref(tenant: &str, name: &str) -> Result<ObjectRef, NodeApiError> {
+    if tenant.is_empty() || name.is_empty() {
+        return Err(NodeApiError::InvalidArgument(
+            "tenant and name are required".into(),
+        ));
+    }
+    Ok(ObjectRef {
+        kind: Kind::Pod,
+        tenant: Some(tenant.to_owned()),
+        name: name.to_owned(),
+    })
+}
+
+fn not_bound(at: &ObjectRef, node: &str) -> NodeApiError {
+    NodeApiError::PermissionDenied(format!(
+        "pod {}/{} is not bound to node {node}",
+        at.tenant.as_deref().unwrap_or_default(),
+        at.name
+    ))
+}
+
 fn contended(at: &ObjectRef) -> NodeApiError {
     NodeApiError::Contended(format!(
         "{} {:?} kept changing; try again",
@@ -895,5 +961,12 @@ impl NodeService for NodeApi {
         request: Request<pb::ReportPodMetricsRequest>,
     ) -> Result<Response<pb::ReportPodMetricsResponse>, Status> {
         Ok(Response::new(self.record_metrics(request).await?))
+    }
+
+    async fn remove_pod(
+        &self,
+        request: Request<pb::RemovePodRequest>,
+    ) -> Result<Response<pb::RemovePodResponse>, Status> {
+        Ok(Response::new(self.remove_stopped(request).await?))
     }
 }

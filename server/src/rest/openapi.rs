@@ -470,6 +470,13 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
                     .build(),
             )),
         ))
+        .parameter(query_param(
+            "gracePeriodSeconds",
+            "A pod that a node runs: how long its containers get between SIGTERM and SIGKILL \
+             (the pod's own terminationGracePeriodSeconds when absent). The pod stays, \
+             terminating, until its node has stopped them; 0 removes it at once.",
+            revision(),
+        ))
         .response(
             "200",
             object_response(

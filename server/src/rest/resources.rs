@@ -19,7 +19,7 @@ use super::error::{ApiError, Detail, allowed};
 use super::watch;
 use crate::authz::{Target, Verb, authorize};
 use crate::http::AppState;
-use crate::objects::{ObjectError, ObjectRef, Outcome, Propagation, SecretValues};
+use crate::objects::{DeleteOptions, ObjectError, ObjectRef, Outcome, Propagation, SecretValues};
 
 /// Mounts the object endpoints. `apply` comes first so that it is not taken
 /// for a kind.
@@ -410,6 +410,7 @@ async fn patch(
 pub struct DeleteQuery {
     resource_version: Option<String>,
     propagation_policy: Option<String>,
+    grace_period_seconds: Option<String>,
 }
 
 async fn delete(
@@ -427,9 +428,14 @@ async fn delete(
             Some(text) => Propagation::parse(text)
                 .map_err(|reason| ApiError::field("propagationPolicy", reason))?,
         };
+        let grace_period_seconds = parse_number("gracePeriodSeconds", &query.grace_period_seconds)?;
+        let options = DeleteOptions {
+            propagation,
+            grace_period_seconds,
+        };
         let object = state
             .objects
-            .delete(&scope.at(name), expected, scope.reveal, propagation)
+            .delete(&scope.at(name), expected, scope.reveal, options)
             .await
             .map_err(object_error)?;
         Ok(HttpResponse::Ok().json(object))

@@ -101,11 +101,7 @@ pub fn container_body(
             }]),
         );
     }
-    let grace = pod
-        .pod
-        .spec
-        .termination_grace_period_seconds
-        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    let grace = pod.pod.termination_grace_seconds();
     Ok(ContainerCreateBody {
         image: Some(container.image.clone()),
         entrypoint: (!container.command.is_empty()).then(|| container.command.clone()),
@@ -300,9 +296,6 @@ fn volume_mounts(
     }
     Ok((binds, mounts))
 }
-
-/// Kubernetes' default grace period.
-pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
 /// `8080/tcp`, as Docker names a container port.
 pub fn port_key(port: &ContainerPort) -> String {

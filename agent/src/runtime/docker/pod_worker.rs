@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::container_spec::{self, DEFAULT_GRACE_SECONDS, Incarnation, Placement};
+use super::container_spec::{self, Incarnation, Placement};
 use super::pod_status::{Conditions, PodView, RestartBackoff, Slot, SlotState};
 use super::probes::{Finished, Prober};
 use super::{Engine, ImageProblem, ImageStep, image_step, labels, registry_auth};
@@ -44,8 +44,9 @@ pub enum WorkerMessage {
     Resync,
     /// Answer the current status.
     Inspect(oneshot::Sender<PodStatus>),
-    /// Stop the pod's containers and remove them.
-    Stop,
+    /// Stop the pod's containers, within this grace period if one is
+    /// given, and remove them.
+    Stop(Option<Duration>),
 }
 
 /// One container of the pod, across its runs.
@@ -95,13 +96,12 @@ fn docker_time(text: Option<&str>) -> Option<String> {
 }
 
 fn grace_of(pod: &AssignedPod) -> Duration {
-    let seconds = pod
-        .pod
-        .spec
-        .termination_grace_period_seconds
-        .unwrap_or(DEFAULT_GRACE_SECONDS);
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+    Duration::from_secs(pod.pod.termination_grace_seconds().unsigned_abs())
 }
+
+/// The grace period of a container that records none.
+const DEFAULT_GRACE: Duration =
+    Duration::from_secs(berth_api::objects::pod::DEFAULT_TERMINATION_GRACE_SECONDS.unsigned_abs());
 
 impl PodWorker {
     /// A worker for `pod`; nothing happens before [`PodWorker::run`].
@@ -171,8 +171,8 @@ impl PodWorker {
                 () = shutdown.cancelled() => return false,
                 message = messages.recv() => match message {
                     None => return false,
-                    Some(WorkerMessage::Stop) => {
-                        self.terminate().await;
+                    Some(WorkerMessage::Stop(grace)) => {
+                        self.terminate(grace).await;
                         return true;
                     }
                     Some(WorkerMessage::Update(pod)) => {
@@ -815,8 +815,8 @@ impl PodWorker {
 
     /// SIGTERM to every container, SIGKILL after the grace period, then
     /// removal; the tenant network goes when nothing uses it any more.
-    async fn terminate(&mut self) {
-        let grace = grace_of(&self.pod);
+    async fn terminate(&mut self, grace: Option<Duration>) {
+        let grace = grace.map_or_else(|| grace_of(&self.pod), |g| g.min(grace_of(&self.pod)));
         tracing::info!(grace_seconds = grace.as_secs(), "stopping the pod");
         remove_leftovers(
             &self.engine,
@@ -824,15 +824,16 @@ impl PodWorker {
                 key: self.key.clone(),
                 uid: self.uid.clone(),
             },
+            Some(grace),
         )
         .await;
     }
 }
 
-/// Stops (with each container's recorded grace period) and removes every
-/// container of `pod` on this node, then its volumes (not its claims) and
-/// its tenant network if unused.
-pub async fn remove_leftovers(engine: &Engine, pod: &OwnedPod) {
+/// Stops and removes every container of `pod` on this node (each within
+/// `grace`, or the grace period recorded on it), then its volumes (not its
+/// claims) and its tenant network if unused; then says the pod is gone.
+pub async fn remove_leftovers(engine: &Engine, pod: &OwnedPod, grace: Option<Duration>) {
     let found = match engine.containers(Some(&pod.uid)).await {
         Ok(found) => found,
         Err(error) => {
@@ -841,23 +842,21 @@ pub async fn remove_leftovers(engine: &Engine, pod: &OwnedPod) {
         }
     };
     let stops = found.into_iter().filter_map(|summary| {
-        let grace = summary
+        let recorded = summary
             .labels
             .as_ref()
             .and_then(|labels| labels.get(labels::GRACE_SECONDS))
             .and_then(|g| g.parse::<u64>().ok())
-            .unwrap_or(DEFAULT_GRACE_SECONDS.unsigned_abs());
+            .map_or(DEFAULT_GRACE, Duration::from_secs);
+        let grace = grace.map_or(recorded, |g| g.min(recorded));
         let id = summary.id?;
-        Some(async move {
-            engine
-                .stop_and_remove(&id, Duration::from_secs(grace))
-                .await
-        })
+        Some(async move { engine.stop_and_remove(&id, grace).await })
     });
     futures::future::join_all(stops).await;
     tracing::info!(pod = %pod.key, uid = pod.uid, "removed the pod's containers");
     engine.volumes.remove_pod(&pod.uid).await;
     engine.release_network(&pod.key.tenant).await;
+    let _ = engine.changes.send(Change::Stopped(pod.clone())).await;
 }
 
 /// How a container that is not running ended; `None` while it has not

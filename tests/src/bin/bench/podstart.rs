@@ -1,6 +1,7 @@
 //! `bench podstart`: how fast a pod of an image already on the node runs,
 //! on one real `berth agent` over the host's Docker engine, next to
-//! `docker run` alone (the floor); then what the agent costs while idle.
+//! `docker run` alone (the floor), with the same CPU and memory limits;
+//! then what the agent costs while idle.
 //!
 //! A `berth server` on a fresh SQLite database and one Docker agent. Pods
 //! are the test image running `sleep` (no pull: the image is present, as
@@ -40,6 +41,13 @@ use super::{ms, percentile};
 
 /// The tenant the pods run in.
 const TENANT: &str = "bench";
+/// Each pod's limits, and the same for `docker run`: a container starts
+/// inside its CPU quota, so a tiny one (10m) alone adds over a second to
+/// any start, Berth's or `docker run`'s.
+const LIMIT_CPU: &str = "100m";
+const LIMIT_MEMORY: &str = "64Mi";
+const FLOOR_CPUS: &str = "0.1";
+const FLOOR_MEMORY: &str = "64m";
 /// The goals the figures are compared with.
 const GOAL_P50: Duration = Duration::from_secs(1);
 const GOAL_P99: Duration = Duration::from_secs(2);
@@ -159,7 +167,9 @@ async fn docker_runs(count: usize, at_once: bool) -> anyhow::Result<Vec<Duration
     let run = |label: String| async move {
         let started = Instant::now();
         let output = tokio::process::Command::new("docker")
-            .args(["run", "-d", "--label", &label, TEST_IMAGE, "sleep", "3600"])
+            .args(["run", "-d", "--label", &label])
+            .args(["--cpus", FLOOR_CPUS, "--memory", FLOOR_MEMORY])
+            .args([TEST_IMAGE, "sleep", "3600"])
             .output()
             .await
             .context("running docker run")?;
@@ -290,7 +300,7 @@ fn sleeping_pod(name: &str) -> Value {
                 "name": "main",
                 "image": TEST_IMAGE,
                 "command": ["sleep", "3600"],
-                "resources": {"limits": {"cpu": "10m", "memory": "16Mi"}},
+                "resources": {"limits": {"cpu": LIMIT_CPU, "memory": LIMIT_MEMORY}},
             }],
             "terminationGracePeriodSeconds": 0,
         },
