@@ -267,26 +267,29 @@ impl PressureMonitor {
             let held = self.last_crossed.get(&pressure).filter(|(at, _)| {
                 *at == now || now.saturating_duration_since(*at) < self.transition_period
             });
-            let (reason, message) = pressure.reason_and_message(held.is_some());
+            let pressed = held.is_some();
+            let (reason, message) = pressure.reason_and_message(pressed);
             let message = match held {
                 Some((at, what)) if *at == now => format!("{message}: {what}"),
                 Some((_, what)) => format!(
-                    "{message}: {what} (within the last {:?}; the pressure transition period)",
+                    "{message}: {what} (seen within the pressure transition period, {:?})",
                     self.transition_period
                 ),
                 None => message.to_owned(),
             };
-            if self.reported.insert(pressure, held.is_some()) != Some(held.is_some()) {
+            // A change, or pressure from the start; not the quiet start.
+            let was = self.reported.insert(pressure, pressed);
+            if was.map_or(pressed, |was| was != pressed) {
                 tracing::info!(
                     condition = pressure.condition_type(),
-                    status = held.is_some(),
+                    status = pressed,
                     message,
-                    "node pressure"
+                    "node pressure changed"
                 );
             }
             conditions.push(pb::NodeCondition {
                 r#type: pressure.condition_type().into(),
-                status: if held.is_some() { "True" } else { "False" }.into(),
+                status: if pressed { "True" } else { "False" }.into(),
                 reason: reason.into(),
                 message,
             });
