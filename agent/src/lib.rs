@@ -16,10 +16,16 @@
 //!   and how it crosses the tunnel.
 //! - [`metrics`]: the agent's Prometheus figures and its `/metrics`
 //!   listener.
+//! - [`node_resources`]: reservations, hard eviction thresholds and the
+//!   allocatable they leave, as kubelet computes it.
+//! - [`pressure`]: the host's memory, disk and pid signals and the
+//!   pressure conditions they cause.
 
 pub mod connection;
 pub mod exec;
 pub mod metrics;
+pub mod node_resources;
+pub mod pressure;
 pub mod runtime;
 pub mod session;
 pub mod settings;

@@ -127,6 +127,8 @@ pub struct OwnedPod {
 pub struct NodeFacts {
     /// Its capacity.
     pub capacity: pb::Capacity,
+    /// What pods may use of it; `None`: all of the capacity.
+    pub allocatable: Option<pb::Capacity>,
     /// Its addresses (InternalIP first).
     pub addresses: Vec<pb::NodeAddress>,
     /// Versions and ids.
@@ -278,4 +280,12 @@ pub trait Runtime: Send + 'static {
     /// The resource use of `pods`' running containers, for the server's
     /// metrics; pods the runtime cannot measure are left out.
     fn usage(&self, pods: Vec<PodKey>) -> UsageFuture;
+
+    /// The node's conditions besides Ready (`MemoryPressure`,
+    /// `DiskPressure`, `PIDPressure`) as of now, sent with registration and
+    /// each heartbeat. Called from the session's loop, so it must be quick.
+    /// None by default: a node that runs nothing real is under no pressure.
+    fn node_conditions(&mut self) -> Vec<pb::NodeCondition> {
+        Vec::new()
+    }
 }

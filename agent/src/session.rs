@@ -166,8 +166,9 @@ impl<R: Runtime> NodeSession<R> {
         }
     }
 
-    async fn register(&self) -> Result<String, Status> {
+    async fn register(&mut self) -> Result<String, Status> {
         let facts = self.runtime.facts();
+        let conditions = self.runtime.node_conditions();
         let mut labels = self.shared.labels.clone();
         labels.extend(facts.labels);
         let mut addresses = facts.addresses;
@@ -183,6 +184,8 @@ impl<R: Runtime> NodeSession<R> {
             addresses,
             taints: Vec::new(),
             node_info: Some(facts.node_info),
+            allocatable: facts.allocatable,
+            conditions,
         };
         let response = connection::anonymous(self.shared.channel.clone())
             .register(request)
@@ -262,7 +265,11 @@ impl<R: Runtime> NodeSession<R> {
             tokio::select! {
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 _ = heartbeat.tick() => {
-                    match client.heartbeat(pb::HeartbeatRequest::default()).await {
+                    let beat = pb::HeartbeatRequest {
+                        conditions: self.runtime.node_conditions(),
+                        ..pb::HeartbeatRequest::default()
+                    };
+                    match client.heartbeat(beat).await {
                         Ok(_) => self.shared.metrics.heartbeats_sent.inc(),
                         Err(status) if forgotten(&status) => {
                             return SessionEnd::Reregister(status.message().to_owned());

@@ -6,7 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_api::duration::parse_duration;
 use berth_api::quantity::Quantity;
+
+use crate::node_resources::{DEFAULT_EVICTION_HARD, EvictionThresholds, Reservation};
 
 /// How the agent runs pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +64,24 @@ pub struct AgentArgs {
     /// How many pods the node takes (`docker`).
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// What the host's own daemons keep back from pods, as kubelet's flag:
+    /// `cpu=500m,memory=1Gi,ephemeral-storage=1Gi,pid=1000` (`docker`).
+    #[arg(long, default_value = "")]
+    pub system_reserved: String,
+    /// What the node agent and the engine keep back from pods, in the same
+    /// form; added to `--system-reserved` (`docker`).
+    #[arg(long, default_value = "")]
+    pub kube_reserved: String,
+    /// Hard eviction thresholds, as kubelet's flag: the node reports
+    /// MemoryPressure, DiskPressure or PIDPressure when a signal is below
+    /// its threshold, and memory and ephemeral storage below them are not
+    /// allocatable. Given thresholds replace the defaults whole (`docker`).
+    #[arg(long, default_value = DEFAULT_EVICTION_HARD)]
+    pub eviction_hard: String,
+    /// How long a pressure condition stays True after its threshold was
+    /// last crossed, so that it does not flap (`30s`, `5m`; `docker`).
+    #[arg(long, default_value = "5m")]
+    pub eviction_pressure_transition_period: String,
     /// Where the agent keeps its pods' ConfigMap, Secret and emptyDir
     /// volumes (`docker`); the Docker engine must see the same path.
     #[arg(
@@ -141,6 +162,12 @@ pub struct AgentSettings {
     pub pids_limit: i64,
     /// The node's pod capacity (`docker`).
     pub max_pods: u32,
+    /// `--system-reserved` and `--kube-reserved` together (`docker`).
+    pub reserved: Reservation,
+    /// The hard eviction thresholds (`docker`).
+    pub eviction_hard: EvictionThresholds,
+    /// How long a pressure outlives its last crossing (`docker`).
+    pub pressure_transition_period: Duration,
     /// Where pods' volumes are kept (`docker`).
     pub state_dir: PathBuf,
     /// The first restart back-off.
@@ -235,6 +262,16 @@ impl AgentArgs {
         if self.heartbeat_ms < 10 {
             return Err(invalid("--heartbeat-ms", "must be at least 10"));
         }
+        let reserved = Reservation::parse(&self.system_reserved)
+            .map_err(|e| invalid("--system-reserved", e))?
+            .plus(
+                Reservation::parse(&self.kube_reserved)
+                    .map_err(|e| invalid("--kube-reserved", e))?,
+            );
+        let eviction_hard = EvictionThresholds::parse(&self.eviction_hard)
+            .map_err(|e| invalid("--eviction-hard", e))?;
+        let pressure_transition_period = parse_duration(&self.eviction_pressure_transition_period)
+            .map_err(|e| invalid("--eviction-pressure-transition-period", e))?;
         Ok(AgentSettings {
             server,
             join_token: JoinToken(self.token.trim().to_owned()),
@@ -247,6 +284,9 @@ impl AgentArgs {
             default_memory_limit: self.default_memory_limit,
             pids_limit: self.pids_limit,
             max_pods: self.max_pods,
+            reserved,
+            eviction_hard,
+            pressure_transition_period,
             state_dir: self.state_dir,
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             restart_backoff_max: Duration::from_millis(self.restart_backoff_max_ms),

@@ -6,6 +6,7 @@
 //! - [`node`]: the node API (agent ↔ server), generated from
 //!   `proto/berth/node.proto`.
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`).
+//! - [`duration`]: durations as Kubernetes' flags write them (`40s`, `5m`).
 //! - [`labels`]: label selectors and the name rules (DNS-1123) of keys,
 //!   values and object names.
 //! - [`pod_security`]: Kubernetes' Pod Security Standards (the levels
@@ -14,6 +15,7 @@
 //!   defaults and validation, and [`objects::decode()`], which turns submitted
 //!   JSON into what is stored.
 
+pub mod duration;
 pub mod labels;
 pub mod objects;
 pub mod pod_security;

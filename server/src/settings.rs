@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use berth_api::duration::parse_duration;
+
 use crate::etcd::EtcdAuth;
 use crate::store::Backend;
 
@@ -66,41 +68,6 @@ pub struct ServerArgs {
     /// replaced elsewhere (unless a pod's toleration says otherwise).
     #[arg(long, env = "BERTH_POD_EVICTION_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub pod_eviction_timeout: std::time::Duration,
-}
-
-/// A duration as `40s`, `5m`, `1h30m` or `250ms` (a bare number is
-/// seconds).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(seconds));
-    }
-    let invalid = || format!("{text:?} is not a duration such as 40s, 5m, 1h30m or 250ms");
-    let mut total = std::time::Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?;
-        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let millis = match &rest[..unit] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(invalid()),
-        };
-        total += std::time::Duration::from_millis(number.saturating_mul(millis));
-        rest = &rest[unit..];
-    }
-    Ok(total)
 }
 
 /// A password given as a setting; `Debug` never shows it.
@@ -249,25 +216,5 @@ pub fn redact_url(url: &str) -> String {
     match credentials.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::parse_duration;
-
-    #[test]
-    fn durations_read_as_kubernetes_flags_write_them() {
-        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
-        for bad in ["", "s", "5x", "-3s", "1.5s", "m5"] {
-            let error = parse_duration(bad).unwrap_err();
-            assert!(error.contains("is not a duration"), "{bad}: {error}");
-        }
     }
 }

@@ -53,6 +53,12 @@ impl DockerCluster {
     /// Like [`DockerCluster::start`], with `server_flags` for the server
     /// (its node lifecycle settings, say).
     pub async fn start_with(server_flags: &[&str]) -> DockerCluster {
+        DockerCluster::start_with_flags(server_flags, &[]).await
+    }
+
+    /// Like [`DockerCluster::start_with`], with `agent_flags` for the agent
+    /// beside [`AGENT_FLAGS`] (its reservations, say).
+    pub async fn start_with_flags(server_flags: &[&str], agent_flags: &[&str]) -> DockerCluster {
         ensure_test_image();
         let db = TestDb::new(TestBackend::Sqlite).await;
         let server = server(&db.url, server_flags);
@@ -60,7 +66,9 @@ impl DockerCluster {
         let node = unique("docker-");
         let state_dir = tempfile::tempdir().expect("a state directory for the agent");
         let cleanup = EngineCleanup::new(&node, &[&tenant]).with_state_dir(state_dir.path());
-        let agent = AgentProcess::docker(&server, &node, &agent_flags(state_dir.path()));
+        let mut flags = self::agent_flags(state_dir.path());
+        flags.extend_from_slice(agent_flags);
+        let agent = AgentProcess::docker(&server, &node, &flags);
         let admin = admin_with_tenant(&server, &tenant).await;
         node_ready(&admin, &node).await;
         DockerCluster {

@@ -156,6 +156,23 @@ impl TestServer {
 /// A running `berth agent`, killed when dropped.
 pub struct AgentProcess(std::process::Child);
 
+/// Runs `berth agent` with `args` (beside a server address nobody listens
+/// on and an unused token), which it must refuse at start: exit code 2 and
+/// one line on stderr, which is answered.
+pub fn agent_refusal(args: &[&str]) -> String {
+    let output = Command::new(berth_binary())
+        .arg("agent")
+        .args(["--server", "http://127.0.0.1:9", "--token", "unused"])
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("running berth agent");
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    stderr
+}
+
 impl AgentProcess {
     /// `berth agent --runtime sim --sim-nodes nodes --name name` against
     /// `server`, with its join token, plus `extra` arguments.

@@ -12,7 +12,7 @@ use berth_tests::docker::{INDEX_HTML, TEST_IMAGE, containers_with_label, docker}
 use berth_tests::docker_cluster::{
     AGENT_FLAGS, DockerCluster, container_status, fetch, host_port, one_container, restart_count,
 };
-use berth_tests::process::{AgentProcess, berth_binary};
+use berth_tests::process::{AgentProcess, agent_refusal};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -303,16 +303,14 @@ async fn a_killed_agent_comes_back_to_the_same_containers_and_removes_a_deleted_
 
 #[test]
 fn an_agent_without_a_docker_engine_says_which_socket_it_tried_and_exits_2() {
-    let output = std::process::Command::new(berth_binary())
-        .args(["agent", "--runtime", "docker", "--name", "nowhere"])
-        .args(["--server", "http://127.0.0.1:9", "--token", "unused"])
-        .args(["--docker-host", "unix:///nonexistent/docker.sock"])
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("running berth agent");
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = agent_refusal(&[
+        "--runtime",
+        "docker",
+        "--name",
+        "nowhere",
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+    ]);
     assert!(
         stderr.contains("unix:///nonexistent/docker.sock"),
         "{stderr}"

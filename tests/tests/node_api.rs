@@ -50,14 +50,16 @@ fn register_request(join_token: &str, node: &str) -> pb::RegisterRequest {
             cpu: "4".into(),
             memory: "16Gi".into(),
             pods: "110".into(),
+            ..pb::Capacity::default()
         }),
         labels: [("zone".to_owned(), "a".to_owned())].into(),
         addresses: vec![pb::NodeAddress {
             r#type: "InternalIP".into(),
             address: "192.0.2.10".into(),
         }],
-        taints: vec![],
-        node_info: None,
+        // An agent that reports no allocatable and no conditions, as those
+        // before they existed: allocatable is the capacity.
+        ..pb::RegisterRequest::default()
     }
 }
 

@@ -29,6 +29,7 @@ pub mod volumes;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ use super::{
 };
 use crate::connection::Backoff;
 use crate::exec::{AttachRequest, ExecSession};
+use crate::node_resources::NodeResources;
+use crate::pressure::{self, HostSampler, PressureMonitor};
 use crate::settings::AgentSettings;
 
 /// What went wrong talking to the Docker engine.
@@ -397,6 +400,10 @@ fn split_reference(image: &str) -> (String, Option<String>) {
 pub struct DockerRuntime {
     engine: Arc<Engine>,
     facts: NodeFacts,
+    /// Reads the host's memory, disk and pid signals.
+    sampler: HostSampler,
+    /// Turns them into pressure conditions.
+    pressure: PressureMonitor,
     workers: Arc<Mutex<HashMap<String, Worker>>>,
     changes: mpsc::Receiver<Change>,
     shutdown: CancellationToken,
@@ -441,13 +448,25 @@ impl DockerRuntime {
             .ok()
             .and_then(|q| i64::try_from(q.value()).ok())
             .ok_or_else(|| DockerError::Setting("--default-memory-limit: not a quantity".into()))?;
+        let volumes =
+            volumes::NodeVolumes::new(&settings.state_dir, &settings.name).map_err(|error| {
+                DockerError::Setting(format!(
+                    "--state-dir: cannot use {}: {error}",
+                    settings.state_dir.display()
+                ))
+            })?;
         let version = info.server_version.clone().unwrap_or_default();
+        let capacity = NodeResources {
+            cpu_milli: i128::from(info.ncpu.unwrap_or(1)) * 1000,
+            memory: i128::from(info.mem_total.unwrap_or(0)),
+            pods: i128::from(settings.max_pods),
+            ephemeral_storage: pressure::filesystem(&settings.state_dir)
+                .map(|filesystem| filesystem.space.capacity),
+        };
+        let allocatable = capacity.allocatable(&settings.reserved, &settings.eviction_hard);
         let facts = NodeFacts {
-            capacity: pb::Capacity {
-                cpu: info.ncpu.unwrap_or(1).to_string(),
-                memory: info.mem_total.unwrap_or(0).to_string(),
-                pods: settings.max_pods.to_string(),
-            },
+            capacity: capacity.to_proto(),
+            allocatable: Some(allocatable.to_proto()),
             addresses: vec![pb::NodeAddress {
                 r#type: "InternalIP".into(),
                 address: address.to_string(),
@@ -465,13 +484,6 @@ impl DockerRuntime {
             },
             labels: [("berth.dev/runtime".to_owned(), "docker".to_owned())].into(),
         };
-        let volumes =
-            volumes::NodeVolumes::new(&settings.state_dir, &settings.name).map_err(|error| {
-                DockerError::Setting(format!(
-                    "--state-dir: cannot use {}: {error}",
-                    settings.state_dir.display()
-                ))
-            })?;
         let (sender, changes) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
             docker,
@@ -497,9 +509,18 @@ impl DockerRuntime {
             shutdown.clone(),
         ));
         tracing::info!(docker = version, %address, "connected to the Docker engine");
+        let sampler = HostSampler {
+            nodefs: settings.state_dir.clone(),
+            imagefs: info.docker_root_dir.clone().map(PathBuf::from),
+        };
         Ok(DockerRuntime {
             engine,
             facts,
+            sampler,
+            pressure: PressureMonitor::new(
+                settings.eviction_hard.clone(),
+                settings.pressure_transition_period,
+            ),
             workers,
             changes,
             shutdown,
@@ -562,6 +583,11 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     fn facts(&self) -> NodeFacts {
         self.facts.clone()
+    }
+
+    fn node_conditions(&mut self) -> Vec<pb::NodeCondition> {
+        let sample = self.sampler.sample();
+        self.pressure.observe(&sample, std::time::Instant::now())
     }
 
     async fn start(&mut self, pod: Arc<AssignedPod>) {

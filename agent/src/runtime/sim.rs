@@ -46,6 +46,7 @@ impl SimSettings {
                 cpu: settings.sim_cpu.clone(),
                 memory: settings.sim_memory.clone(),
                 pods: settings.sim_pods.to_string(),
+                ephemeral_storage: String::new(),
             },
             start_delay: settings.sim_start_delay,
             failure_rate: settings.sim_failure_rate,
@@ -194,6 +195,7 @@ impl Runtime for SimRuntime {
     fn facts(&self) -> NodeFacts {
         NodeFacts {
             capacity: self.settings.capacity.clone(),
+            allocatable: None,
             addresses: vec![pb::NodeAddress {
                 r#type: "InternalIP".into(),
                 address: self.host_ip.clone(),

@@ -12,6 +12,12 @@
 //!   replaces it elsewhere. A pod that tolerates the taint without a time
 //!   limit stays.
 //! - A node that is Ready again loses the taint.
+//! - A node whose agent reports `MemoryPressure`, `DiskPressure` or
+//!   `PIDPressure` True gets `node.kubernetes.io/memory-pressure`,
+//!   `disk-pressure` or `pid-pressure` with `NoSchedule` (Kubernetes'
+//!   taint-nodes-by-condition) for as long as the condition is True, so the
+//!   scheduler sends it no new pods; its pods stay. A node gone silent has
+//!   those conditions Unknown, as Ready.
 //!
 //! Silence is measured from when this process last saw the heartbeat move,
 //! not from the heartbeat's own timestamp: a new leader gives every node a
@@ -41,6 +47,13 @@ pub const NAME: &str = "node-lifecycle";
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 /// The taint of a node whose agent reports it not ready.
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+/// Each pressure condition and the `NoSchedule` taint it puts on its node
+/// while True.
+pub const PRESSURE_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
 /// The index of the pods cache by node: `node:{name}`.
 pub fn node_index_value(node: &str) -> String {
     format!("node:{node}")
@@ -146,17 +159,19 @@ pub fn plan(
             time_added: Some(format_time(now)),
         });
     }
+    let readiness_taints_changed = updated.spec.taints != node.spec.taints;
+    if readiness_taints_changed && removed && wanted.is_none() {
+        plan.transition = Some(Transition::Ready);
+    }
+    if wanted.is_some() && plan.transition.is_none() && readiness_taints_changed {
+        // An agent that reports Ready=False itself.
+        plan.transition = Some(Transition::NotReady);
+    }
+    set_pressure_taints(&mut updated, now);
     let taints_changed = updated.spec.taints != node.spec.taints;
     if taints_changed {
         let meta = &mut updated.metadata;
         meta.generation = Some(meta.generation.unwrap_or(1) + 1);
-        if removed && wanted.is_none() {
-            plan.transition = Some(Transition::Ready);
-        }
-    }
-    if wanted.is_some() && plan.transition.is_none() && taints_changed {
-        // An agent that reports Ready=False itself.
-        plan.transition = Some(Transition::NotReady);
     }
     if status_changed || taints_changed {
         plan.node = Some(updated.clone());
@@ -229,14 +244,40 @@ fn eviction_due(
     Some(tainted_at + tolerated)
 }
 
-/// The status of the node's Ready condition, if it has one.
-pub fn ready_status(node: &Node) -> Option<ConditionStatus> {
+/// `node` with a pressure taint for each pressure condition that is True,
+/// and none for the others.
+fn set_pressure_taints(node: &mut Node, now: DateTime<Utc>) {
+    for (condition, key) in PRESSURE_TAINTS {
+        let pressed = condition_status(node, condition) == Some(ConditionStatus::True);
+        let ours =
+            |taint: &Taint| taint.key == key && taint.effect == Some(TaintEffect::NoSchedule);
+        let tainted = node.spec.taints.iter().any(ours);
+        if pressed && !tainted {
+            node.spec.taints.push(Taint {
+                key: key.to_owned(),
+                value: None,
+                effect: Some(TaintEffect::NoSchedule),
+                time_added: Some(format_time(now)),
+            });
+        } else if !pressed && tainted {
+            node.spec.taints.retain(|taint| !ours(taint));
+        }
+    }
+}
+
+/// The status of the node's condition of type `type_`, if it has one.
+fn condition_status(node: &Node, type_: &str) -> Option<ConditionStatus> {
     node.status
         .as_ref()?
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == type_)
         .map(|c| c.status)
+}
+
+/// The status of the node's Ready condition, if it has one.
+pub fn ready_status(node: &Node) -> Option<ConditionStatus> {
+    condition_status(node, "Ready")
 }
 
 /// The node's last heartbeat, as its Ready condition carries it.
@@ -253,6 +294,16 @@ fn heartbeat(node: &Node) -> Option<&str> {
 fn mark_unknown(node: &mut Node, now: DateTime<Utc>) {
     let conditions = &mut node.status.get_or_insert_with(Default::default).conditions;
     let message = "Berth agent stopped posting node status.".to_owned();
+    // What the agent last said of pressure is as stale as its Ready.
+    for condition in conditions.iter_mut().filter(|c| {
+        c.status != ConditionStatus::Unknown
+            && PRESSURE_TAINTS.iter().any(|(type_, _)| c.type_ == *type_)
+    }) {
+        condition.status = ConditionStatus::Unknown;
+        condition.reason = Some("NodeStatusUnknown".into());
+        condition.message = Some(message.clone());
+        condition.last_transition_time = Some(format_time(now));
+    }
     match conditions.iter_mut().find(|c| c.type_ == "Ready") {
         Some(ready) => {
             ready.status = ConditionStatus::Unknown;
@@ -425,7 +476,7 @@ impl Reconciler for NodeLifecycleController {
         };
         if let Some(updated) = &result.node {
             self.writer.replace(updated).await.map_err(node_error)?;
-            tracing::info!(node = %key, transition = ?result.transition, "node readiness changed");
+            tracing::info!(node = %key, transition = ?result.transition, "node conditions or taints changed");
         }
         if let Some(transition) = result.transition {
             self.tell_pods(&key.name, &pods, transition);
@@ -684,6 +735,79 @@ mod tests {
         assert_eq!(node.spec.taints.len(), 1);
         assert_eq!(node.spec.taints[0].key, "gpu", "other taints stay");
         assert_eq!(plan.transition, Some(Transition::Ready));
+    }
+
+    fn with_condition(mut node: Node, type_: &str, status: ConditionStatus) -> Node {
+        let conditions = &mut node.status.as_mut().unwrap().conditions;
+        conditions.retain(|c| c.type_ != type_);
+        conditions.push(NodeCondition {
+            type_: type_.into(),
+            status,
+            last_heartbeat_time: Some(format_time(at(0))),
+            last_transition_time: Some(format_time(at(0))),
+            reason: None,
+            message: None,
+        });
+        node
+    }
+
+    fn memory_pressure_since(secs: i64) -> Taint {
+        Taint {
+            key: "node.kubernetes.io/memory-pressure".into(),
+            value: None,
+            effect: Some(TaintEffect::NoSchedule),
+            time_added: Some(format_time(at(secs))),
+        }
+    }
+
+    #[test]
+    fn a_node_under_pressure_is_tainted_no_schedule_while_it_lasts_and_its_pods_stay() {
+        let pressed = with_condition(
+            node(ConditionStatus::True),
+            "MemoryPressure",
+            ConditionStatus::True,
+        );
+        let pressed = with_condition(pressed, "DiskPressure", ConditionStatus::False);
+        let plan = plan(&pressed, at(0), &pods_on_n1(), true, &settings(), at(5));
+        let tainted = plan.node.expect("tainted");
+        assert_eq!(tainted.spec.taints, vec![memory_pressure_since(5)]);
+        assert_eq!(tainted.metadata.generation, Some(2));
+        assert_eq!(plan.transition, None, "the node is still Ready");
+        assert!(plan.mark_not_ready.is_empty() && plan.evict.is_empty());
+
+        // Still under pressure: nothing to write.
+        let again = super::plan(&tainted, at(0), &pods_on_n1(), true, &settings(), at(15));
+        assert_eq!(again.node, None);
+
+        // Relieved: the taint goes, and nobody hears of readiness.
+        let relieved = with_condition(tainted, "MemoryPressure", ConditionStatus::False);
+        let plan = super::plan(&relieved, at(0), &pods_on_n1(), true, &settings(), at(20));
+        assert!(plan.node.expect("untainted").spec.taints.is_empty());
+        assert_eq!(plan.transition, None);
+    }
+
+    #[test]
+    fn a_silent_node_under_pressure_has_its_pressure_unknown_and_untainted() {
+        let mut pressed = with_condition(
+            node(ConditionStatus::True),
+            "MemoryPressure",
+            ConditionStatus::True,
+        );
+        pressed.spec.taints = vec![memory_pressure_since(0)];
+        let plan = plan(&pressed, at(0), &pods_on_n1(), true, &settings(), at(40));
+        let node = plan.node.expect("written");
+        let memory = node
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
+        assert_eq!(memory.status, ConditionStatus::Unknown);
+        assert_eq!(memory.reason.as_deref(), Some("NodeStatusUnknown"));
+        assert_eq!(node.spec.taints, vec![unreachable_since(40)]);
+        assert_eq!(plan.transition, Some(Transition::NotReady));
     }
 
     #[test]

@@ -258,12 +258,14 @@ impl NodeApi {
         let (_, registered) = self
             .objects
             .decode(Some(Kind::Node), node_status::registered_node(&request))?;
+        let conditions = ReportedCondition::from_agent(&request.conditions)
+            .map_err(NodeApiError::InvalidArgument)?;
         let at = node_ref(&request.node_name);
         self.write_registration(&at, &registered).await?;
         let now = now_rfc3339();
         let resource_version = self
             .change_status(&at, |status| {
-                node_status::report_registration(status, &request, &now);
+                node_status::report_registration(status, &request, &conditions, &now);
                 Ok(())
             })
             .await?;
@@ -342,14 +344,16 @@ impl NodeApi {
         tracing::Span::current().record("node", node.as_str());
         authorize(&node, NodeAction::WriteNodeStatus { node: &node })?;
         let request = request.into_inner();
-        let conditions = ReportedCondition::from_heartbeat(&request.conditions)
+        let conditions = ReportedCondition::from_agent(&request.conditions)
             .map_err(NodeApiError::InvalidArgument)?;
         let now = now_rfc3339();
         self.change_status(&node_ref(&node), |status| {
             node_status::report_conditions(status, &conditions, &now);
-            if let Some(capacity) = &request.capacity {
-                node_status::report_capacity(status, capacity);
-            }
+            node_status::report_resources(
+                status,
+                request.capacity.as_ref(),
+                request.allocatable.as_ref(),
+            );
             Ok(())
         })
         .await?;

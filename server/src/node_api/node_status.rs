@@ -1,6 +1,7 @@
 //! What the node API writes into Node objects: the object an agent
 //! registers, and the status changes of registration and heartbeats
-//! (conditions with their heartbeat and transition times, capacity).
+//! (conditions with their heartbeat and transition times, capacity and
+//! allocatable).
 
 use std::collections::BTreeMap;
 
@@ -103,9 +104,9 @@ impl ReportedCondition {
         }
     }
 
-    /// The conditions of a heartbeat: those given (checked), plus Ready=True
-    /// unless a Ready condition is among them.
-    pub fn from_heartbeat(given: &[pb::NodeCondition]) -> Result<Vec<ReportedCondition>, String> {
+    /// The conditions of a heartbeat or a registration: those given
+    /// (checked), plus Ready=True unless a Ready condition is among them.
+    pub fn from_agent(given: &[pb::NodeCondition]) -> Result<Vec<ReportedCondition>, String> {
         let mut conditions = Vec::new();
         for condition in given {
             if condition.r#type.is_empty() {
@@ -167,30 +168,54 @@ pub fn report_conditions(status: &mut Value, conditions: &[ReportedCondition], n
     }
 }
 
-/// `status` with `capacity` (allocatable follows it: nothing is reserved
-/// for the system yet).
-pub fn report_capacity(status: &mut Value, capacity: &pb::Capacity) {
+/// `status` with what the agent reports of its resources: `capacity`, and
+/// `allocatable` (what pods may use of it). An agent that reports a
+/// capacity without an allocatable (one older than allocatable reports)
+/// has nothing reserved: allocatable is the capacity.
+pub fn report_resources(
+    status: &mut Value,
+    capacity: Option<&pb::Capacity>,
+    allocatable: Option<&pb::Capacity>,
+) {
+    let status = object(status);
+    if let Some(capacity) = capacity {
+        status.insert("capacity".into(), quantities(capacity));
+    }
+    if let Some(allocatable) = allocatable.or(capacity) {
+        status.insert("allocatable".into(), quantities(allocatable));
+    }
+}
+
+/// The non-empty quantities of `capacity`, by Kubernetes' resource names.
+fn quantities(capacity: &pb::Capacity) -> Value {
     let mut quantities = Map::new();
     for (name, quantity) in [
         ("cpu", &capacity.cpu),
         ("memory", &capacity.memory),
         ("pods", &capacity.pods),
+        ("ephemeral-storage", &capacity.ephemeral_storage),
     ] {
         if !quantity.is_empty() {
             quantities.insert(name.into(), json!(quantity));
         }
     }
-    let status = object(status);
-    status.insert("capacity".into(), Value::Object(quantities.clone()));
-    status.insert("allocatable".into(), Value::Object(quantities));
+    Value::Object(quantities)
 }
 
-/// `status` with what registration reports: capacity, addresses, host info
-/// and Ready=True.
-pub fn report_registration(status: &mut Value, request: &pb::RegisterRequest, now: &str) {
-    if let Some(capacity) = &request.capacity {
-        report_capacity(status, capacity);
-    }
+/// `status` with what registration reports: capacity and allocatable,
+/// addresses, host info and `conditions` (checked by
+/// [`ReportedCondition::from_agent`], so Ready among them).
+pub fn report_registration(
+    status: &mut Value,
+    request: &pb::RegisterRequest,
+    conditions: &[ReportedCondition],
+    now: &str,
+) {
+    report_resources(
+        status,
+        request.capacity.as_ref(),
+        request.allocatable.as_ref(),
+    );
     let addresses: Vec<Value> = request
         .addresses
         .iter()
@@ -213,7 +238,7 @@ pub fn report_registration(status: &mut Value, request: &pb::RegisterRequest, no
             "architecture": info.architecture,
         }),
     );
-    report_conditions(status, &[ReportedCondition::ready()], now);
+    report_conditions(status, conditions, now);
 }
 
 fn object(value: &mut Value) -> &mut Map<String, Value> {
@@ -253,6 +278,68 @@ mod tests {
             "2025-01-01T00:00:20Z"
         );
         assert_eq!(status["conditions"].as_array().unwrap().len(), 1);
+    }
+
+    fn capacity(cpu: &str, memory: &str) -> pb::Capacity {
+        pb::Capacity {
+            cpu: cpu.into(),
+            memory: memory.into(),
+            pods: "110".into(),
+            ephemeral_storage: String::new(),
+        }
+    }
+
+    #[test]
+    fn allocatable_is_reported_apart_from_capacity_or_follows_it_for_older_agents() {
+        let mut status = json!({});
+        report_resources(
+            &mut status,
+            Some(&capacity("4", "8Gi")),
+            Some(&capacity("3500m", "6Gi")),
+        );
+        assert_eq!(
+            status["capacity"],
+            json!({"cpu": "4", "memory": "8Gi", "pods": "110"})
+        );
+        assert_eq!(
+            status["allocatable"],
+            json!({"cpu": "3500m", "memory": "6Gi", "pods": "110"})
+        );
+        // An agent that knows nothing of allocatable.
+        report_resources(&mut status, Some(&capacity("2", "4Gi")), None);
+        assert_eq!(status["allocatable"], status["capacity"]);
+        assert_eq!(status["allocatable"]["cpu"], "2");
+        // A heartbeat that names neither changes neither.
+        report_resources(&mut status, None, None);
+        assert_eq!(status["allocatable"]["cpu"], "2");
+    }
+
+    #[test]
+    fn registration_reports_the_agents_conditions_beside_ready() {
+        let request = pb::RegisterRequest {
+            node_name: "n1".into(),
+            conditions: vec![pb::NodeCondition {
+                r#type: "MemoryPressure".into(),
+                status: "True".into(),
+                reason: "KubeletHasInsufficientMemory".into(),
+                message: "memory is low".into(),
+            }],
+            ..Default::default()
+        };
+        let conditions = ReportedCondition::from_agent(&request.conditions).unwrap();
+        let mut status = json!({});
+        report_registration(&mut status, &request, &conditions, "2025-01-01T00:00:00Z");
+        let types: Vec<&str> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["MemoryPressure", "Ready"]);
+        assert_eq!(
+            status["conditions"][0]["reason"],
+            "KubeletHasInsufficientMemory"
+        );
     }
 
     #[test]

@@ -157,6 +157,34 @@ pub fn resources_of(map: &BTreeMap<String, String>) -> Resources {
     }
 }
 
+/// The taint a node under memory pressure carries (set by the node
+/// lifecycle controller).
+pub const MEMORY_PRESSURE_TAINT: &str = "node.kubernetes.io/memory-pressure";
+
+/// What Kubernetes lets a pod tolerate without asking: a pod that asks for
+/// or limits CPU or memory (QoS class Guaranteed or Burstable) tolerates
+/// memory pressure, so only BestEffort pods are kept off a node short of
+/// memory.
+fn implied_tolerations(pod: &Pod) -> Option<Tolerating> {
+    let best_effort = pod
+        .spec
+        .containers
+        .iter()
+        .chain(&pod.spec.init_containers)
+        .filter_map(|container| container.resources.as_ref())
+        .all(|resources| {
+            ["cpu", "memory"].iter().all(|name| {
+                !resources.requests.contains_key(*name) && !resources.limits.contains_key(*name)
+            })
+        });
+    (!best_effort).then(|| Tolerating {
+        key: Some(MEMORY_PRESSURE_TAINT.into()),
+        exists: true,
+        value: None,
+        effect: Some(TaintEffect::NoSchedule),
+    })
+}
+
 /// One term of required node affinity: (key, operator, values) expressions
 /// that must all hold.
 pub type AffinityTerm = Vec<(String, String, Vec<String>)>;
@@ -274,6 +302,7 @@ impl PodDemand {
                     value: t.value.clone(),
                     effect: t.effect,
                 })
+                .chain(implied_tolerations(pod))
                 .collect(),
             host_ports: host_ports(pod),
             anti_affinity,
@@ -871,5 +900,42 @@ mod tests {
         ];
         assert_eq!(claim_names(&pod), ["archive", "data"]);
         assert_eq!(PodDemand::of("acme", &pod).claims, ["archive", "data"]);
+    }
+
+    #[test]
+    fn only_best_effort_pods_are_kept_off_a_node_under_memory_pressure() {
+        let mut pressed = node("pressed", 4000, 16);
+        pressed.taints.push(NodeTaint {
+            key: MEMORY_PRESSURE_TAINT.into(),
+            value: String::new(),
+            effect: TaintEffect::NoSchedule,
+        });
+        let pod_with = |resources: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": [
+                    {"name": "a", "image": "busybox"},
+                    {"name": "b", "image": "busybox", "resources": resources},
+                ]},
+            }))
+            .expect("a pod")
+        };
+        let best_effort = PodDemand::of("acme", &pod_with(serde_json::json!({})));
+        assert_eq!(
+            misfits(&best_effort, &pressed),
+            [Misfit::Taint(format!("{MEMORY_PRESSURE_TAINT}: "))]
+        );
+        assert_eq!(
+            Misfit::Taint(format!("{MEMORY_PRESSURE_TAINT}: ")).reason(),
+            "node(s) had untolerated taint {node.kubernetes.io/memory-pressure: }"
+        );
+        let burstable = PodDemand::of(
+            "acme",
+            &pod_with(serde_json::json!({"limits": {"memory": "64Mi"}})),
+        );
+        assert!(misfits(&burstable, &pressed).is_empty());
+        // Any other NoSchedule taint still repels it.
+        pressed.taints[0].key = "node.kubernetes.io/disk-pressure".into();
+        assert!(!misfits(&burstable, &pressed).is_empty());
     }
 }
