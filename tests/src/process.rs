@@ -198,10 +198,18 @@ impl AgentProcess {
 
     /// `berth agent --runtime docker --name name --address 127.0.0.1`
     /// against `server`, with its join token, plus `extra` arguments.
+    ///
+    /// Unless `extra` sets its own `--eviction-hard`, only kubelet's memory
+    /// threshold applies: the disk is the test machine's, shared with build
+    /// artefacts, and how full it is says nothing about what a test checks
+    /// (kubelet's 15 % for images would taint a node on a disk 86 % full).
     pub fn docker(server: &TestServer, name: &str, extra: &[&str]) -> AgentProcess {
         let token = std::fs::read_to_string(server.data_dir.path().join("node-token"))
             .expect("the server writes <data-dir>/node-token at first start");
-        let runtime = ["--runtime", "docker", "--address", "127.0.0.1"];
+        let mut runtime = vec!["--runtime", "docker", "--address", "127.0.0.1"];
+        if !extra.contains(&"--eviction-hard") {
+            runtime.extend(["--eviction-hard", "memory.available<100Mi"]);
+        }
         Self::spawn(server, &token, name, &runtime, extra)
     }
 

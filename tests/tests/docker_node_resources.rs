@@ -52,8 +52,18 @@ fn tainted(node: &Value, key: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_with_system_reserved_reports_allocatable_below_its_capacity() {
-    let cluster =
-        DockerCluster::start_with_flags(&[], &["--system-reserved", "cpu=1,memory=2Gi"]).await;
+    // Thresholds as quantities, so that what is checked does not depend on
+    // how full the test machine's disk is.
+    let cluster = DockerCluster::start_with_flags(
+        &[],
+        &[
+            "--system-reserved",
+            "cpu=1,memory=2Gi",
+            "--eviction-hard",
+            "memory.available<100Mi,nodefs.available<1Gi",
+        ],
+    )
+    .await;
     let path = format!("/api/v1/nodes/{}", cluster.node);
     let node = cluster
         .admin
@@ -65,7 +75,7 @@ async fn an_agent_with_system_reserved_reports_allocatable_below_its_capacity() 
     let cpu = quantity(&node, "capacity", "cpu");
     assert!(cpu >= 1000, "{node}");
     assert_eq!(quantity(&node, "allocatable", "cpu"), cpu - 1000, "{node}");
-    // Less the reservation and kubelet's default memory.available<100Mi.
+    // Less the reservation and the memory.available<100Mi threshold.
     let memory = quantity(&node, "capacity", "memory");
     assert_eq!(
         quantity(&node, "allocatable", "memory"),
@@ -73,11 +83,11 @@ async fn an_agent_with_system_reserved_reports_allocatable_below_its_capacity() 
         "{node}"
     );
     assert_eq!(node["status"]["allocatable"]["pods"], "110", "{node}");
-    // Less kubelet's default nodefs.available<10%.
+    // Less the nodefs.available<1Gi threshold.
     let storage = quantity(&node, "capacity", "ephemeral-storage");
-    let allocatable_storage = quantity(&node, "allocatable", "ephemeral-storage");
-    assert!(
-        (allocatable_storage - storage * 9 / 10).abs() <= 1,
+    assert_eq!(
+        quantity(&node, "allocatable", "ephemeral-storage"),
+        storage - GI,
         "{node}"
     );
 
