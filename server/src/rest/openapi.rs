@@ -283,6 +283,15 @@ fn example(kind: Kind) -> serde_json::Value {
             "spec",
             json!({"selector": {"app": EXAMPLE_NAME}, "ports": [{"port": 80}]}),
         ),
+        Kind::EndpointSlice => (
+            "endpoints",
+            json!([{"addresses": ["172.18.0.5"],
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "nodeName": "node-1",
+                    "targetRef": {"kind": "Pod", "name": "web-5d8f7c-x2x9q"},
+                    "hostIP": "192.168.1.10",
+                    "hostPorts": [{"port": 32768, "protocol": "TCP"}]}]),
+        ),
         Kind::ConfigMap => ("data", json!({"LOG_LEVEL": "info"})),
         // `czNjcjN0` is base64 for `s3cr3t`.
         Kind::Secret => ("data", json!({"password": "czNjcjN0"})),
@@ -309,6 +318,11 @@ fn example(kind: Kind) -> serde_json::Value {
         "metadata": metadata,
     });
     object[rest] = body;
+    if kind == Kind::EndpointSlice {
+        object["addressType"] = json!("IPv4");
+        object["ports"] = json!([{"port": 80, "protocol": "TCP"}]);
+        object["metadata"]["labels"] = json!({"kubernetes.io/service-name": EXAMPLE_NAME});
+    }
     if kind == Kind::Event {
         object["reason"] = json!("Scheduled");
         object["message"] = json!("assigned to node-1");
