@@ -355,6 +355,14 @@ impl Objects {
                 .as_object_mut()
                 .map(|o| o.insert("status".into(), json!({})));
         }
+        // A name in use is the answer before anything the object asks for
+        // (which its namesake may well hold).
+        if kind == Kind::Service && self.store.get(at.key().as_bytes(), 0).await?.is_some() {
+            return Err(ObjectError::AlreadyExists {
+                kind: kind.name(),
+                name,
+            });
+        }
         for _ in 0..ALLOCATION_ATTEMPTS {
             let mut object = object.clone();
             let plan = self.plan_allocations(&at, None, &mut object).await?;

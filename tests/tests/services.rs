@@ -143,6 +143,11 @@ async fn allocation_lifecycle(backend: TestBackend) {
     assert_eq!(field, "spec.clusterIP");
     assert!(reason.contains("acme/a"), "{reason}");
 
+    // A name in use is that, whatever it asks for.
+    let (status, body) = editor.post(SERVICES, node_port_service("a", port)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "AlreadyExists", "{body}");
+
     // Outside the ranges: 422 naming the field.
     let (status, body) = editor.post(SERVICES, node_port_service("c", 29999)).await;
     assert_eq!(status, 422, "{body}");

@@ -246,6 +246,20 @@ const WRITE_ERRORS: &[(&str, &str)] = &[
     ("415", "The body's Content-Type is not accepted."),
 ];
 
+/// The errors a write of `kind` may answer: a Service's allocations add
+/// 422.
+fn write_errors(kind: Kind) -> Vec<(&'static str, &'static str)> {
+    let mut errors = WRITE_ERRORS.to_vec();
+    if kind == Kind::Service {
+        errors.push((
+            "422",
+            "An address or node port outside the server's ranges, or a change to the allocated address.",
+        ));
+        errors.sort_by_key(|(code, _)| *code);
+    }
+    errors
+}
+
 fn body_of(kind: Kind) -> RequestBody {
     let content = || {
         Content::builder()
@@ -408,7 +422,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
         .parameters(Some(scope_params.clone()))
         .request_body(Some(body_of(kind)))
         .response("201", object_response("Created.", kind)),
-        WRITE_ERRORS,
+        &write_errors(kind),
     );
     let mut collection_item = PathItem::new(HttpMethod::Get, list);
     collection_item.merge_operations(PathItem::new(HttpMethod::Post, create));
@@ -439,7 +453,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
         .parameters(Some(scope_params.clone()))
         .request_body(Some(body_of(kind)))
         .response("200", object_response("Replaced.", kind)),
-        WRITE_ERRORS,
+        &write_errors(kind),
     );
     let patch = with_errors(
         operation(
@@ -458,7 +472,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
                 .build(),
         ))
         .response("200", object_response("Patched.", kind)),
-        WRITE_ERRORS,
+        &write_errors(kind),
     );
     let delete = with_errors(
         operation(
