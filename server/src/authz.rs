@@ -154,6 +154,14 @@ pub fn authorize(subject: &Subject, tenant: Option<&str>, target: Target, verb: 
         (Target::Object(Kind::Pod), Verb::Exec) => Some(Role::Editor),
         (_, Verb::Exec) => None,
         (Target::Object(Kind::Node), _) => None,
+        // The endpoints controller keeps EndpointSlices: a member who wrote
+        // one could send a Service's traffic anywhere.
+        (Target::Object(Kind::EndpointSlice), verb) if !verb.reads() => {
+            return Decision::Forbidden(format!(
+                "EndpointSlices in tenant {tenant} are kept by the server's endpoints controller; {} is for the platform admin only",
+                verb_name(verb)
+            ));
+        }
         (Target::Object(_) | Target::RawKeys | Target::Leases, verb) if verb.reads() => {
             Some(Role::Viewer)
         }

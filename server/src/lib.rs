@@ -24,6 +24,8 @@
 //!   agent's tunnel: which container, and whether it can run there.
 //! - [`pod_metrics`]: pods' resource use as agents report it, kept in
 //!   memory for fifteen minutes.
+//! - [`service_allocation`]: Services' virtual addresses and node ports,
+//!   allocated in the Service's own store transaction.
 //! - [`rollouts`]: the scale of Deployments and ReplicaSets, a
 //!   Deployment's revisions and rollback, over [`objects`].
 //! - [`rest`]: the REST API under `/api/v1`.
@@ -54,6 +56,7 @@ pub mod rollouts;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
+pub mod service_allocation;
 pub mod settings;
 pub mod sign_in;
 pub mod store;

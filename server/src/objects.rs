@@ -15,9 +15,13 @@ use berth_api::objects::{FieldError, Kind};
 use serde_json::{Map, Value, json};
 
 use crate::secrets::EncryptionKey;
+use crate::service_allocation::{
+    AllocationError, AllocationPlan, ServiceAllocator, ServiceRanges, drop_node_ports_for_type,
+    keep_allocated,
+};
 use crate::store::types::{
-    DeleteRequest, Event, EventKind, KeyRange, KeyValue, RangeRequest, Revision, WatchRequest,
-    prefix_end,
+    Compare, CompareOp, CompareTarget, DeleteRequest, Event, EventKind, KeyRange, KeyValue, Op,
+    OpResponse, PutRequest, RangeRequest, Revision, TxnRequest, WatchRequest, prefix_end,
 };
 use crate::store::{Store, StoreError, Watch};
 
@@ -51,6 +55,27 @@ pub enum ObjectError {
     /// The object changed since the caller's resourceVersion.
     #[error("{0}")]
     Conflict(String),
+    /// Something the object asks for is held by another object (a node
+    /// port, a virtual address), or none is left; each with its field.
+    #[error(
+        "the {kind} cannot be given what it asks for: {}",
+        describe_fields(errors)
+    )]
+    Taken {
+        /// Its kind.
+        kind: &'static str,
+        /// Each field, with who holds what it asks for.
+        errors: Vec<FieldError>,
+    },
+    /// The object is well-formed, but the server cannot carry it out: a
+    /// value outside the server's ranges, or a change to an allocated one.
+    #[error("the {kind} is invalid: {}", describe_fields(errors))]
+    Unprocessable {
+        /// Its kind.
+        kind: &'static str,
+        /// Every problem.
+        errors: Vec<FieldError>,
+    },
     /// A resourceVersion or continue token too old to serve.
     #[error("{0}")]
     Gone(String),
@@ -90,8 +115,54 @@ impl From<StoreError> for ObjectError {
     }
 }
 
+impl From<AllocationError> for ObjectError {
+    fn from(error: AllocationError) -> Self {
+        match error {
+            AllocationError::Taken(errors) => ObjectError::Taken {
+                kind: Kind::Service.name(),
+                errors,
+            },
+            AllocationError::Refused(errors) => ObjectError::Unprocessable {
+                kind: Kind::Service.name(),
+                errors,
+            },
+            AllocationError::Store(error) => error.into(),
+        }
+    }
+}
+
+fn describe_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Shorthand.
 pub type ObjectResult<T> = Result<T, ObjectError>;
+
+/// How often a write plans its allocations again when another writer took
+/// what it planned for in between.
+const ALLOCATION_ATTEMPTS: usize = 16;
+
+/// The one write an [`Objects`] transaction makes to the object's key.
+enum Write {
+    /// The new stored value, with the lease it keeps.
+    Put { value: Vec<u8>, lease: i64 },
+    /// The object goes.
+    Delete,
+}
+
+/// What became of a transaction.
+enum Committed {
+    /// Written at this revision.
+    Done(Revision),
+    /// The object's own guard failed; whether the key exists now.
+    ObjectChanged { exists: bool },
+    /// An allocation's guard failed: plan again.
+    AllocationsChanged,
+}
 
 /// Where an object lives: its kind, its tenant (none for cluster-scoped
 /// kinds) and its name.
@@ -217,6 +288,7 @@ pub enum Outcome {
 pub struct Objects {
     store: Store,
     key: EncryptionKey,
+    allocator: ServiceAllocator,
 }
 
 /// The largest page a list reads from the store at once.
@@ -224,8 +296,23 @@ const MAX_PAGE: i64 = 500;
 
 impl Objects {
     /// Objects in `store`, with Secret values sealed under `key`.
+    /// Services are given addresses and node ports from the default
+    /// ranges; see [`Objects::with_service_ranges`].
     pub fn new(store: Store, key: EncryptionKey) -> Objects {
-        Objects { store, key }
+        Objects {
+            allocator: ServiceAllocator::new(store.clone(), ServiceRanges::default()),
+            store,
+            key,
+        }
+    }
+
+    /// The same objects, with Services' addresses and node ports from
+    /// `ranges`.
+    pub fn with_service_ranges(self, ranges: ServiceRanges) -> Objects {
+        Objects {
+            allocator: ServiceAllocator::new(self.store.clone(), ranges),
+            ..self
+        }
     }
 
     /// The store underneath.
@@ -279,16 +366,35 @@ impl Objects {
                 .as_object_mut()
                 .map(|o| o.insert("status".into(), json!({})));
         }
-        let stored = self.seal(&at, object)?;
-        let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
-        match self.store.create(at.key().as_bytes(), bytes, 0).await {
-            Ok(put) => self.present(&at, stored, put.revision, reveal),
-            Err(StoreError::Conflict { .. }) => Err(ObjectError::AlreadyExists {
+        // A name in use is the answer before anything the object asks for
+        // (which its namesake may well hold).
+        if kind == Kind::Service && self.store.get(at.key().as_bytes(), 0).await?.is_some() {
+            return Err(ObjectError::AlreadyExists {
                 kind: kind.name(),
                 name,
-            }),
-            Err(error) => Err(error.into()),
+            });
         }
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let mut object = object.clone();
+            let plan = self.plan_allocations(&at, None, &mut object).await?;
+            let stored = self.seal(&at, object)?;
+            let value = to_bytes(&stored)?;
+            let write = Write::Put { value, lease: 0 };
+            match self
+                .commit(&at, CompareTarget::CreateRevision(0), write, plan)
+                .await?
+            {
+                Committed::Done(revision) => return self.present(&at, stored, revision, reveal),
+                Committed::ObjectChanged { .. } => {
+                    return Err(ObjectError::AlreadyExists {
+                        kind: kind.name(),
+                        name,
+                    });
+                }
+                Committed::AllocationsChanged => continue,
+            }
+        }
+        Err(allocations_kept_changing(&at))
     }
 
     /// Reads one object.
@@ -349,6 +455,9 @@ impl Objects {
                 metadata.remove("resourceVersion");
             }
             check_body_name(at, &user_view)?;
+            if at.kind == Kind::Service {
+                drop_node_ports_for_type(&stored, &mut user_view);
+            }
             let (_, decoded) = self.decode(Some(at.kind), user_view)?;
             let merged = merge_user_change(at.kind, &stored, decoded);
             match self.write_over(at, &kv, stored, merged, reveal).await {
@@ -520,31 +629,125 @@ impl Objects {
             .map(drop)
     }
 
-    /// Deletes the object at `kv` if it is still at that revision.
+    /// Deletes the object at `kv` if it is still at that revision, and
+    /// frees what it holds (a Service's address and node ports) in the
+    /// same transaction.
     async fn delete_kv(&self, at: &ObjectRef, kv: &KeyValue) -> ObjectResult<()> {
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let plan = match at.kind {
+                Kind::Service => {
+                    let service = serde_json::from_slice(&kv.value)
+                        .map_err(|e| StoreError::Database(e.to_string()))?;
+                    self.allocator.plan_release(at, &service).await?
+                }
+                _ => AllocationPlan::default(),
+            };
+            let guard = CompareTarget::ModRevision(kv.mod_revision);
+            match self.commit(at, guard, Write::Delete, plan).await? {
+                Committed::Done(_) => return Ok(()),
+                Committed::ObjectChanged { .. } => {
+                    return Err(ObjectError::Conflict(format!(
+                        "{} {:?} changed while it was being deleted; read it again",
+                        at.kind.name(),
+                        at.name
+                    )));
+                }
+                Committed::AllocationsChanged => continue,
+            }
+        }
+        Err(allocations_kept_changing(at))
+    }
+
+    /// For a Service, plans its address and node ports going from
+    /// `before` (none for a create) to `object`, and fills them into
+    /// `object`'s spec; other kinds hold nothing.
+    async fn plan_allocations(
+        &self,
+        at: &ObjectRef,
+        before: Option<&Value>,
+        object: &mut Value,
+    ) -> ObjectResult<AllocationPlan> {
+        if at.kind != Kind::Service {
+            return Ok(AllocationPlan::default());
+        }
+        let typed = |value: &Value| {
+            serde_json::from_value::<berth_api::objects::Service>(value.clone())
+                .map_err(|e| StoreError::Database(format!("a Service that is not one: {e}")))
+        };
+        let before = before.map(typed).transpose()?;
+        let mut service = typed(object)?;
+        let uid = service.metadata.uid.clone().unwrap_or_default();
+        let plan = self
+            .allocator
+            .plan(at, &uid, before.as_ref(), &mut service)
+            .await?;
+        object["spec"] =
+            serde_json::to_value(&service.spec).map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(plan)
+    }
+
+    /// Runs the write to `at` if `guard` holds for its key, with `plan`'s
+    /// compares and writes in the same transaction, and tells which guard
+    /// failed when one did.
+    async fn commit(
+        &self,
+        at: &ObjectRef,
+        guard: CompareTarget,
+        write: Write,
+        plan: AllocationPlan,
+    ) -> ObjectResult<Committed> {
+        let key = at.key();
+        let mut compares = vec![Compare {
+            range: KeyRange::single(key.clone()),
+            op: CompareOp::Equal,
+            target: guard.clone(),
+        }];
+        compares.extend(plan.compares);
+        let mut success = vec![match write {
+            Write::Put { value, lease } => Op::Put(PutRequest {
+                key: key.clone().into_bytes(),
+                value,
+                lease,
+                ..PutRequest::default()
+            }),
+            Write::Delete => Op::Delete(DeleteRequest {
+                range: KeyRange::single(key.clone()),
+                prev_kv: false,
+            }),
+        }];
+        success.extend(plan.ops);
         let response = self
             .store
-            .txn(crate::store::types::TxnRequest {
-                compares: vec![crate::store::types::Compare {
-                    range: KeyRange::single(at.key()),
-                    op: crate::store::types::CompareOp::Equal,
-                    target: crate::store::types::CompareTarget::ModRevision(kv.mod_revision),
-                }],
-                success: vec![crate::store::types::Op::Delete(DeleteRequest {
-                    range: KeyRange::single(at.key()),
-                    prev_kv: false,
+            .txn(TxnRequest {
+                compares,
+                success,
+                // Tells whether the object's own guard is the one that failed.
+                failure: vec![Op::Range(RangeRequest {
+                    range: KeyRange::single(key),
+                    keys_only: true,
+                    ..RangeRequest::default()
                 })],
-                failure: vec![],
             })
             .await?;
-        if !response.succeeded {
-            return Err(ObjectError::Conflict(format!(
-                "{} {:?} changed while it was being deleted; read it again",
-                at.kind.name(),
-                at.name
-            )));
+        if response.succeeded {
+            return Ok(Committed::Done(response.revision));
         }
-        Ok(())
+        let current = match response.responses.first() {
+            Some(OpResponse::Range(range)) => range.kvs.first().cloned(),
+            _ => None,
+        };
+        let own_guard_holds = match (&guard, &current) {
+            (CompareTarget::CreateRevision(0), None) => true,
+            (CompareTarget::ModRevision(expected), Some(kv)) => kv.mod_revision == *expected,
+            _ => false,
+        };
+        Ok(if own_guard_holds {
+            Committed::AllocationsChanged
+        } else {
+            Committed::ObjectChanged {
+                exists: current.is_some(),
+            }
+        })
     }
 
     /// A page of the objects of `kind` in `tenant` that `selector` selects:
@@ -723,7 +926,7 @@ impl Objects {
         at: &ObjectRef,
         kv: &KeyValue,
         stored: Value,
-        mut merged: Value,
+        merged: Value,
         reveal: SecretValues,
     ) -> ObjectResult<(Value, Outcome)> {
         let opened_stored = self.open(at, stored.clone())?;
@@ -736,29 +939,38 @@ impl Objects {
             Some(&opened_stored),
         )
         .await?;
-        if opened_stored == merged {
-            return Ok((
-                self.present(at, stored, kv.mod_revision, reveal)?,
-                Outcome::Unchanged,
-            ));
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let mut merged = merged.clone();
+            let plan = self
+                .plan_allocations(at, Some(&opened_stored), &mut merged)
+                .await?;
+            if opened_stored == merged {
+                return Ok((
+                    self.present(at, stored, kv.mod_revision, reveal)?,
+                    Outcome::Unchanged,
+                ));
+            }
+            if spec_of(&opened_stored) != spec_of(&merged) {
+                let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
+                metadata_mut(&mut merged).insert("generation".into(), json!(generation + 1));
+            }
+            if merged["metadata"]["deletionTimestamp"].is_string()
+                && finalizers_of(&merged).is_empty()
+                && !awaits_its_node(&merged)
+            {
+                // The last finalizer is gone: the deletion it held goes ahead.
+                self.delete_kv(at, kv).await?;
+                return Ok((
+                    self.present(at, merged, kv.mod_revision, reveal)?,
+                    Outcome::Updated,
+                ));
+            }
+            let sealed = self.seal(at, merged)?;
+            if let Some(written) = self.write_planned(at, kv, sealed, reveal, plan).await? {
+                return Ok(written);
+            }
         }
-        if spec_of(&opened_stored) != spec_of(&merged) {
-            let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
-            metadata_mut(&mut merged).insert("generation".into(), json!(generation + 1));
-        }
-        if merged["metadata"]["deletionTimestamp"].is_string()
-            && finalizers_of(&merged).is_empty()
-            && !awaits_its_node(&merged)
-        {
-            // The last finalizer is gone: the deletion it held goes ahead.
-            self.delete_kv(at, kv).await?;
-            return Ok((
-                self.present(at, merged, kv.mod_revision, reveal)?,
-                Outcome::Updated,
-            ));
-        }
-        let sealed = self.seal(at, merged)?;
-        self.write_raw(at, kv, sealed, reveal).await
+        Err(allocations_kept_changing(at))
     }
 
     async fn write_raw(
@@ -768,26 +980,41 @@ impl Objects {
         stored: Value,
         reveal: SecretValues,
     ) -> ObjectResult<(Value, Outcome)> {
-        let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
-        match self
-            .store
-            .update_if(at.key().as_bytes(), bytes, kv.lease, kv.mod_revision)
-            .await
-        {
-            Ok(put) => Ok((
-                self.present(at, stored, put.revision, reveal)?,
+        self.write_planned(at, kv, stored, reveal, AllocationPlan::default())
+            .await?
+            .ok_or_else(|| allocations_kept_changing(at))
+    }
+
+    /// Writes `stored` over `kv` with `plan`'s allocations; `None` when an
+    /// allocation changed in between and the plan must be made again.
+    async fn write_planned(
+        &self,
+        at: &ObjectRef,
+        kv: &KeyValue,
+        stored: Value,
+        reveal: SecretValues,
+        plan: AllocationPlan,
+    ) -> ObjectResult<Option<(Value, Outcome)>> {
+        let write = Write::Put {
+            value: to_bytes(&stored)?,
+            lease: kv.lease,
+        };
+        let guard = CompareTarget::ModRevision(kv.mod_revision);
+        match self.commit(at, guard, write, plan).await? {
+            Committed::Done(revision) => Ok(Some((
+                self.present(at, stored, revision, reveal)?,
                 Outcome::Updated,
-            )),
-            Err(StoreError::Conflict { .. }) => Err(ObjectError::Conflict(format!(
+            ))),
+            Committed::ObjectChanged { exists: true } => Err(ObjectError::Conflict(format!(
                 "{} {:?} was changed by someone else; read it again and retry",
                 at.kind.name(),
                 at.name
             ))),
-            Err(StoreError::NotFound { .. }) => Err(ObjectError::NotFound {
+            Committed::ObjectChanged { exists: false } => Err(ObjectError::NotFound {
                 kind: at.kind.name(),
                 name: at.name.clone(),
             }),
-            Err(error) => Err(error.into()),
+            Committed::AllocationsChanged => Ok(None),
         }
     }
 
@@ -1043,6 +1270,9 @@ fn merge_user_change(kind: Kind, stored: &Value, user: Value) -> Value {
         };
     }
     metadata.remove("resourceVersion");
+    if kind == Kind::Service {
+        keep_allocated_fields(stored, &mut merged);
+    }
     if kind.has_status()
         && let Some(object) = merged.as_object_mut()
     {
@@ -1052,6 +1282,42 @@ fn merge_user_change(kind: Kind, stored: &Value, user: Value) -> Value {
         );
     }
     merged
+}
+
+/// A Service update with the address and node ports the server gave it
+/// kept where the user left them out; values that do not read as Services
+/// are left as they are.
+fn keep_allocated_fields(stored: &Value, merged: &mut Value) {
+    use berth_api::objects::Service;
+    use berth_api::objects::service::ServiceSpec;
+    let read = |v: &Value| serde_json::from_value::<ServiceSpec>(v["spec"].clone()).ok();
+    let (Some(stored_spec), Some(user_spec)) = (read(stored), read(merged)) else {
+        return;
+    };
+    let stored_service = Service {
+        spec: stored_spec,
+        ..Default::default()
+    };
+    let mut user_service = Service {
+        spec: user_spec,
+        ..Default::default()
+    };
+    keep_allocated(&stored_service, &mut user_service);
+    if let Ok(spec) = serde_json::to_value(&user_service.spec) {
+        merged["spec"] = spec;
+    }
+}
+
+fn to_bytes(value: &Value) -> ObjectResult<Vec<u8>> {
+    Ok(serde_json::to_vec(value).map_err(|e| StoreError::Database(e.to_string()))?)
+}
+
+fn allocations_kept_changing(at: &ObjectRef) -> ObjectError {
+    ObjectError::Conflict(format!(
+        "the addresses and ports {} {:?} asks for kept changing hands; try again",
+        at.kind.name(),
+        at.name
+    ))
 }
 
 /// Everything the server sets, taken out so that a patch starts from what

@@ -88,7 +88,8 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             tokens: auth::Tokens::from_store(&store)
                 .await
                 .context("reading the token signing key")?,
-            objects: crate::objects::Objects::new(store.clone(), encryption_key.clone()),
+            objects: crate::objects::Objects::new(store.clone(), encryption_key.clone())
+                .with_service_ranges(settings.service_ranges),
             audit,
             watch_bookmark_interval: settings.watch_bookmark_interval,
             tunnels: tunnels.clone(),
@@ -98,7 +99,8 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
     .context("starting HTTP")?;
     let grpc_shutdown = CancellationToken::new();
     let node_api = crate::node_api::NodeApi::start(
-        crate::objects::Objects::new(store.clone(), encryption_key),
+        crate::objects::Objects::new(store.clone(), encryption_key)
+            .with_service_ranges(settings.service_ranges),
         tunnels,
         pod_metrics,
         grpc_shutdown.clone(),

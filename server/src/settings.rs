@@ -7,7 +7,14 @@ use std::path::{Path, PathBuf};
 use berth_api::duration::parse_duration;
 
 use crate::etcd::EtcdAuth;
+use crate::service_allocation::{NodePortRange, ServiceCidr, ServiceRanges};
 use crate::store::Backend;
+
+/// The block Services' virtual addresses come from by default (k3s' own).
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+/// The node ports NodePort and LoadBalancer Services get by default
+/// (Kubernetes' own).
+pub const DEFAULT_SERVICE_NODE_PORT_RANGE: &str = "30000-32767";
 
 /// The settings as given on the command line or in the environment.
 #[derive(Clone, Debug, clap::Args)]
@@ -68,6 +75,15 @@ pub struct ServerArgs {
     /// replaced elsewhere (unless a pod's toleration says otherwise).
     #[arg(long, env = "BERTH_POD_EVICTION_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub pod_eviction_timeout: std::time::Duration,
+    /// The IPv4 block Services' virtual addresses are allocated from.
+    /// Agents bind these addresses on bridges of their own, so it must not
+    /// overlap a network the hosts route.
+    #[arg(long, env = "BERTH_SERVICE_CIDR", default_value = DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: String,
+    /// The ports NodePort and LoadBalancer Services are given on every
+    /// node (`FIRST-LAST`).
+    #[arg(long, env = "BERTH_SERVICE_NODE_PORT_RANGE", default_value = DEFAULT_SERVICE_NODE_PORT_RANGE)]
+    pub service_node_port_range: String,
 }
 
 /// A password given as a setting; `Debug` never shows it.
@@ -118,6 +134,8 @@ pub struct ServerSettings {
     pub node_monitor_grace: std::time::Duration,
     /// How long a NotReady node keeps its pods.
     pub pod_eviction_timeout: std::time::Duration,
+    /// Where Services' virtual addresses and node ports come from.
+    pub service_ranges: ServiceRanges,
 }
 
 /// A setting that cannot be used, named as the user gave it.
@@ -171,6 +189,14 @@ impl ServerArgs {
                 ),
             ));
         }
+        let cidr: ServiceCidr = self
+            .service_cidr
+            .parse()
+            .map_err(|message| SettingsError::new("--service-cidr", message))?;
+        let node_ports: NodePortRange = self
+            .service_node_port_range
+            .parse()
+            .map_err(|message| SettingsError::new("--service-node-port-range", message))?;
         Ok(ServerSettings {
             data_dir: self.data_dir.clone(),
             database_url,
@@ -193,6 +219,7 @@ impl ServerArgs {
             controllers: self.controllers,
             node_monitor_grace: self.node_monitor_grace,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            service_ranges: ServiceRanges { cidr, node_ports },
         })
     }
 }

@@ -41,6 +41,12 @@ fn object(kind: &str, name: &str) -> (&'static str, Value) {
             json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
                    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
         ),
+        "EndpointSlice" => (
+            "endpointslices",
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": kind, "metadata": meta,
+                   "addressType": "IPv4", "ports": [{"port": 8080}],
+                   "endpoints": [{"addresses": ["10.0.0.5"], "conditions": {"ready": true}}]}),
+        ),
         "ConfigMap" => (
             "configmaps",
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a": "b"}}),

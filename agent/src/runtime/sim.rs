@@ -4,7 +4,11 @@
 //! A pod handed to a simulated node "starts" after the configured delay:
 //! its status turns Running and Ready (or, at the failure rate, failing).
 //! A pod this node already reported (an agent restart finds it Running
-//! with this node's address) is adopted as it is. The state of a node is
+//! with this node's address) is adopted as it is. Each container port is
+//! "published" on the node's address, at its `hostPort` or at a port the
+//! node picks from Docker's ephemeral range, and reported in the
+//! containers' `portBindings` as the Docker runtime reports them, so that
+//! Services have endpoints to list. The state of a node is
 //! its pods' keys, uids and container names, and one timer heap.
 
 use std::cmp::Reverse;
@@ -17,7 +21,7 @@ use berth_api::node::v1 as pb;
 use berth_api::objects::meta::ConditionStatus;
 use berth_api::objects::pod::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodCondition, PodPhase, PodStatus, RestartPolicy,
+    ContainerStatus, PodCondition, PodPhase, PodStatus, PortBindingStatus, RestartPolicy,
 };
 use tokio::time::Instant;
 
@@ -69,12 +73,25 @@ pub struct SimRuntime {
     /// Pods stopped, not yet told to the session.
     stopped: VecDeque<OwnedPod>,
     next_pod_ip: u32,
+    /// The last host port picked for a container port without one.
+    next_host_port: u16,
+}
+
+/// The ports Docker picks published ports from (its ephemeral range).
+const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 32768..=60999;
+
+/// A simulated container.
+struct SimContainer {
+    name: String,
+    image: String,
+    /// Its ports as published on the node.
+    ports: Vec<PortBindingStatus>,
 }
 
 /// A pod as a simulated node remembers it.
 struct SimPod {
     uid: String,
-    containers: Vec<(String, String)>,
+    containers: Vec<SimContainer>,
     restart_always: bool,
     /// Its status has been produced (or was there when the node adopted it).
     reported: bool,
@@ -135,7 +152,18 @@ impl SimRuntime {
             starting: BinaryHeap::new(),
             stopped: VecDeque::new(),
             next_pod_ip: 0,
+            next_host_port: *EPHEMERAL_PORTS.end(),
         }
+    }
+
+    /// The next made-up published port, round the ephemeral range.
+    fn next_host_port(&mut self) -> i32 {
+        self.next_host_port = if self.next_host_port >= *EPHEMERAL_PORTS.end() {
+            *EPHEMERAL_PORTS.start()
+        } else {
+            self.next_host_port + 1
+        };
+        i32::from(self.next_host_port)
     }
 
     /// Whether `pod` already carries a status this node reported (an agent
@@ -228,7 +256,23 @@ impl Runtime for SimRuntime {
             containers: spec
                 .containers
                 .iter()
-                .map(|c| (c.name.clone(), c.image.clone()))
+                .map(|c| SimContainer {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    ports: c
+                        .ports
+                        .iter()
+                        .map(|port| PortBindingStatus {
+                            container_port: port.container_port,
+                            protocol: port.protocol.unwrap_or_default(),
+                            host_ip: self.host_ip.clone(),
+                            host_port: match port.host_port {
+                                Some(fixed) => fixed,
+                                None => self.next_host_port(),
+                            },
+                        })
+                        .collect(),
+                })
                 .collect(),
             restart_always: !matches!(
                 spec.restart_policy,
@@ -299,7 +343,7 @@ impl Runtime for SimRuntime {
             || !sim_pod
                 .containers
                 .iter()
-                .any(|(name, _)| *name == request.container)
+                .any(|container| container.name == request.container)
         {
             return Err(missing());
         }
@@ -371,8 +415,8 @@ fn synthetic_stats(sim_pod: &SimPod) -> Vec<ContainerStats> {
     sim_pod
         .containers
         .iter()
-        .map(|(name, _)| ContainerStats {
-            container: name.clone(),
+        .map(|container| ContainerStats {
+            container: container.name.clone(),
             cpu_cores: 0.01,
             memory_bytes: 16 * 1024 * 1024,
         })
@@ -396,7 +440,8 @@ fn simulated_status(pod: &SimPod, host_ip: &str, start: &SimStart) -> PodStatus 
     let container_statuses = pod
         .containers
         .iter()
-        .map(|(name, image)| {
+        .map(|container| {
+            let (name, image) = (&container.name, &container.image);
             let state = if !fails {
                 ContainerState {
                     running: Some(ContainerStateRunning {
@@ -434,6 +479,11 @@ fn simulated_status(pod: &SimPod, host_ip: &str, start: &SimStart) -> PodStatus 
                 started: Some(!fails),
                 restart_count: if fails && pod.restart_always { 1 } else { 0 },
                 state: Some(state),
+                port_bindings: if fails {
+                    Vec::new()
+                } else {
+                    container.ports.clone()
+                },
                 ..ContainerStatus::default()
             }
         })
@@ -466,7 +516,16 @@ mod tests {
     fn sim_pod(restart_always: bool) -> SimPod {
         SimPod {
             uid: "u1".into(),
-            containers: vec![("web".into(), "busybox".into())],
+            containers: vec![SimContainer {
+                name: "web".into(),
+                image: "busybox".into(),
+                ports: vec![PortBindingStatus {
+                    container_port: 80,
+                    protocol: berth_api::objects::pod::Protocol::Tcp,
+                    host_ip: "172.16.0.1".into(),
+                    host_port: 32768,
+                }],
+            }],
             restart_always,
             reported: false,
             started: None,
@@ -520,6 +579,38 @@ mod tests {
             Ok(Change::Stopped(pod)) => panic!("{} was stopped, unasked", pod.key),
             Err(_) => None,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_running_pod_reports_its_ports_published_on_the_node() {
+        let mut sim = runtime(0);
+        let mut pod = assigned("web", None).as_ref().clone();
+        pod.pod.spec.containers[0].ports = vec![
+            berth_api::objects::pod::ContainerPort {
+                container_port: 8080,
+                ..Default::default()
+            },
+            berth_api::objects::pod::ContainerPort {
+                container_port: 9090,
+                host_port: Some(9999),
+                ..Default::default()
+            },
+        ];
+        sim.start(Arc::new(pod)).await;
+        let report = change_within(&mut sim, Duration::from_millis(100))
+            .await
+            .expect("a report");
+        let bindings = &report.status.container_statuses[0].port_bindings;
+        let host_ip = report.status.host_ip.clone().unwrap();
+        assert_eq!(bindings.len(), 2);
+        assert_eq!(bindings[0].container_port, 8080);
+        assert!(EPHEMERAL_PORTS.contains(&(bindings[0].host_port as u16)));
+        assert_eq!(
+            (bindings[1].container_port, bindings[1].host_port),
+            (9090, 9999),
+            "a hostPort is published as given"
+        );
+        assert!(bindings.iter().all(|b| b.host_ip == host_ip));
     }
 
     #[tokio::test(start_paused = true)]

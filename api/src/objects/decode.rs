@@ -10,8 +10,8 @@ use super::field::FieldError;
 use super::kind::Kind;
 use super::resource::Resource;
 use super::{
-    ConfigMap, Deployment, Event, HorizontalPodAutoscaler, Node, Pod, ReplicaSet, Secret, Service,
-    Volume,
+    ConfigMap, Deployment, EndpointSlice, Event, HorizontalPodAutoscaler, Node, Pod, ReplicaSet,
+    Secret, Service, Volume,
 };
 
 /// A submitted object that passed every check, as it is to be stored.
@@ -34,6 +34,7 @@ pub fn decode(expected: Option<Kind>, mut value: Value) -> Result<Decoded, Vec<F
         Kind::ReplicaSet => normalised::<ReplicaSet>(value),
         Kind::Pod => normalised::<Pod>(value),
         Kind::Service => normalised::<Service>(value),
+        Kind::EndpointSlice => normalised::<EndpointSlice>(value),
         Kind::ConfigMap => normalised::<ConfigMap>(value),
         Kind::Secret => normalised::<Secret>(value),
         Kind::Volume => normalised::<Volume>(value),

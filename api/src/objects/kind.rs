@@ -20,6 +20,9 @@ pub enum Kind {
     Pod,
     /// `v1` Service.
     Service,
+    /// `discovery.k8s.io/v1` EndpointSlice: a Service's pods, kept by the
+    /// server.
+    EndpointSlice,
     /// `v1` ConfigMap.
     ConfigMap,
     /// `v1` Secret.
@@ -42,6 +45,7 @@ impl Kind {
             Kind::ReplicaSet,
             Kind::Pod,
             Kind::Service,
+            Kind::EndpointSlice,
             Kind::ConfigMap,
             Kind::Secret,
             Kind::Volume,
@@ -58,6 +62,7 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Pod => "Pod",
             Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
             Kind::Volume => "Volume",
@@ -74,6 +79,7 @@ impl Kind {
             Kind::ReplicaSet => "replicasets",
             Kind::Pod => "pods",
             Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
             Kind::ConfigMap => "configmaps",
             Kind::Secret => "secrets",
             Kind::Volume => "volumes",
@@ -102,6 +108,7 @@ impl Kind {
         match self {
             Kind::Deployment | Kind::ReplicaSet => "apps/v1",
             Kind::HorizontalPodAutoscaler => "autoscaling/v2",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::Pod
             | Kind::Service
             | Kind::ConfigMap
@@ -125,7 +132,10 @@ impl Kind {
 
     /// Whether the kind has a `status` that controllers or agents write.
     pub fn has_status(self) -> bool {
-        !matches!(self, Kind::ConfigMap | Kind::Secret | Kind::Event)
+        !matches!(
+            self,
+            Kind::ConfigMap | Kind::Secret | Kind::Event | Kind::EndpointSlice
+        )
     }
 
     /// Whether the kind has the scale subresource (`.../{name}/scale`).
@@ -140,6 +150,7 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSetList",
             Kind::Pod => "PodList",
             Kind::Service => "ServiceList",
+            Kind::EndpointSlice => "EndpointSliceList",
             Kind::ConfigMap => "ConfigMapList",
             Kind::Secret => "SecretList",
             Kind::Volume => "VolumeList",

@@ -4,7 +4,7 @@
 //!
 //! - [`kind`]: the registry of kinds (names, plurals, apiVersions, scope).
 //! - [`meta`]: `metadata`, label selectors, owner references, int-or-string.
-//! - [`pod`], [`security_context`], [`workloads`], [`service`], [`config`],
+//! - [`pod`], [`security_context`], [`workloads`], [`service`], [`discovery`], [`config`],
 //!   [`storage`], [`autoscaling`], [`event`], [`node`]: the kinds' types.
 //! - [`mod@decode`]: strict reading, defaults, validation, normalisation.
 //! - [`defaults`]: the one place that knows each default value.
@@ -19,6 +19,7 @@ pub mod autoscaling;
 pub mod config;
 pub mod decode;
 pub mod defaults;
+pub mod discovery;
 pub mod event;
 pub(crate) mod field;
 pub mod kind;
@@ -38,6 +39,7 @@ pub mod workloads;
 pub use autoscaling::HorizontalPodAutoscaler;
 pub use config::{ConfigMap, Secret};
 pub use decode::{Decoded, decode, decode_as, from_value};
+pub use discovery::EndpointSlice;
 pub use event::Event;
 pub use field::FieldError;
 pub use kind::Kind;

@@ -8,8 +8,8 @@ use super::field::FieldError;
 use super::kind::Kind;
 use super::meta::ObjectMeta;
 use super::{
-    ConfigMap, Deployment, Event, HorizontalPodAutoscaler, Node, Pod, ReplicaSet, Secret, Service,
-    Volume,
+    ConfigMap, Deployment, EndpointSlice, Event, HorizontalPodAutoscaler, Node, Pod, ReplicaSet,
+    Secret, Service, Volume,
 };
 use super::{defaults, validate};
 
@@ -114,6 +114,12 @@ resource!(
     grace = |pod| pod.deletion_grace(None)
 );
 resource!(Service, Service, defaults::service, validate::service);
+resource!(
+    EndpointSlice,
+    EndpointSlice,
+    |_| {},
+    validate::endpoint_slice
+);
 resource!(ConfigMap, ConfigMap, |_| {}, validate::config_map);
 resource!(
     Secret,

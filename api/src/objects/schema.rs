@@ -12,8 +12,8 @@ use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use super::field::FieldError;
 use super::kind::Kind;
 use super::{
-    ConfigMap, Deployment, Event, HorizontalPodAutoscaler, Node, Pod, ReplicaSet, Secret, Service,
-    Volume,
+    ConfigMap, Deployment, EndpointSlice, Event, HorizontalPodAutoscaler, Node, Pod, ReplicaSet,
+    Secret, Service, Volume,
 };
 
 /// Every schema the kinds use (each kind, everything it contains,
@@ -26,6 +26,7 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<ReplicaSet>(&mut all);
     add::<Pod>(&mut all);
     add::<Service>(&mut all);
+    add::<EndpointSlice>(&mut all);
     add::<ConfigMap>(&mut all);
     add::<Secret>(&mut all);
     add::<Volume>(&mut all);

@@ -612,7 +612,7 @@ fn services_refuse_bad_ports_and_node_ports() {
         "spec": {"ports": [
             {"port": 80, "nodePort": 30080},
             {"name": "a", "port": 0, "targetPort": "Not_A_Name"}
-        ]}
+        ], "clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.8"]}
     }));
     assert_eq!(
         fields(&errors),
@@ -621,9 +621,18 @@ fn services_refuse_bad_ports_and_node_ports() {
             "spec.ports[0].name",
             "spec.ports[0].nodePort",
             "spec.ports[1].port",
-            "spec.ports[1].targetPort"
+            "spec.ports[1].targetPort",
+            "spec.clusterIPs[0]"
         ]
     );
+    let errors = decode_errors(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "ports": [
+            {"name": "a", "port": 80, "nodePort": 70000},
+            {"name": "b", "port": 81, "nodePort": 30080}
+        ]}
+    }));
+    assert_eq!(fields(&errors), ["spec.ports[0].nodePort"]);
     let errors = decode_errors(json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"type": "ExternalName", "externalName": "example.com"}

@@ -15,13 +15,16 @@
 //!   way, in the foreground), and only when none is left removes the
 //!   finalizer.
 //!
-//! One [`Collector`] runs per kind in [`COLLECTED_KINDS`]; they share one
+//! One [`Collector`] runs per kind in [`COLLECTED_KINDS`], and one for
+//! EndpointSlices, whose owners are Services; they share one
 //! [`GarbageCollector`] over the caches of every such kind.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use berth_api::objects::{Deployment, Kind, OwnerReference, Pod, ReplicaSet, Resource};
+use berth_api::objects::{
+    Deployment, EndpointSlice, Kind, OwnerReference, Pod, ReplicaSet, Resource, Service,
+};
 use serde_json::Value;
 
 use super::fenced::{FencedWriter, WriteError};
@@ -83,6 +86,10 @@ pub struct Graph {
     pub replica_sets: Cache<ReplicaSet>,
     /// Pods, indexed by [`owner_index_values`].
     pub pods: Cache<Pod>,
+    /// Services (owners of EndpointSlices only).
+    pub services: Cache<Service>,
+    /// EndpointSlices, indexed by [`owner_index_values`].
+    pub endpoint_slices: Cache<EndpointSlice>,
 }
 
 impl Graph {
@@ -99,6 +106,7 @@ impl Graph {
                 .get(&owner_key)
                 .map(|o| uid_of(o.as_ref())),
             Kind::Pod => self.pods.get(&owner_key).map(|o| uid_of(o.as_ref())),
+            Kind::Service => self.services.get(&owner_key).map(|o| uid_of(o.as_ref())),
             _ => None,
         };
         uid.as_deref() == Some(owner.uid.as_str())
@@ -126,6 +134,12 @@ impl Collected for ReplicaSet {
 impl Collected for Pod {
     fn cache(graph: &Graph) -> &Cache<Self> {
         &graph.pods
+    }
+}
+
+impl Collected for EndpointSlice {
+    fn cache(graph: &Graph) -> &Cache<Self> {
+        &graph.endpoint_slices
     }
 }
 
@@ -392,6 +406,7 @@ pub fn name(kind: Kind) -> &'static str {
     match kind {
         Kind::Deployment => "gc-deployments",
         Kind::ReplicaSet => "gc-replicasets",
+        Kind::EndpointSlice => "gc-endpointslices",
         _ => "gc-pods",
     }
 }

@@ -9,6 +9,7 @@
 //! - [`deployment`]: rolls Deployments out through ReplicaSets.
 //! - [`nodelifecycle`]: marks silent nodes NotReady and moves their pods.
 //! - [`gc`]: deletes (or orphans) what a deleted owner owned.
+//! - [`endpoints`]: keeps the EndpointSlices of each Service's pods.
 //!
 //! [`ControllerManager`] ties them together: it seeks leadership, and for
 //! each term it holds, starts the reflectors, the controllers and the
@@ -17,6 +18,7 @@
 //! else happens.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod fenced;
 pub mod gc;
 pub mod leader;
@@ -33,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::objects::meta::ConditionStatus;
-use berth_api::objects::{Deployment, Kind, Node, Pod, ReplicaSet};
+use berth_api::objects::{Deployment, EndpointSlice, Kind, Node, Pod, ReplicaSet, Service};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +44,7 @@ use crate::scheduler::driver::{Scheduler, SchedulerMetrics};
 use crate::store::Store;
 use crate::store::types::{Compare, CompareOp, CompareTarget, KeyRange};
 use deployment::DeploymentController;
+use endpoints::EndpointsController;
 use fenced::{Fence, FencedWriter};
 use gc::{Collector, GarbageCollector, Graph};
 use leader::{ElectionSettings, LeaderElection, TermEnd};
@@ -189,10 +192,14 @@ async fn run_controllers(
     let replica_sets: Cache<ReplicaSet> = Cache::new(Some(replica_set_index));
     let pods: Cache<Pod> = Cache::new(Some(pod_index));
     let nodes: Cache<Node> = Cache::new(None);
+    let services: Cache<Service> = Cache::new(Some(endpoints::service_index));
+    let endpoint_slices: Cache<EndpointSlice> = Cache::new(Some(endpoint_slice_index));
     let mut deployment_reflector = Reflector::new(store.clone(), deployments.clone());
     let mut replica_set_reflector = Reflector::new(store.clone(), replica_sets.clone());
     let mut pod_reflector = Reflector::new(store.clone(), pods.clone());
     let mut node_reflector = Reflector::new(store.clone(), nodes.clone());
+    let mut service_reflector = Reflector::new(store.clone(), services.clone());
+    let mut endpoint_slice_reflector = Reflector::new(store.clone(), endpoint_slices.clone());
     let events = |component: &str| {
         EventRecorder::new(store.clone(), component, DEFAULT_EVENT_TTL)
             .fenced(scheduler_fence.clone())
@@ -217,6 +224,8 @@ async fn run_controllers(
         deployments: deployments.clone(),
         replica_sets: replica_sets.clone(),
         pods: pods.clone(),
+        services: services.clone(),
+        endpoint_slices: endpoint_slices.clone(),
     };
     let collector = Arc::new(GarbageCollector::new(
         graph.clone(),
@@ -259,6 +268,20 @@ async fn run_controllers(
         &mut pod_reflector,
         gc::released_owners::<Pod>(Kind::ReplicaSet),
     );
+    let mut gc_endpoint_slices = Controller::new(
+        gc::name(Kind::EndpointSlice),
+        Arc::new(Collector::<EndpointSlice>::new(collector.clone())),
+        WORKERS,
+        &metrics,
+    );
+    gc_endpoint_slices.watches(
+        &mut endpoint_slice_reflector,
+        gc::needs_collection(graph.clone()),
+    );
+    gc_endpoint_slices.watches(
+        &mut service_reflector,
+        gc::dependents_of_deleted::<Service, EndpointSlice>(endpoint_slices.clone()),
+    );
     let mut gc_pods = Controller::new(
         gc::name(Kind::Pod),
         Arc::new(Collector::<Pod>::new(collector)),
@@ -273,6 +296,24 @@ async fn run_controllers(
     gc_pods.watches(
         &mut deployment_reflector,
         gc::dependents_of_deleted::<Deployment, Pod>(pods.clone()),
+    );
+
+    let mut endpoints_controller = Controller::new(
+        endpoints::NAME,
+        Arc::new(EndpointsController::new(
+            services.clone(),
+            pods.clone(),
+            endpoint_slices,
+            writer.clone(),
+        )),
+        WORKERS,
+        &metrics,
+    );
+    endpoints_controller.watches(&mut service_reflector, own_key);
+    endpoints_controller.watches(&mut pod_reflector, endpoints::selecting_services(services));
+    endpoints_controller.watches(
+        &mut endpoint_slice_reflector,
+        controller_owner_key(Kind::Service),
     );
 
     let mut replica_set_controller = Controller::new(
@@ -320,6 +361,10 @@ async fn run_controllers(
     tasks.spawn(replica_set_reflector.run(stop.clone()));
     tasks.spawn(pod_reflector.run(stop.clone()));
     tasks.spawn(node_reflector.run(stop.clone()));
+    tasks.spawn(service_reflector.run(stop.clone()));
+    tasks.spawn(endpoint_slice_reflector.run(stop.clone()));
+    tasks.spawn(endpoints_controller.run(stop.clone()));
+    tasks.spawn(gc_endpoint_slices.run(stop.clone()));
     tasks.spawn(node_lifecycle_controller.run(stop.clone()));
     tasks.spawn(gc_deployments.run(stop.clone()));
     tasks.spawn(gc_replica_sets.run(stop.clone()));
@@ -343,12 +388,24 @@ fn replica_set_index(replica_set: &ReplicaSet) -> Vec<String> {
     values
 }
 
+/// The index values of an EndpointSlice: its owners (the endpoints
+/// controller and the collector look them up).
+fn endpoint_slice_index(slice: &EndpointSlice) -> Vec<String> {
+    gc::owner_index_values(slice).collect()
+}
+
 /// The index values of a pod: its controller's uid (what the ReplicaSet
-/// controller looks up), its owners (for the collector) and `node:{name}`
-/// once bound.
+/// controller looks up), its owners (for the collector), its tenant (for
+/// the endpoints controller) and `node:{name}` once bound.
 fn pod_index(pod: &Pod) -> Vec<String> {
     let mut values = controller_uid(pod);
     values.extend(gc::owner_index_values(pod));
+    values.extend(
+        pod.metadata
+            .tenant
+            .as_deref()
+            .map(endpoints::tenant_index_value),
+    );
     if let Some(node) = &pod.spec.node_name {
         values.push(node_index_value(node));
     }

@@ -266,6 +266,8 @@ async fn the_collector_deletes_orphans_strips_owners_on_request_and_waits_in_the
         deployments: Cache::new(None),
         replica_sets: Cache::new(Some(replica_set_index)),
         pods: Cache::new(Some(pod_index)),
+        services: Cache::new(None),
+        endpoint_slices: Cache::new(None),
     };
     let reload = || async {
         load(&store, &graph.replica_sets).await;

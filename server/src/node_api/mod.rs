@@ -109,6 +109,8 @@ fn object_status(error: ObjectError) -> Status {
         ObjectError::NotFound { .. } => Status::not_found(error.to_string()),
         ObjectError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
         ObjectError::Conflict(m) => Status::aborted(m),
+        ObjectError::Taken { .. } => Status::already_exists(error.to_string()),
+        ObjectError::Unprocessable { .. } => Status::invalid_argument(error.to_string()),
         ObjectError::Gone(m) => Status::out_of_range(m),
         ObjectError::Sealing(m) => Status::internal(m),
         ObjectError::Store(error) => store_status(error),

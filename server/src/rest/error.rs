@@ -69,6 +69,25 @@ pub enum ApiError {
     /// The object changed since the caller read it (409).
     #[error("{0}")]
     Conflict(String),
+    /// What the object asks for is held by another (a node port, a
+    /// virtual address), with each field and its holder (409).
+    #[error("{message}")]
+    Taken {
+        /// What is taken, and by whom, in one sentence.
+        message: String,
+        /// Each field with its holder.
+        details: Vec<Detail>,
+    },
+    /// Well-formed, but not something the server can carry out: a value
+    /// outside its configured ranges, or a change to an allocated one
+    /// (422, as Kubernetes answers).
+    #[error("{message}")]
+    Unprocessable {
+        /// What is wrong, in one sentence.
+        message: String,
+        /// Each problem with its field.
+        details: Vec<Detail>,
+    },
     /// The requested resourceVersion has been compacted away; list again (410).
     #[error("{0}")]
     Gone(String),
@@ -119,7 +138,8 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::PolicyViolation { .. } => "Forbidden",
             ApiError::NotFound(_) => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict(_) => "Conflict",
+            ApiError::Conflict(_) | ApiError::Taken { .. } => "Conflict",
+            ApiError::Unprocessable { .. } => "Invalid",
             ApiError::Gone(_) => "Gone",
             ApiError::PayloadTooLarge => "PayloadTooLarge",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
@@ -163,7 +183,10 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::PolicyViolation { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(_) | ApiError::Taken { .. } => {
+                StatusCode::CONFLICT
+            }
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -174,9 +197,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let details = match self {
-            ApiError::BadRequest { details, .. } | ApiError::PolicyViolation { details, .. } => {
-                details.clone()
-            }
+            ApiError::BadRequest { details, .. }
+            | ApiError::PolicyViolation { details, .. }
+            | ApiError::Taken { details, .. }
+            | ApiError::Unprocessable { details, .. } => details.clone(),
             _ => Vec::new(),
         };
         let mut response = HttpResponse::build(self.status_code());

@@ -246,6 +246,20 @@ const WRITE_ERRORS: &[(&str, &str)] = &[
     ("415", "The body's Content-Type is not accepted."),
 ];
 
+/// The errors a write of `kind` may answer: a Service's allocations add
+/// 422.
+fn write_errors(kind: Kind) -> Vec<(&'static str, &'static str)> {
+    let mut errors = WRITE_ERRORS.to_vec();
+    if kind == Kind::Service {
+        errors.push((
+            "422",
+            "An address or node port outside the server's ranges, or a change to the allocated address.",
+        ));
+        errors.sort_by_key(|(code, _)| *code);
+    }
+    errors
+}
+
 fn body_of(kind: Kind) -> RequestBody {
     let content = || {
         Content::builder()
@@ -283,6 +297,15 @@ fn example(kind: Kind) -> serde_json::Value {
             "spec",
             json!({"selector": {"app": EXAMPLE_NAME}, "ports": [{"port": 80}]}),
         ),
+        Kind::EndpointSlice => (
+            "endpoints",
+            json!([{"addresses": ["172.18.0.5"],
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "nodeName": "node-1",
+                    "targetRef": {"kind": "Pod", "name": "web-5d8f7c-x2x9q"},
+                    "hostIP": "192.168.1.10",
+                    "hostPorts": [{"port": 32768, "protocol": "TCP"}]}]),
+        ),
         Kind::ConfigMap => ("data", json!({"LOG_LEVEL": "info"})),
         // `czNjcjN0` is base64 for `s3cr3t`.
         Kind::Secret => ("data", json!({"password": "czNjcjN0"})),
@@ -309,6 +332,11 @@ fn example(kind: Kind) -> serde_json::Value {
         "metadata": metadata,
     });
     object[rest] = body;
+    if kind == Kind::EndpointSlice {
+        object["addressType"] = json!("IPv4");
+        object["ports"] = json!([{"port": 80, "protocol": "TCP"}]);
+        object["metadata"]["labels"] = json!({"kubernetes.io/service-name": EXAMPLE_NAME});
+    }
     if kind == Kind::Event {
         object["reason"] = json!("Scheduled");
         object["message"] = json!("assigned to node-1");
@@ -394,7 +422,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
         .parameters(Some(scope_params.clone()))
         .request_body(Some(body_of(kind)))
         .response("201", object_response("Created.", kind)),
-        WRITE_ERRORS,
+        &write_errors(kind),
     );
     let mut collection_item = PathItem::new(HttpMethod::Get, list);
     collection_item.merge_operations(PathItem::new(HttpMethod::Post, create));
@@ -425,7 +453,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
         .parameters(Some(scope_params.clone()))
         .request_body(Some(body_of(kind)))
         .response("200", object_response("Replaced.", kind)),
-        WRITE_ERRORS,
+        &write_errors(kind),
     );
     let patch = with_errors(
         operation(
@@ -444,7 +472,7 @@ fn add_object_paths(doc: &mut OpenApi, kind: Kind) {
                 .build(),
         ))
         .response("200", object_response("Patched.", kind)),
-        WRITE_ERRORS,
+        &write_errors(kind),
     );
     let delete = with_errors(
         operation(

@@ -90,6 +90,14 @@ pub fn object_error(error: ObjectError) -> ApiError {
             details: violation_details(violations),
             message: error.to_string(),
         },
+        ObjectError::Taken { ref errors, .. } => ApiError::Taken {
+            details: details_of(errors),
+            message: error.to_string(),
+        },
+        ObjectError::Unprocessable { ref errors, .. } => ApiError::Unprocessable {
+            details: details_of(errors),
+            message: error.to_string(),
+        },
         ObjectError::NotFound { .. } => ApiError::NotFound(error.to_string()),
         ObjectError::AlreadyExists { .. } => ApiError::AlreadyExists(error.to_string()),
         ObjectError::Conflict(message) => ApiError::Conflict(message),
@@ -97,6 +105,17 @@ pub fn object_error(error: ObjectError) -> ApiError {
         ObjectError::Sealing(message) => ApiError::Internal(message),
         ObjectError::Store(error) => error.into(),
     }
+}
+
+/// Field errors as the envelope's details.
+fn details_of(errors: &[berth_api::objects::FieldError]) -> Vec<Detail> {
+    errors
+        .iter()
+        .map(|e| Detail {
+            field: e.field.clone(),
+            reason: e.reason.clone(),
+        })
+        .collect()
 }
 
 /// Pod Security violations as the envelope's details: each offending

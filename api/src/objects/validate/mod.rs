@@ -19,7 +19,7 @@ use crate::quantity::Quantity;
 pub use cluster::{event, horizontal_pod_autoscaler, node};
 pub use config::{config_map, secret, volume};
 pub use pod::pod;
-pub use service::{NODE_PORT_RANGE, service};
+pub use service::{endpoint_slice, service};
 pub use workloads::{deployment, replica_set};
 
 /// The most a name may have (a DNS subdomain).
