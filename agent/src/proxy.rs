@@ -210,6 +210,21 @@ impl ProxyMetrics {
             bind_failures: self.bind_failures.with_label_values(&[name]),
         }
     }
+
+    /// Drops the series of the rule `name`, so that Services that come and
+    /// go do not pile up series. Connections of the rule that still run
+    /// count on in handles that are no longer exported.
+    fn forget_rule(&self, name: &str) {
+        for reason in ["over_limit", "no_backend", "backends_failed"] {
+            let _ = self
+                .connections_dropped
+                .remove_label_values(&[name, reason]);
+        }
+        let _ = self.connections_accepted.remove_label_values(&[name]);
+        let _ = self.connect_failures.remove_label_values(&[name]);
+        let _ = self.connections_active.remove_label_values(&[name]);
+        let _ = self.bind_failures.remove_label_values(&[name]);
+    }
 }
 
 /// One rule's series of [`ProxyMetrics`].
@@ -317,6 +332,7 @@ impl Proxy {
             })
             .map(|(listen, _)| *listen)
             .collect();
+        let mut removed_names = Vec::new();
         for listen in gone {
             if let Some(rule) = running.remove(&listen) {
                 rule.stop.cancel();
@@ -324,6 +340,7 @@ impl Proxy {
                 // caller may rely on the address refusing connections.
                 let _ = rule.listener.await;
                 tracing::info!(rule = rule.state.name, %listen, "proxy rule removed");
+                removed_names.push(rule.state.name.clone());
             }
         }
 
@@ -340,7 +357,10 @@ impl Proxy {
                 listen,
                 balancer: Mutex::new(Balancer::new(rule.backends, rule.affinity)),
                 slots: Arc::new(Semaphore::new(
-                    self.shared.settings.max_connections_per_rule,
+                    self.shared
+                        .settings
+                        .max_connections_per_rule
+                        .min(Semaphore::MAX_PERMITS),
                 )),
                 metrics: self.shared.metrics.for_rule(&rule.name),
                 name: rule.name,
@@ -378,6 +398,13 @@ impl Proxy {
                     listener: task,
                 },
             );
+        }
+        // A name may serve several listen addresses (a LoadBalancer's node
+        // port and its own port); its series stay while one of them does.
+        for name in removed_names {
+            if !running.values().any(|rule| rule.state.name == name) {
+                self.shared.metrics.forget_rule(&name);
+            }
         }
         unbound
     }
@@ -681,15 +708,18 @@ mod tests {
 
     struct Harness {
         proxy: Proxy,
+        registry: Registry,
         metrics: ProxyMetrics,
         shutdown: CancellationToken,
     }
 
     fn harness(settings: ProxySettings) -> Harness {
-        let metrics = ProxyMetrics::new(&Registry::new()).expect("metrics");
+        let registry = Registry::new();
+        let metrics = ProxyMetrics::new(&registry).expect("metrics");
         let shutdown = CancellationToken::new();
         Harness {
             proxy: Proxy::new(settings, metrics.clone(), shutdown.clone()),
+            registry,
             metrics,
             shutdown,
         }
@@ -1005,6 +1035,17 @@ mod tests {
             .expect("the backend closes in time");
         assert!(read.is_ok());
         assert_eq!(connect(other).await.backend, "a");
+
+        let exported: Vec<String> = h
+            .registry
+            .gather()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .flat_map(|metric| metric.get_label())
+            .map(|label| label.value().to_owned())
+            .collect();
+        assert!(!exported.iter().any(|rule| rule == "t/web:80"));
+        assert!(exported.iter().any(|rule| rule == "t/api:80"));
     }
 
     #[tokio::test]
