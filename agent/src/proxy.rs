@@ -1049,6 +1049,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rule_renamed_on_its_address_is_bound_again_at_once() {
+        let h = harness(ProxySettings::default());
+        let backends = ready_backends(["a", "b"]).await;
+        let listen = free_port().await;
+        h.proxy
+            .apply(table(vec![rule("t/web:80", listen, vec![backends[0]])]))
+            .await;
+        assert_eq!(connect(listen).await.backend, "a");
+
+        let unbound = h
+            .proxy
+            .apply(table(vec![rule("t/site:80", listen, vec![backends[1]])]))
+            .await;
+        assert!(unbound.is_empty());
+        assert_eq!(connect(listen).await.backend, "b");
+        assert_eq!(
+            h.metrics
+                .connections_accepted
+                .with_label_values(&["t/site:80"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test]
     async fn with_no_ready_backend_a_serving_terminating_one_takes_the_connection() {
         let h = harness(ProxySettings::default());
         let not_ready = Backend {
