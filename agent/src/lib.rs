@@ -20,12 +20,16 @@
 //!   allocatable they leave, as kubelet computes it.
 //! - [`pressure`]: the host's memory, disk and pid signals and the
 //!   pressure conditions they cause.
+//! - [`proxy`]: the L4 service proxy: listeners converged to a table of
+//!   rules, each connection forwarded to a backend (not yet fed by the
+//!   server).
 
 pub mod connection;
 pub mod exec;
 pub mod metrics;
 pub mod node_resources;
 pub mod pressure;
+pub mod proxy;
 pub mod runtime;
 pub mod session;
 pub mod settings;
