@@ -975,4 +975,14 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::RemovePodResponse>, Status> {
         Ok(Response::new(self.remove_stopped(request).await?))
     }
+
+    type WatchServicesStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::ServiceEvent, Status>>;
+
+    async fn watch_services(
+        &self,
+        _request: Request<pb::WatchServicesRequest>,
+    ) -> Result<Response<Self::WatchServicesStream>, Status> {
+        Err(Status::unimplemented("WatchServices is not served yet"))
+    }
 }
