@@ -23,6 +23,7 @@
 //! - [`proxy`]: the L4 service proxy: listeners converged to a table of
 //!   rules, each connection forwarded to a backend (not yet fed by the
 //!   server).
+//! - [`subnet`]: IPv4 subnets, for tenant networks and who may reach them.
 
 pub mod connection;
 pub mod exec;
@@ -33,6 +34,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod session;
 pub mod settings;
+pub mod subnet;
 pub mod tunnel;
 
 use std::sync::Arc;
