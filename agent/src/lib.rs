@@ -21,17 +21,21 @@
 //! - [`pressure`]: the host's memory, disk and pid signals and the
 //!   pressure conditions they cause.
 //! - [`proxy`]: the L4 service proxy: listeners converged to a table of
-//!   rules, each connection forwarded to a backend (not yet fed by the
-//!   server).
+//!   rules, each connection forwarded to a backend.
+//! - [`services`]: the node's Services from the server's watch: virtual
+//!   addresses on tenant networks, the proxy's rules, DNS records and
+//!   containers' service environment.
 //! - [`subnet`]: IPv4 subnets, for tenant networks and who may reach them.
 
 pub mod connection;
+pub mod dns;
 pub mod exec;
 pub mod metrics;
 pub mod node_resources;
 pub mod pressure;
 pub mod proxy;
 pub mod runtime;
+pub mod services;
 pub mod session;
 pub mod settings;
 pub mod subnet;
@@ -67,6 +71,25 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let registry = prometheus::Registry::new();
     let metrics =
         metrics::AgentMetrics::new(&registry).map_err(|e| AgentError::Metrics(e.to_string()))?;
+    // Services need the host's network: without root and NET_ADMIN the
+    // agent runs pods only.
+    let services = if settings.runtime == RuntimeKind::Docker {
+        match runtime::docker::network::missing_privileges() {
+            Some(why) => {
+                tracing::warn!(
+                    "{why}: running without Services (no node ports, service addresses or DNS); run the agent as root with NET_ADMIN to have them"
+                );
+                None
+            }
+            None => Some((
+                proxy::ProxyMetrics::new(&registry)
+                    .map_err(|e| AgentError::Metrics(e.to_string()))?,
+                dns::DnsMetrics::new(&registry).map_err(|e| AgentError::Metrics(e.to_string()))?,
+            )),
+        }
+    } else {
+        None
+    };
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = settings.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -88,13 +111,42 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     });
     if settings.runtime == RuntimeKind::Docker {
         // A missing engine ends the agent here: one line, exit code 2.
-        let docker = DockerRuntime::connect(&settings, shutdown.clone()).await?;
+        let links = services
+            .as_ref()
+            .map(|_| Arc::new(services::ServiceLinks::default()));
+        let docker = DockerRuntime::connect(&settings, links.clone(), shutdown.clone()).await?;
         tracing::info!(
             node = settings.name,
             server = settings.server,
             "berth agent started (docker runtime)"
         );
         let runtime_tasks = docker.tasks();
+        if let (Some((proxy_metrics, dns_metrics)), Some(links)) = (services, links) {
+            let proxy = proxy::Proxy::new(
+                proxy::ProxySettings::default(),
+                proxy_metrics,
+                shutdown.clone(),
+            );
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let dns = dns::Dns::new(
+                dns::DnsSettings::from_resolv_conf(&resolv),
+                dns_metrics,
+                shutdown.clone(),
+            );
+            let plumbing = services::NodeServices::new(
+                services::ServiceSettings {
+                    node: settings.name.clone(),
+                    address: docker.address(),
+                    pool: settings.tenant_network_pool,
+                    state_dir: settings.state_dir.clone(),
+                },
+                proxy,
+                dns,
+                links,
+            );
+            let (client, networks) = docker.service_feeds();
+            tasks.spawn(plumbing.run(client, networks, shutdown.clone()));
+        }
         tasks.spawn(NodeSession::new(shared, settings.name.clone(), docker).run(shutdown.clone()));
         while tasks.join_next().await.is_some() {}
         // Workers end at shutdown without touching their containers, which

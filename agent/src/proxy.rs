@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::subnet::Subnet;
 use berth_api::objects::discovery::EndpointConditions;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -69,6 +70,10 @@ pub struct ProxyRule {
     pub backends: Vec<Backend>,
     /// Whether a client keeps its backend.
     pub affinity: SessionAffinity,
+    /// Who may connect: a connection from elsewhere is closed at accept
+    /// (a tenant's virtual addresses serve its own network only). `None`:
+    /// anyone (node ports).
+    pub clients: Option<Subnet>,
 }
 
 /// One endpoint of a rule, with its EndpointSlice conditions.
@@ -138,7 +143,8 @@ pub struct ProxyMetrics {
     /// Connections accepted on a rule's listener.
     pub connections_accepted: IntCounterVec,
     /// Connections closed without being forwarded, by why
-    /// (`over_limit`, `no_backend`, `backends_failed`).
+    /// (`over_limit`, `no_backend`, `backends_failed`, `refused`: a client
+    /// outside the rule's network).
     pub connections_dropped: IntCounterVec,
     /// Backend connect attempts that failed (refused or timed out).
     pub connect_failures: IntCounterVec,
@@ -205,6 +211,7 @@ impl ProxyMetrics {
             over_limit: dropped("over_limit"),
             no_backend: dropped("no_backend"),
             backends_failed: dropped("backends_failed"),
+            refused: dropped("refused"),
             connect_failures: self.connect_failures.with_label_values(&[name]),
             active: self.connections_active.with_label_values(&[name]),
             bind_failures: self.bind_failures.with_label_values(&[name]),
@@ -215,7 +222,7 @@ impl ProxyMetrics {
     /// go do not pile up series. Connections of the rule that still run
     /// count on in handles that are no longer exported.
     fn forget_rule(&self, name: &str) {
-        for reason in ["over_limit", "no_backend", "backends_failed"] {
+        for reason in ["over_limit", "no_backend", "backends_failed", "refused"] {
             let _ = self
                 .connections_dropped
                 .remove_label_values(&[name, reason]);
@@ -233,6 +240,7 @@ struct RuleMetrics {
     over_limit: IntCounter,
     no_backend: IntCounter,
     backends_failed: IntCounter,
+    refused: IntCounter,
     connect_failures: IntCounter,
     active: IntGauge,
     bind_failures: IntCounter,
@@ -265,6 +273,7 @@ struct RunningRule {
 struct RuleState {
     name: String,
     listen: SocketAddr,
+    clients: Option<Subnet>,
     balancer: Mutex<Balancer>,
     /// One permit per connection being forwarded.
     slots: Arc<Semaphore>,
@@ -326,9 +335,9 @@ impl Proxy {
         let gone: Vec<SocketAddr> = running
             .iter()
             .filter(|(listen, rule)| {
-                desired
-                    .get(listen)
-                    .is_none_or(|wanted| wanted.name != rule.state.name)
+                desired.get(listen).is_none_or(|wanted| {
+                    wanted.name != rule.state.name || wanted.clients != rule.state.clients
+                })
             })
             .map(|(listen, _)| *listen)
             .collect();
@@ -355,6 +364,7 @@ impl Proxy {
             }
             let state = Arc::new(RuleState {
                 listen,
+                clients: rule.clients,
                 balancer: Mutex::new(Balancer::new(rule.backends, rule.affinity)),
                 slots: Arc::new(Semaphore::new(
                     self.shared
@@ -478,6 +488,19 @@ async fn run_listener(
             }
         };
         state.metrics.accepted.inc();
+        if let Some(clients) = state.clients {
+            let allowed = match peer.ip() {
+                IpAddr::V4(address) => clients.contains(address),
+                IpAddr::V6(address) => address
+                    .to_ipv4_mapped()
+                    .is_some_and(|address| clients.contains(address)),
+            };
+            if !allowed {
+                state.metrics.refused.inc();
+                tracing::debug!(rule = state.name, %peer, "a client outside the rule's network; closing");
+                continue;
+            }
+        }
         let Ok(slot) = state.slots.clone().try_acquire_owned() else {
             state.metrics.over_limit.inc();
             tracing::debug!(rule = state.name, %peer, "connection limit reached; closing");
@@ -731,6 +754,7 @@ mod tests {
             listen,
             backends,
             affinity: SessionAffinity::None,
+            clients: None,
         }
     }
 
@@ -838,6 +862,35 @@ mod tests {
                 .get(),
             9
         );
+    }
+
+    #[tokio::test]
+    async fn a_rule_for_one_network_closes_connections_from_elsewhere() {
+        let h = harness(ProxySettings::default());
+        let backends = ready_backends(["a"]).await;
+        let listen = free_port().await;
+        let mut only_two = rule("t/web:80", listen, backends.clone());
+        only_two.clients = Some("127.0.0.2/32".parse().unwrap());
+        assert!(h.proxy.apply(table(vec![only_two])).await.is_empty());
+        let refused = connect_from(Ipv4Addr::LOCALHOST, listen).await;
+        assert!(refused.is_err(), "127.0.0.1 is outside 127.0.0.2/32");
+        let allowed = connect_from(Ipv4Addr::new(127, 0, 0, 2), listen)
+            .await
+            .expect("127.0.0.2 may connect");
+        assert_eq!(allowed.backend, "a");
+        assert_eq!(
+            h.metrics
+                .connections_dropped
+                .with_label_values(&["t/web:80", "refused"])
+                .get(),
+            1
+        );
+
+        // Widening the network binds the rule again with it.
+        let mut loopback = rule("t/web:80", listen, backends);
+        loopback.clients = Some("127.0.0.0/8".parse().unwrap());
+        assert!(h.proxy.apply(table(vec![loopback])).await.is_empty());
+        assert_eq!(connect(listen).await.backend, "a");
     }
 
     #[tokio::test]

@@ -288,4 +288,8 @@ pub trait Runtime: Send + 'static {
     fn node_conditions(&mut self) -> Vec<pb::NodeCondition> {
         Vec::new()
     }
+
+    /// The node has registered (again): `client` carries its credential,
+    /// for calls of the runtime's own (the Docker runtime's service watch).
+    fn registered(&mut self, _client: &crate::connection::NodeClient) {}
 }

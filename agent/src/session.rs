@@ -151,6 +151,7 @@ impl<R: Runtime> NodeSession<R> {
             };
             backoff.reset();
             tracing::debug!(node = self.name, "registered");
+            self.runtime.registered(&client);
             self.shared.metrics.nodes_registered.inc();
             let end = self.serve(client, &shutdown).await;
             self.shared.metrics.nodes_registered.dec();

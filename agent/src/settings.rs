@@ -10,6 +10,8 @@ use berth_api::duration::parse_duration;
 use berth_api::quantity::Quantity;
 
 use crate::node_resources::{DEFAULT_EVICTION_HARD, EvictionThresholds, Reservation};
+use crate::runtime::docker::network::{DEFAULT_TENANT_NETWORK_POOL, TENANT_NETWORK_PREFIX};
+use crate::subnet::{Subnet, SubnetError};
 
 /// How the agent runs pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -90,6 +92,12 @@ pub struct AgentArgs {
         default_value = "/var/lib/berth-agent"
     )]
     pub state_dir: PathBuf,
+    /// Where each tenant's bridge network on this node gets its subnet (a
+    /// /23 each: containers in the lower half, the node's Service
+    /// addresses in the upper); must not overlap the host's networks
+    /// (`docker`).
+    #[arg(long, default_value = DEFAULT_TENANT_NETWORK_POOL)]
+    pub tenant_network_pool: String,
     /// The first wait before a crashed container is started again, in
     /// milliseconds (Kubernetes: 10 s); it doubles per crash.
     #[arg(long, default_value_t = 10_000)]
@@ -170,6 +178,8 @@ pub struct AgentSettings {
     pub pressure_transition_period: Duration,
     /// Where pods' volumes are kept (`docker`).
     pub state_dir: PathBuf,
+    /// Where tenant networks' subnets come from (`docker`).
+    pub tenant_network_pool: Subnet,
     /// The first restart back-off.
     pub restart_backoff: Duration,
     /// The longest restart back-off.
@@ -270,6 +280,18 @@ impl AgentArgs {
             );
         let eviction_hard = EvictionThresholds::parse(&self.eviction_hard)
             .map_err(|e| invalid("--eviction-hard", e))?;
+        let tenant_network_pool: Subnet = self
+            .tenant_network_pool
+            .parse()
+            .map_err(|e: SubnetError| invalid("--tenant-network-pool", e.to_string()))?;
+        if tenant_network_pool.prefix() > TENANT_NETWORK_PREFIX {
+            return Err(invalid(
+                "--tenant-network-pool",
+                format!(
+                    "{tenant_network_pool} is smaller than one /{TENANT_NETWORK_PREFIX} tenant network"
+                ),
+            ));
+        }
         let pressure_transition_period = parse_duration(&self.eviction_pressure_transition_period)
             .map_err(|e| invalid("--eviction-pressure-transition-period", e))?;
         Ok(AgentSettings {
@@ -288,6 +310,7 @@ impl AgentArgs {
             eviction_hard,
             pressure_transition_period,
             state_dir: self.state_dir,
+            tenant_network_pool,
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             restart_backoff_max: Duration::from_millis(self.restart_backoff_max_ms),
             metrics_addr: self.metrics_addr,

@@ -134,7 +134,7 @@ fn build_rootfs(root: &Path) {
 pub struct EngineCleanup {
     /// The test's node name (a label on its containers).
     pub node: String,
-    /// The test's tenants (each has a `berth-t-<tenant>` network).
+    /// The test's tenants (each has a `berth-<node>-<tenant>` network).
     pub tenants: Vec<String>,
     /// The agent's `--state-dir`, when the test gave one.
     pub state_dir: Option<std::path::PathBuf>,
@@ -202,11 +202,12 @@ impl Drop for EngineCleanup {
         }
         for tenant in &self.tenants {
             let _ = Command::new("docker")
-                .args(["network", "rm", &format!("berth-t-{tenant}")])
+                .args(["network", "rm", &network_name(&self.node, tenant)])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
         }
+        remove_isolation_rules(&self.node);
         let volumes = self.volumes();
         if !volumes.is_empty() {
             let _ = Command::new("docker")
@@ -223,6 +224,34 @@ impl Drop for EngineCleanup {
                     .stderr(Stdio::null())
                     .status();
             }
+        }
+    }
+}
+
+/// The name of `tenant`'s bridge network on node `node`.
+pub fn network_name(node: &str, tenant: &str) -> String {
+    format!("berth-{node}-{tenant}")
+}
+
+/// Removes the host's `INPUT` rules that the agent of `node` added to
+/// isolate its tenant networks.
+pub fn remove_isolation_rules(node: &str) {
+    let Ok(listed) = Command::new("iptables").args(["-w", "-S", "INPUT"]).output() else {
+        return;
+    };
+    let marker = format!("\"berth:{node}:");
+    for rule in String::from_utf8_lossy(&listed.stdout).lines() {
+        if let Some(rule) = rule.strip_prefix("-A INPUT ")
+            && rule.contains(&marker)
+        {
+            let words: Vec<String> = rule
+                .split_whitespace()
+                .map(|w| w.trim_matches('"').to_owned())
+                .collect();
+            let _ = Command::new("iptables")
+                .args(["-w", "-D", "INPUT"])
+                .args(&words)
+                .status();
         }
     }
 }

@@ -191,3 +191,102 @@ pub fn container_status(pod: &Value) -> &Value {
 pub fn restart_count(pod: &Value) -> u64 {
     container_status(pod)["restartCount"].as_u64().unwrap_or(0)
 }
+
+/// One Docker agent of a [`TwoNodes`] cluster.
+pub struct NodeAgent {
+    // Dropped in this order: the agent stops before its containers go.
+    /// The agent process (`None` while a test has it stopped).
+    pub agent: Option<AgentProcess>,
+    /// Removes what the test left on the engine.
+    pub cleanup: EngineCleanup,
+    /// The agent's `--state-dir`.
+    pub state_dir: tempfile::TempDir,
+    /// The node's name.
+    pub name: String,
+    /// Its address, a loopback address of its own.
+    pub address: String,
+}
+
+/// A server and two Docker agents on the one engine, as two nodes: each
+/// with its own name, loopback address (`127.X.Y.2` and `.3`, X and Y
+/// random, so that tests at once never share a node port), state
+/// directory and so its own tenant networks.
+pub struct TwoNodes {
+    /// The two nodes.
+    pub nodes: [NodeAgent; 2],
+    /// The platform admin's client.
+    pub admin: Api,
+    /// The server process.
+    pub server: TestServer,
+    /// Its database.
+    pub db: TestDb,
+    /// The test's tenant.
+    pub tenant: String,
+    /// A second tenant, which must not reach the first.
+    pub other: String,
+}
+
+impl TwoNodes {
+    /// Starts the server and both agents and waits for both nodes to be
+    /// Ready.
+    pub async fn start() -> TwoNodes {
+        ensure_test_image();
+        let db = TestDb::new(TestBackend::Sqlite).await;
+        let server = server(&db.url, &[]);
+        let tenant = unique("sv");
+        let other = unique("sw");
+        let (x, y) = (rand::random_range(1..=254u8), rand::random_range(1..=254u8));
+        let nodes = [2, 3].map(|host| {
+            let name = unique("svc-node-");
+            let address = format!("127.{x}.{y}.{host}");
+            let state_dir = tempfile::tempdir().expect("a state directory for the agent");
+            let cleanup =
+                EngineCleanup::new(&name, &[&tenant, &other]).with_state_dir(state_dir.path());
+            NodeAgent {
+                agent: None,
+                cleanup,
+                state_dir,
+                name,
+                address,
+            }
+        });
+        let mut cluster = TwoNodes {
+            nodes,
+            admin: admin_with_tenant(&server, &tenant).await,
+            server,
+            db,
+            tenant,
+            other,
+        };
+        let (status, body) = cluster
+            .admin
+            .post("/api/v1/tenants", json!({"name": cluster.other}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        for index in 0..2 {
+            cluster.start_agent(index);
+        }
+        for index in 0..2 {
+            node_ready(&cluster.admin, &cluster.nodes[index].name).await;
+        }
+        cluster
+    }
+
+    /// Starts (again) the agent of node `index`.
+    pub fn start_agent(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let mut flags = agent_flags(node.state_dir.path());
+        flags.extend(["--address", node.address.as_str()]);
+        node.agent = Some(AgentProcess::docker_at(&self.server, &node.name, &flags));
+    }
+
+    /// The REST path of the tenant's `plural`.
+    pub fn path(&self, plural: &str) -> String {
+        tenant_path(&self.tenant, plural)
+    }
+}
+
+/// The REST path of `tenant`'s `plural` (`pods`, `services`, …).
+pub fn tenant_path(tenant: &str, plural: &str) -> String {
+    format!("/api/v1/tenants/{tenant}/{plural}")
+}

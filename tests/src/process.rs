@@ -204,9 +204,17 @@ impl AgentProcess {
     /// artefacts, and how full it is says nothing about what a test checks
     /// (kubelet's 15 % for images would taint a node on a disk 86 % full).
     pub fn docker(server: &TestServer, name: &str, extra: &[&str]) -> AgentProcess {
+        let mut flags = vec!["--address", "127.0.0.1"];
+        flags.extend_from_slice(extra);
+        Self::docker_at(server, name, &flags)
+    }
+
+    /// Like [`AgentProcess::docker`], with the node's `--address` among
+    /// `extra`.
+    pub fn docker_at(server: &TestServer, name: &str, extra: &[&str]) -> AgentProcess {
         let token = std::fs::read_to_string(server.data_dir.path().join("node-token"))
             .expect("the server writes <data-dir>/node-token at first start");
-        let mut runtime = vec!["--runtime", "docker", "--address", "127.0.0.1"];
+        let mut runtime = vec!["--runtime", "docker"];
         if !extra.contains(&"--eviction-hard") {
             runtime.extend(["--eviction-hard", "memory.available<100Mi"]);
         }

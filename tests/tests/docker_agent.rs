@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use berth_tests::cluster::{create, deployment, gone, items, ready_status};
-use berth_tests::docker::{INDEX_HTML, TEST_IMAGE, containers_with_label, docker};
+use berth_tests::docker::{INDEX_HTML, TEST_IMAGE, containers_with_label, docker, network_name};
 use berth_tests::docker_cluster::{
     AGENT_FLAGS, DockerCluster, container_status, fetch, host_port, one_container, restart_count,
 };
@@ -83,9 +83,9 @@ async fn a_deployment_of_three_httpd_replicas_serves_on_each_reported_host_port(
     assert_eq!(
         inspected.trim(),
         format!(
-            "[\"no-new-privileges:true\"] 1024 {} berth-t-{}",
+            "[\"no-new-privileges:true\"] 1024 {} {}",
             64 * 1024 * 1024,
-            cluster.tenant
+            network_name(&cluster.node, &cluster.tenant)
         )
     );
 }
@@ -488,7 +488,7 @@ async fn a_deleted_pod_gets_its_grace_period_and_its_network_goes_with_its_last_
         let what = format!("{name} removed by its node");
         gone(&cluster.admin, &cluster.pod(name), 5, &what).await;
     }
-    let network = format!("berth-t-{}", cluster.tenant);
+    let network = network_name(&cluster.node, &cluster.tenant);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::process::Command::new("docker")
         .args(["network", "inspect", &network])

@@ -45,7 +45,7 @@ async fn a_pod_runs_and_answers_logs_exec_stats_inspect_and_list_then_stops() {
     .resolve()
     .expect("valid flags");
     let shutdown = CancellationToken::new();
-    let mut runtime = DockerRuntime::connect(&settings, shutdown.clone())
+    let mut runtime = DockerRuntime::connect(&settings, None, shutdown.clone())
         .await
         .expect("the Docker engine answers");
 

@@ -20,6 +20,7 @@
 mod attached_exec;
 pub mod container_spec;
 pub mod labels;
+pub mod network;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
@@ -27,7 +28,7 @@ pub mod projection;
 pub mod registry_auth;
 pub mod volumes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,27 +39,30 @@ use berth_api::objects::pod::{PodStatus, PullPolicy};
 use berth_api::quantity::Quantity;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::models::{ContainerSummary, EventMessage, NetworkCreateRequest};
+use bollard::models::{ContainerSummary, EventMessage};
 use bollard::query_parameters::{
-    CreateImageOptions, EventsOptions, ListContainersOptions, ListNetworksOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    CreateImageOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::container_spec::Hardening;
+use self::network::TenantNetwork;
 use self::pod_worker::{WorkerMessage, WorkerSettings};
 use super::{
     AssignedPod, Change, ContainerStats, ExecOutput, LogRequest, LogStream, NodeFacts, OwnedPod,
     PodKey, PodNote, Runtime, RuntimeError, UsageFuture,
 };
-use crate::connection::Backoff;
+use crate::connection::{Backoff, NodeClient};
 use crate::exec::{AttachRequest, ExecSession};
 use crate::node_resources::NodeResources;
 use crate::pressure::{self, HostSampler, PressureMonitor};
+use crate::services::ServiceLinks;
 use crate::settings::AgentSettings;
+use crate::subnet::Subnet;
 
 /// What went wrong talking to the Docker engine.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,13 @@ pub struct Engine {
     pub changes: mpsc::Sender<Change>,
     /// The pods' volumes on this node.
     pub volumes: volumes::NodeVolumes,
+    /// Where tenant networks' subnets come from.
+    pub network_pool: Subnet,
+    /// This node's tenant networks, for the service plumbing.
+    pub local_networks: watch::Sender<BTreeMap<String, TenantNetwork>>,
+    /// The Services containers are told of (DNS and environment); `None`
+    /// when the agent runs without Services.
+    pub service_links: Option<Arc<ServiceLinks>>,
 }
 
 /// Why an image is not there.
@@ -135,104 +146,6 @@ impl Engine {
         };
         if let Err(error) = self.changes.try_send(Change::Note(note)) {
             tracing::debug!(pod = %key, reason, %error, "a pod note was dropped");
-        }
-    }
-
-    /// The name of `tenant`'s bridge network.
-    pub fn network_name(tenant: &str) -> String {
-        format!("berth-t-{tenant}")
-    }
-
-    /// Makes `tenant`'s network unless it exists; the caller holds
-    /// [`Engine::networks`].
-    pub async fn ensure_network(&self, tenant: &str) -> Result<String, DockerError> {
-        let name = Engine::network_name(tenant);
-        match self.docker.inspect_network(&name, None).await {
-            Ok(_) => return Ok(name),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(source) => {
-                return Err(DockerError::Call {
-                    call: "inspect network",
-                    source,
-                });
-            }
-        }
-        let request = NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(HashMap::from([
-                (labels::MANAGED_BY.to_owned(), labels::AGENT.to_owned()),
-                (labels::NODE.to_owned(), self.node.clone()),
-                (labels::TENANT.to_owned(), tenant.to_owned()),
-            ])),
-            ..NetworkCreateRequest::default()
-        };
-        match self.docker.create_network(request).await {
-            Ok(_) => {
-                tracing::info!(network = name, "created the tenant network");
-                Ok(name)
-            }
-            // Made meanwhile by another agent on this host.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(name),
-            Err(source) => Err(DockerError::Call {
-                call: "create network",
-                source,
-            }),
-        }
-    }
-
-    /// Removes `tenant`'s network when no container uses it any more.
-    pub async fn release_network(&self, tenant: &str) {
-        let _held = self.networks.lock().await;
-        let name = Engine::network_name(tenant);
-        self.remove_network_if_unused(&name).await;
-    }
-
-    async fn remove_network_if_unused(&self, name: &str) {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "network".to_owned(),
-                vec![name.to_owned()],
-            )])),
-            ..ListContainersOptions::default()
-        };
-        match self.docker.list_containers(Some(options)).await {
-            Ok(users) if users.is_empty() => match self.docker.remove_network(name).await {
-                Ok(()) => tracing::info!(network = name, "removed the unused tenant network"),
-                Err(error) => tracing::debug!(network = name, %error, "the tenant network stays"),
-            },
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(network = name, %error, "listing a network's containers failed")
-            }
-        }
-    }
-
-    /// Removes this node's tenant networks that no container uses.
-    async fn remove_unused_networks(&self) {
-        let options = ListNetworksOptions {
-            filters: Some(labels::filter(&[
-                (labels::MANAGED_BY, labels::AGENT),
-                (labels::NODE, &self.node),
-            ])),
-        };
-        let networks = match self.docker.list_networks(Some(options)).await {
-            Ok(networks) => networks,
-            Err(error) => {
-                tracing::warn!(%error, "listing tenant networks failed");
-                return;
-            }
-        };
-        let _held = self.networks.lock().await;
-        for network in networks {
-            if let Some(name) = network.name {
-                self.remove_network_if_unused(&name).await;
-            }
         }
     }
 
@@ -410,6 +323,9 @@ pub struct DockerRuntime {
     /// The event follower and the pod workers, so that the agent's exit
     /// waits for them.
     tasks: TaskTracker,
+    /// The client of the node's latest registration, for the service
+    /// watch.
+    registered: watch::Sender<Option<NodeClient>>,
 }
 
 /// A pod's worker, by the pod's uid.
@@ -425,6 +341,7 @@ impl DockerRuntime {
     /// the host's facts and follows the engine's events until `shutdown`.
     pub async fn connect(
         settings: &AgentSettings,
+        service_links: Option<Arc<ServiceLinks>>,
         shutdown: CancellationToken,
     ) -> Result<DockerRuntime, DockerError> {
         let socket = settings.docker_host.clone();
@@ -500,6 +417,9 @@ impl DockerRuntime {
             networks: tokio::sync::Mutex::new(()),
             changes: sender,
             volumes,
+            network_pool: settings.tenant_network_pool,
+            local_networks: watch::Sender::new(BTreeMap::new()),
+            service_links,
         });
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let tasks = TaskTracker::new();
@@ -525,7 +445,27 @@ impl DockerRuntime {
             changes,
             shutdown,
             tasks,
+            registered: watch::Sender::new(None),
         })
+    }
+
+    /// The node's address (where node ports listen).
+    pub fn address(&self) -> IpAddr {
+        self.engine.address
+    }
+
+    /// What the node's service plumbing follows: the client of the node's
+    /// latest registration, and the node's tenant networks.
+    pub fn service_feeds(
+        &self,
+    ) -> (
+        watch::Receiver<Option<NodeClient>>,
+        watch::Receiver<BTreeMap<String, TenantNetwork>>,
+    ) {
+        (
+            self.registered.subscribe(),
+            self.engine.local_networks.subscribe(),
+        )
     }
 
     /// The runtime's tasks; after shutdown, wait for them to end.
@@ -583,6 +523,10 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     fn facts(&self) -> NodeFacts {
         self.facts.clone()
+    }
+
+    fn registered(&mut self, client: &NodeClient) {
+        self.registered.send_replace(Some(client.clone()));
     }
 
     fn node_conditions(&mut self) -> Vec<pb::NodeCondition> {
@@ -682,7 +626,7 @@ impl Runtime for DockerRuntime {
         owned.extend(self.engine.volumes.pods_with_volumes());
         owned.sort();
         owned.dedup();
-        self.engine.remove_unused_networks().await;
+        self.engine.refresh_networks().await;
         Ok(owned)
     }
 

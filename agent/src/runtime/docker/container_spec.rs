@@ -516,7 +516,7 @@ mod tests {
     fn placement() -> Placement<'static> {
         Placement {
             node: "n1",
-            network: "berth-t-acme",
+            network: "berth-n1-acme",
             address: "127.0.0.1".parse().unwrap(),
             volumes: &NO_VOLUMES,
         }
@@ -649,7 +649,7 @@ mod tests {
         assert_eq!(host.privileged, Some(false));
         assert!(host.binds.is_none());
         assert!(host.mounts.is_none());
-        assert_eq!(host.network_mode.as_deref(), Some("berth-t-acme"));
+        assert_eq!(host.network_mode.as_deref(), Some("berth-n1-acme"));
         let binding = &host.port_bindings.unwrap()["8080/tcp"].clone().unwrap()[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""), "ephemeral");

@@ -448,14 +448,14 @@ impl PodWorker {
         } else {
             tracked.slot.restart_count
         };
-        let placement_network = Engine::network_name(&self.key.tenant);
+        let placement_network = engine.network_name(&self.key.tenant);
         let which = Incarnation {
             container: spec,
             init,
             restart_count,
         };
         let prepared = engine.volumes.prepare(&engine.docker, &pod).await;
-        let body = match prepared.and_then(|volumes| {
+        let mut body = match prepared.and_then(|volumes| {
             let placement = Placement {
                 node: &engine.node,
                 network: &placement_network,
@@ -489,18 +489,21 @@ impl PodWorker {
         let created = {
             let _held = engine.networks.lock().await;
             match engine.ensure_network(&self.key.tenant).await {
-                Ok(_) => engine
-                    .docker
-                    .create_container(
-                        Some(CreateContainerOptions {
-                            name: Some(name.clone()),
-                            ..CreateContainerOptions::default()
-                        }),
-                        body,
-                    )
-                    .await
-                    .map(|created| created.id)
-                    .map_err(|e| e.to_string()),
+                Ok(network) => {
+                    engine.link_services(&network, &mut body);
+                    engine
+                        .docker
+                        .create_container(
+                            Some(CreateContainerOptions {
+                                name: Some(name.clone()),
+                                ..CreateContainerOptions::default()
+                            }),
+                            body,
+                        )
+                        .await
+                        .map(|created| created.id)
+                        .map_err(|e| e.to_string())
+                }
                 Err(error) => Err(error.to_string()),
             }
         };
@@ -678,7 +681,7 @@ impl PodWorker {
         let inspected = self.inspect(id).await;
         let policy = self.pod.pod.spec.restart_policy.unwrap_or_default();
         let pod_name = format!("{}_{}({})", self.key.name, self.key.tenant, self.uid);
-        let network = Engine::network_name(&self.key.tenant);
+        let network = self.engine.network_name(&self.key.tenant);
         let Some(tracked) = self.tracked_mut(init, index) else {
             return;
         };
