@@ -23,9 +23,11 @@
 //! - [`proxy`]: the L4 service proxy: listeners converged to a table of
 //!   rules, each connection forwarded to a backend (not yet fed by the
 //!   server).
+//! - [`dns`]: cluster DNS for containers, one listener per tenant network.
 //! - [`subnet`]: IPv4 subnets, for tenant networks and who may reach them.
 
 pub mod connection;
+pub mod dns;
 pub mod exec;
 pub mod metrics;
 pub mod node_resources;
