@@ -7,13 +7,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, Message, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::Record;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::sync::Semaphore;
 
 use super::names::Resolution;
-use super::{Outcome, Scope, Shared, Snapshot};
+use super::{Outcome, Scope, Shared, Snapshot, upstream};
 
 /// The smallest UDP payload every DNS client takes (RFC 1035).
 const MIN_UDP_PAYLOAD: u16 = 512;
@@ -22,11 +25,18 @@ const MIN_UDP_PAYLOAD: u16 = 512;
 pub(super) struct QueryHandler {
     shared: Arc<Shared>,
     listen: SocketAddr,
+    /// One permit per query waiting on the upstream servers.
+    forwards: Arc<Semaphore>,
 }
 
 impl QueryHandler {
     pub(super) fn new(shared: Arc<Shared>, listen: SocketAddr) -> QueryHandler {
-        QueryHandler { shared, listen }
+        let forwards = Arc::new(Semaphore::new(shared.max_forwards));
+        QueryHandler {
+            shared,
+            listen,
+            forwards,
+        }
     }
 
     /// The reply to `request` and what it counts as.
@@ -82,8 +92,30 @@ impl QueryHandler {
                 Reply::authoritative(request, ResponseCode::NXDomain, edns),
                 Outcome::NxDomain,
             ),
-            // Relaying to the upstream servers is not there yet.
-            Resolution::Forward => (
+            Resolution::Forward => self.forward(request, edns).await,
+        }
+    }
+
+    /// The upstream servers' answer to `request`, or SERVFAIL when none
+    /// answers or too many queries wait on them already.
+    async fn forward(&self, request: &Request, edns: Option<Edns>) -> (Reply, Outcome) {
+        let Ok(_waiting) = self.forwards.try_acquire() else {
+            tracing::debug!("too many queries wait on the upstream servers; SERVFAIL");
+            return (
+                Reply::empty(request, ResponseCode::ServFail, edns),
+                Outcome::Failed,
+            );
+        };
+        match upstream::forward(
+            &self.shared.settings,
+            &self.shared.metrics,
+            request.as_slice(),
+            request.protocol().is_datagram(),
+        )
+        .await
+        {
+            Some(answer) => (Reply::relayed(request, answer, edns), Outcome::Forwarded),
+            None => (
                 Reply::empty(request, ResponseCode::ServFail, edns),
                 Outcome::Failed,
             ),
@@ -171,6 +203,28 @@ impl Reply {
         let mut reply = Reply::empty(request, code, edns);
         reply.metadata.authoritative = true;
         reply
+    }
+
+    /// An upstream's `answer` as the client's reply: its header and
+    /// records as they came, its EDNS options with the client's payload
+    /// size.
+    fn relayed(request: &Request, answer: Message, edns: Option<Edns>) -> Reply {
+        let mut metadata = answer.metadata;
+        metadata.id = request.metadata.id;
+        let edns = edns.map(|ours| match answer.edns {
+            Some(mut theirs) => {
+                theirs.set_max_payload(ours.max_payload());
+                theirs
+            }
+            None => ours,
+        });
+        Reply {
+            metadata,
+            answers: answer.answers,
+            authorities: answer.authorities,
+            additionals: answer.additionals,
+            edns,
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod handler;
 mod names;
+mod upstream;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,6 +37,11 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Replies one TCP connection may have queued for sending.
 const TCP_REPLY_QUEUE: usize = 32;
+
+/// Queries one listener may have waiting on upstream servers at once;
+/// more get SERVFAIL, so that a flood from one tenant cannot exhaust the
+/// agent's sockets.
+const MAX_FORWARDS_PER_LISTENER: usize = 256;
 
 /// How the server answers; the same for every listener.
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +152,9 @@ pub struct DnsMetrics {
     /// listener's subnet), `failed` (no upstream answered, or a request
     /// the server does not take).
     pub queries: IntCounterVec,
+    /// Upstream requests that failed (timed out, refused, unreadable),
+    /// by upstream.
+    pub upstream_failures: IntCounterVec,
     /// Attempts to bind a listen address that failed, by tenant.
     pub bind_failures: IntCounterVec,
 }
@@ -191,6 +200,13 @@ impl DnsMetrics {
                 ),
                 &["tenant", "result"],
             )?,
+            upstream_failures: IntCounterVec::new(
+                Opts::new(
+                    "berth_agent_dns_upstream_failures_total",
+                    "Forwarded DNS queries an upstream server did not answer in time or usably.",
+                ),
+                &["upstream"],
+            )?,
             bind_failures: IntCounterVec::new(
                 Opts::new(
                     "berth_agent_dns_bind_failures_total",
@@ -200,6 +216,7 @@ impl DnsMetrics {
             )?,
         };
         registry.register(Box::new(metrics.queries.clone()))?;
+        registry.register(Box::new(metrics.upstream_failures.clone()))?;
         registry.register(Box::new(metrics.bind_failures.clone()))?;
         Ok(metrics)
     }
@@ -257,6 +274,8 @@ struct Shared {
     settings: DnsSettings,
     metrics: DnsMetrics,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// [`MAX_FORWARDS_PER_LISTENER`], but for tests.
+    max_forwards: usize,
 }
 
 impl Shared {
@@ -299,11 +318,21 @@ impl Dns {
     /// A server with no listeners; they all close when `shutdown` is
     /// cancelled.
     pub fn new(settings: DnsSettings, metrics: DnsMetrics, shutdown: CancellationToken) -> Dns {
+        Dns::with_forward_limit(settings, metrics, shutdown, MAX_FORWARDS_PER_LISTENER)
+    }
+
+    fn with_forward_limit(
+        settings: DnsSettings,
+        metrics: DnsMetrics,
+        shutdown: CancellationToken,
+        max_forwards: usize,
+    ) -> Dns {
         Dns {
             shared: Arc::new(Shared {
                 settings,
                 metrics,
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
+                max_forwards,
             }),
             shutdown,
             tasks: TaskTracker::new(),
@@ -465,8 +494,10 @@ async fn serve(
 mod tests {
     use super::*;
 
-    use hickory_server::proto::op::{Edns, Message, MessageType, Query, ResponseCode};
-    use hickory_server::proto::rr::rdata::SRV;
+    use std::sync::Mutex;
+
+    use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_server::proto::rr::rdata::{A, SRV};
     use hickory_server::proto::rr::{Name, RData, Record, RecordType};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -495,6 +526,9 @@ mod tests {
         "api.beta.svc.cluster.local",
         "_http._tcp.api.beta",
     ];
+    /// What the fake upstream answers for every name (documentation
+    /// addresses: only data in a message, never a destination).
+    const UPSTREAM_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
     /// A loopback address whose UDP and TCP ports are both free now.
     fn free_address() -> SocketAddr {
@@ -600,6 +634,87 @@ mod tests {
             .collect()
     }
 
+    /// An upstream DNS server on a loopback port, UDP and TCP, answering
+    /// every name with [`UPSTREAM_ANSWER`], `large.…` with 60 addresses
+    /// and never answering `silent.…`; it keeps every query it receives.
+    struct FakeUpstream {
+        addr: SocketAddr,
+        received: Received,
+    }
+
+    /// Every query an upstream received, and how.
+    type Received = Arc<Mutex<Vec<(Transport, Vec<u8>)>>>;
+
+    impl FakeUpstream {
+        async fn start() -> FakeUpstream {
+            let addr = free_address();
+            let udp = UdpSocket::bind(addr).await.expect("bind the upstream");
+            let tcp = TcpListener::bind(addr)
+                .await
+                .expect("listen as the upstream");
+            let received = Received::default();
+            let seen = received.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; usize::from(u16::MAX)];
+                while let Ok((len, from)) = udp.recv_from(&mut buffer).await {
+                    let query = buffer[..len].to_vec();
+                    seen.lock()
+                        .expect("lock")
+                        .push((Transport::Udp, query.clone()));
+                    if let Some(answer) = FakeUpstream::answer(&query) {
+                        let _ = udp.send_to(&answer, from).await;
+                    }
+                }
+            });
+            let seen = received.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = tcp.accept().await {
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        while let Ok(query) = read_framed(&mut stream).await {
+                            seen.lock()
+                                .expect("lock")
+                                .push((Transport::Tcp, query.clone()));
+                            match FakeUpstream::answer(&query) {
+                                Some(answer) => {
+                                    let _ = write_framed(&mut stream, &answer).await;
+                                }
+                                None => std::future::pending::<()>().await,
+                            }
+                        }
+                    });
+                }
+            });
+            FakeUpstream { addr, received }
+        }
+
+        fn answer(query: &[u8]) -> Option<Vec<u8>> {
+            let query = Message::from_vec(query).expect("the server relays DNS messages");
+            let asked = query.queries.first().expect("a question").name().clone();
+            let first = asked.iter().next().unwrap_or_default();
+            if first == b"silent" {
+                return None;
+            }
+            let count = if first == b"large" { 60 } else { 1 };
+            let mut answer = Message::response(query.metadata.id, OpCode::Query);
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            answer.add_queries(query.queries.clone());
+            for _ in 0..count {
+                answer.add_answer(Record::from_rdata(
+                    asked.clone(),
+                    300,
+                    RData::A(A(UPSTREAM_ANSWER)),
+                ));
+            }
+            Some(answer.to_vec().expect("encode the answer"))
+        }
+
+        fn received(&self) -> Vec<(Transport, Vec<u8>)> {
+            self.received.lock().expect("lock").clone()
+        }
+    }
+
     struct Harness {
         dns: Dns,
         registry: Registry,
@@ -608,6 +723,10 @@ mod tests {
     }
 
     fn harness(upstreams: Vec<SocketAddr>) -> Harness {
+        harness_with_forward_limit(upstreams, MAX_FORWARDS_PER_LISTENER)
+    }
+
+    fn harness_with_forward_limit(upstreams: Vec<SocketAddr>, max_forwards: usize) -> Harness {
         let registry = Registry::new();
         let metrics = DnsMetrics::new(&registry).expect("metrics");
         let shutdown = CancellationToken::new();
@@ -617,7 +736,7 @@ mod tests {
             ..DnsSettings::default()
         };
         Harness {
-            dns: Dns::new(settings, metrics.clone(), shutdown.clone()),
+            dns: Dns::with_forward_limit(settings, metrics.clone(), shutdown.clone(), max_forwards),
             registry,
             metrics,
             shutdown,
@@ -741,7 +860,8 @@ mod tests {
 
     #[tokio::test]
     async fn other_tenants_services_and_cluster_names_are_nxdomain_and_never_forwarded() {
-        let (h, listen) = serving(vec![]).await;
+        let upstream = FakeUpstream::start().await;
+        let (h, listen) = serving(vec![upstream.addr]).await;
         for transport in TRANSPORTS {
             let cluster_names = ["db.acme", "x.cluster.local", "anything.svc"];
             for name in API_NAMES.into_iter().chain(cluster_names) {
@@ -755,12 +875,14 @@ mod tests {
                 assert!(reply.answers.is_empty(), "{name}");
             }
         }
+        assert!(upstream.received().is_empty());
         assert_eq!(h.queries("acme", "nxdomain"), 16);
     }
 
     #[tokio::test]
     async fn a_client_outside_the_listener_subnet_is_refused_and_learns_nothing() {
-        let h = harness(vec![]);
+        let upstream = FakeUpstream::start().await;
+        let h = harness(vec![upstream.addr]);
         let listen = free_address();
         h.dns.apply(table(listen, "127.0.0.2/32")).await;
         for transport in TRANSPORTS {
@@ -786,8 +908,70 @@ mod tests {
             .expect("a reply");
             assert_eq!(addresses(&inside.answers), vec![WEB]);
         }
+        assert!(upstream.received().is_empty());
         assert_eq!(h.queries("acme", "refused"), 6);
         assert_eq!(h.queries("acme", "answered"), 2);
+    }
+
+    #[tokio::test]
+    async fn other_names_are_relayed_to_the_upstream_as_sent_over_the_clients_transport() {
+        let upstream = FakeUpstream::start().await;
+        let (h, listen) = serving(vec![upstream.addr]).await;
+        for (i, transport) in TRANSPORTS.into_iter().enumerate() {
+            let query = question("www.example.com", RecordType::A);
+            let reply = exchange(transport, Ipv4Addr::LOCALHOST, listen, &query)
+                .await
+                .expect("a reply");
+            assert_eq!(reply.metadata.id, query.metadata.id);
+            assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+            assert!(!reply.metadata.authoritative);
+            assert_eq!(addresses(&reply.answers), vec![UPSTREAM_ANSWER]);
+            assert_eq!(
+                upstream.received()[i],
+                (transport, query.to_vec().expect("encode"))
+            );
+        }
+        assert_eq!(h.queries("acme", "forwarded"), 2);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_fails_is_passed_over_for_the_next() {
+        let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind a silent upstream");
+        let refusing = free_address();
+        let upstream = FakeUpstream::start().await;
+        let (h, listen) = serving(vec![
+            silent.local_addr().expect("address"),
+            refusing,
+            upstream.addr,
+        ])
+        .await;
+        let reply = ask(Transport::Udp, listen, "example.com", RecordType::A).await;
+        assert_eq!(addresses(&reply.answers), vec![UPSTREAM_ANSWER]);
+        for failed in [silent.local_addr().expect("address"), refusing] {
+            assert_eq!(
+                h.metrics
+                    .upstream_failures
+                    .with_label_values(&[&failed.to_string()])
+                    .get(),
+                1
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn servfail_when_no_upstream_answers_in_time() {
+        let upstream = FakeUpstream::start().await;
+        let (h, listen) = serving(vec![upstream.addr]).await;
+        for transport in TRANSPORTS {
+            let started = tokio::time::Instant::now();
+            let reply = ask(transport, listen, "silent.example.com", RecordType::A).await;
+            assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+            assert!(started.elapsed() >= UPSTREAM_TIMEOUT);
+        }
+        assert_eq!(upstream.received().len(), 2);
+        assert_eq!(h.queries("acme", "failed"), 2);
     }
 
     #[tokio::test]
@@ -798,6 +982,64 @@ mod tests {
         assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
         assert!(started.elapsed() < UPSTREAM_TIMEOUT);
         assert_eq!(h.queries("acme", "failed"), 1);
+    }
+
+    #[tokio::test]
+    async fn queries_beyond_the_forward_limit_get_servfail_at_once() {
+        let upstream = FakeUpstream::start().await;
+        let h = harness_with_forward_limit(vec![upstream.addr], 1);
+        let listen = free_address();
+        h.dns.apply(table(listen, "127.0.0.1/32")).await;
+
+        let waiting = tokio::spawn(async move {
+            ask(Transport::Udp, listen, "silent.example.com", RecordType::A).await
+        });
+        tokio::time::timeout(PATIENCE, async {
+            while upstream.received().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the upstream is asked");
+        let started = tokio::time::Instant::now();
+        let over = ask(Transport::Udp, listen, "example.com", RecordType::A).await;
+        assert_eq!(over.metadata.response_code, ResponseCode::ServFail);
+        assert!(started.elapsed() < UPSTREAM_TIMEOUT);
+        assert_eq!(upstream.received().len(), 1);
+
+        let waited = waiting.await.expect("the first query ends");
+        assert_eq!(waited.metadata.response_code, ResponseCode::ServFail);
+        // The permit is back: the next query is forwarded.
+        let after = ask(Transport::Udp, listen, "example.com", RecordType::A).await;
+        assert_eq!(addresses(&after.answers), vec![UPSTREAM_ANSWER]);
+        assert_eq!(h.queries("acme", "failed"), 2);
+        assert_eq!(h.queries("acme", "forwarded"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_udp_reply_larger_than_the_client_takes_is_truncated_and_whole_over_tcp() {
+        let upstream = FakeUpstream::start().await;
+        let (_h, listen) = serving(vec![upstream.addr]).await;
+
+        let small = ask(Transport::Udp, listen, "large.example.com", RecordType::A).await;
+        assert!(small.metadata.truncation);
+        assert!(small.answers.len() < 60);
+        assert!(small.edns.is_none());
+
+        let whole = ask(Transport::Tcp, listen, "large.example.com", RecordType::A).await;
+        assert!(!whole.metadata.truncation);
+        assert_eq!(whole.answers.len(), 60);
+
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        let mut query = question("large.example.com", RecordType::A);
+        query.set_edns(edns);
+        let large = exchange(Transport::Udp, Ipv4Addr::LOCALHOST, listen, &query)
+            .await
+            .expect("a reply");
+        assert!(!large.metadata.truncation);
+        assert_eq!(large.answers.len(), 60);
+        assert_eq!(large.edns.expect("an OPT record").max_payload(), 4096);
     }
 
     #[tokio::test]
