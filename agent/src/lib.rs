@@ -25,6 +25,7 @@
 //! - [`services`]: the node's Services from the server's watch: virtual
 //!   addresses on tenant networks, the proxy's rules, DNS records and
 //!   containers' service environment.
+//! - [`dns`]: cluster DNS for containers, one listener per tenant network.
 //! - [`subnet`]: IPv4 subnets, for tenant networks and who may reach them.
 
 pub mod connection;

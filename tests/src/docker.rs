@@ -236,7 +236,10 @@ pub fn network_name(node: &str, tenant: &str) -> String {
 /// Removes the host's `INPUT` rules that the agent of `node` added to
 /// isolate its tenant networks.
 pub fn remove_isolation_rules(node: &str) {
-    let Ok(listed) = Command::new("iptables").args(["-w", "-S", "INPUT"]).output() else {
+    let Ok(listed) = Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .output()
+    else {
         return;
     };
     let marker = format!("\"berth:{node}:");

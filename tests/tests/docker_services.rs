@@ -112,7 +112,10 @@ async fn ready_endpoints(cluster: &TwoNodes, count: usize) -> BTreeMap<String, S
         .iter()
         .map(|e| {
             (
-                e["targetRef"]["name"].as_str().unwrap_or_default().to_owned(),
+                e["targetRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 e["nodeName"].as_str().unwrap_or_default().to_owned(),
             )
         })
@@ -207,8 +210,14 @@ async fn running_pods(admin: &Api, tenant: &str, app: &str, count: usize) -> Vec
         .iter()
         .map(|pod| {
             (
-                pod["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-                pod["spec"]["nodeName"].as_str().unwrap_or_default().to_owned(),
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                pod["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             )
         })
         .collect()
@@ -255,7 +264,10 @@ impl Prober {
 }
 
 fn failures(answers: &[(Instant, Result<String, String>)]) -> Vec<&String> {
-    answers.iter().filter_map(|(_, a)| a.as_ref().err()).collect()
+    answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().err())
+        .collect()
 }
 
 #[tokio::test]
@@ -296,12 +308,16 @@ async fn a_node_port_balances_over_pods_on_both_nodes_and_names_resolve_in_their
         deployment("client", 1, idle_container()),
     )
     .await;
-    let (client_pod, _) = running_pods(&cluster.admin, &cluster.tenant, "client", 1).await[0].clone();
+    let (client_pod, _) =
+        running_pods(&cluster.admin, &cluster.tenant, "client", 1).await[0].clone();
     let inside = container_of(&cluster.tenant, &client_pod);
     let address = sh(&inside, "echo $WEB_SERVICE_HOST:$WEB_SERVICE_PORT").expect("env");
     let (virtual_ip, port) = address.split_once(':').expect("WEB_SERVICE_HOST:PORT");
     assert_eq!(port, "8080", "{address}");
-    assert!(virtual_ip.parse::<std::net::Ipv4Addr>().is_ok(), "{address}");
+    assert!(
+        virtual_ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "{address}"
+    );
     for url in [
         "http://web:8080/".to_owned(),
         format!("http://web.{}:8080/", cluster.tenant),
@@ -372,7 +388,11 @@ async fn a_deleted_or_unready_pod_leaves_the_rotation_without_a_failed_request()
             *sent > deleted_at + Duration::from_secs(1) && answer.as_deref() == Ok(victim.as_str())
         })
         .collect();
-    assert!(late.is_empty(), "{victim} still got {} new connections a second after its deletion", late.len());
+    assert!(
+        late.is_empty(),
+        "{victim} still got {} new connections a second after its deletion",
+        late.len()
+    );
 
     // Readiness: a failing probe takes a pod out without restarting it.
     let replaced = ready_endpoints(&cluster, 4).await;
@@ -397,8 +417,15 @@ async fn a_deleted_or_unready_pod_leaves_the_rotation_without_a_failed_request()
         assert_ne!(answer, unready, "an unready pod got a new connection");
     }
     let (_, pod) = cluster.admin.get(&pod_path).await;
-    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{pod}");
-    assert_eq!(container_of(&cluster.tenant, &unready), container, "the same container");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{pod}"
+    );
+    assert_eq!(
+        container_of(&cluster.tenant, &unready),
+        container,
+        "the same container"
+    );
 
     sh(&container, "touch /tmp/ready").expect("restoring the readiness file");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -412,7 +439,8 @@ async fn a_deleted_or_unready_pod_leaves_the_rotation_without_a_failed_request()
 }
 
 #[tokio::test]
-async fn after_an_agent_restart_services_answer_within_two_seconds_and_the_other_node_never_stops() {
+async fn after_an_agent_restart_services_answer_within_two_seconds_and_the_other_node_never_stops()
+{
     let mut cluster = TwoNodes::start().await;
     let node_port = web_service(&cluster, 4).await;
     create(
@@ -421,13 +449,18 @@ async fn after_an_agent_restart_services_answer_within_two_seconds_and_the_other
         deployment("client", 1, idle_container()),
     )
     .await;
-    let (client_pod, _) = running_pods(&cluster.admin, &cluster.tenant, "client", 1).await[0].clone();
+    let (client_pod, _) =
+        running_pods(&cluster.admin, &cluster.tenant, "client", 1).await[0].clone();
     let inside = container_of(&cluster.tenant, &client_pod);
     wget(&inside, "http://web:8080/").expect("the name answers");
 
     let through_other = Prober::start(&cluster.nodes[1].address, node_port);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster.nodes[0].agent.take().expect("the first agent").kill();
+    cluster.nodes[0]
+        .agent
+        .take()
+        .expect("the first agent")
+        .kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let back = Instant::now();
     cluster.start_agent(0);
