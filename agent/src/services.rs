@@ -63,6 +63,8 @@ pub struct ServiceSettings {
 #[derive(Debug, Default)]
 pub struct ServiceLinks {
     tenants: RwLock<HashMap<String, Vec<LinkedService>>>,
+    /// The tenant networks whose Services are in `tenants` (by name).
+    networks: watch::Sender<BTreeSet<String>>,
 }
 
 /// One Service as a container's environment shows it.
@@ -105,8 +107,23 @@ impl ServiceLinks {
         env
     }
 
-    fn replace(&self, links: HashMap<String, Vec<LinkedService>>) {
+    /// Waits (at most `limit`) until the Services of the tenant network
+    /// `network` are known: a network made just now gets its service
+    /// addresses at the next convergence. Whether they are.
+    pub async fn wait_for(&self, network: &str, limit: std::time::Duration) -> bool {
+        let mut networks = self.networks.subscribe();
+        tokio::time::timeout(limit, networks.wait_for(|known| known.contains(network)))
+            .await
+            .is_ok_and(|known| known.is_ok())
+    }
+
+    fn replace(&self, links: HashMap<String, Vec<LinkedService>>, networks: BTreeSet<String>) {
         *self.tenants.write().unwrap_or_else(PoisonError::into_inner) = links;
+        self.networks.send_if_modified(|known| {
+            let changed = *known != networks;
+            *known = networks;
+            changed
+        });
     }
 }
 
@@ -379,7 +396,8 @@ impl NodeServices {
                         .collect(),
                 });
         }
-        self.links.replace(links);
+        let converged = served.iter().map(|network| network.name.clone()).collect();
+        self.links.replace(links, converged);
     }
 
     /// The proxy's rules: node ports for everyone, virtual addresses for
@@ -690,14 +708,17 @@ mod tests {
     #[test]
     fn the_environment_names_each_service_as_kubernetes_does() {
         let links = ServiceLinks::default();
-        links.replace(HashMap::from([(
+        links.replace(
+            HashMap::from([(
             "acme".to_owned(),
             vec![LinkedService {
                 name: "web-api".into(),
                 address: "10.42.3.7".parse().unwrap(),
                 ports: vec![(Some("http".into()), 8080), (None, 9090)],
             }],
-        )]));
+            )]),
+            BTreeSet::new(),
+        );
         let env = links.environment("acme");
         for expected in [
             "WEB_API_SERVICE_HOST=10.42.3.7",

@@ -33,6 +33,10 @@ pub const TENANT_NETWORK_PREFIX: u8 = 23;
 /// The default `--tenant-network-pool` (k3s' cluster CIDR).
 pub const DEFAULT_TENANT_NETWORK_POOL: &str = "10.42.0.0/16";
 
+/// How long a container's creation waits for the Services of a network
+/// made just now.
+const LINKS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often a free subnet is tried again when another network took it
 /// meanwhile.
 const CREATE_ATTEMPTS: usize = 8;
@@ -107,12 +111,17 @@ impl Engine {
     /// domains, and the Services' environment variables but those the
     /// container sets itself. Nothing without Services, or on a
     /// network made by an older agent.
-    pub fn link_services(&self, network: &TenantNetwork, body: &mut ContainerCreateBody) {
+    pub async fn link_services(&self, network: &TenantNetwork, body: &mut ContainerCreateBody) {
         let Some(links) = &self.service_links else {
             return;
         };
         if network.services.is_none() {
             return;
+        }
+        // A network made just now: its service addresses come at the next
+        // convergence (unless the server is away).
+        if !links.wait_for(&network.name, LINKS_WAIT).await {
+            tracing::debug!(network = network.name, "the tenant's Services are not known yet");
         }
         let host = body.host_config.get_or_insert_with(HostConfig::default);
         host.dns = Some(vec![network.gateway.to_string()]);

@@ -490,7 +490,7 @@ impl PodWorker {
             let _held = engine.networks.lock().await;
             match engine.ensure_network(&self.key.tenant).await {
                 Ok(network) => {
-                    engine.link_services(&network, &mut body);
+                    engine.link_services(&network, &mut body).await;
                     engine
                         .docker
                         .create_container(
