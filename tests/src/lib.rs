@@ -8,6 +8,7 @@
 //! - [`etcd`]: a real etcd to compare with, and `etcdctl` to drive either.
 //! - [`etcd_grpc`]: raw etcd gRPC clients signed in as a Berth user.
 //! - [`logs`]: reading the log API, whole or followed.
+//! - [`node_api`]: the node API as an agent calls it.
 //! - [`process`]: building and running Berth's binaries as real processes.
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
 //! - [`tokens`]: forged, tampered and expired access tokens.
@@ -19,6 +20,7 @@ pub mod docker_cluster;
 pub mod etcd;
 pub mod etcd_grpc;
 pub mod logs;
+pub mod node_api;
 pub mod process;
 pub mod registry;
 pub mod rest;

@@ -1,18 +1,19 @@
 //! The node API against real `berth server` processes: registration with
 //! the join token, heartbeats that keep a Node Ready, the isolation of one
 //! node's credential from other nodes' pods and from Secrets its pods do not
-//! reference, and `berth agent --runtime sim` turning bound pods Running.
+//! reference, every tenant's Services and EndpointSlices watched by a node,
+//! and `berth agent --runtime sim` turning bound pods Running.
 
 use std::time::Duration;
 
 use berth_api::node::v1 as pb;
-use berth_api::node::v1::node_service_client::NodeServiceClient;
 use berth_api::node::v1::pod_event::Type;
+use berth_api::node::v1::service_event::Type as ServiceEventType;
 use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::node_api::{client, join_token, register, register_request, with_bearer};
 use berth_tests::process::{AgentProcess, TestServer, free_port};
 use berth_tests::rest::{Api, ready_node_names};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 const ADMIN: &str = "admin@berth.local";
@@ -21,66 +22,22 @@ const ADMIN_PASSWORD: &str = "admin-secret-1";
 /// A server on `backend` with tenant `acme`, its join token, and the
 /// platform admin signed in over REST.
 async fn setup(backend: TestBackend) -> (TestDb, TestServer, String, Api) {
+    setup_with(backend, &[]).await
+}
+
+/// [`setup`], with `extra` arguments for the server.
+async fn setup_with(backend: TestBackend, extra: &[&str]) -> (TestDb, TestServer, String, Api) {
     let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD]);
-    let token_file = server.data_dir.path().join("node-token");
-    let join_token = std::fs::read_to_string(&token_file)
-        .expect("the server writes <data-dir>/node-token at first start")
-        .trim()
-        .to_owned();
+    let mut args = vec!["--admin-password", ADMIN_PASSWORD];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&db.url, &args);
+    let join_token = join_token(&server);
     let admin = Api::new(server.process.url(""))
         .login(ADMIN, ADMIN_PASSWORD)
         .await;
     let (status, body) = admin.post("/api/v1/tenants", json!({"name": "acme"})).await;
     assert_eq!(status, 201, "{body}");
     (db, server, join_token, admin)
-}
-
-async fn client(server: &TestServer) -> NodeServiceClient<Channel> {
-    NodeServiceClient::connect(format!("http://{}", server.process.grpc_addr))
-        .await
-        .expect("connecting to the node API")
-}
-
-fn register_request(join_token: &str, node: &str) -> pb::RegisterRequest {
-    pb::RegisterRequest {
-        join_token: join_token.into(),
-        node_name: node.into(),
-        capacity: Some(pb::Capacity {
-            cpu: "4".into(),
-            memory: "16Gi".into(),
-            pods: "110".into(),
-            ..pb::Capacity::default()
-        }),
-        labels: [("zone".to_owned(), "a".to_owned())].into(),
-        addresses: vec![pb::NodeAddress {
-            r#type: "InternalIP".into(),
-            address: "192.0.2.10".into(),
-        }],
-        // An agent that reports no allocatable and no conditions, as those
-        // before they existed: allocatable is the capacity.
-        ..pb::RegisterRequest::default()
-    }
-}
-
-async fn register(server: &TestServer, join_token: &str, node: &str) -> String {
-    client(server)
-        .await
-        .register(register_request(join_token, node))
-        .await
-        .expect("registering with the join token")
-        .into_inner()
-        .node_credential
-}
-
-/// A request carrying `bearer` as its authorization.
-fn with_bearer<T>(message: T, bearer: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {bearer}").parse().expect("an ASCII header"),
-    );
-    request
 }
 
 fn pod(name: &str, node: &str, spec_extra: Value) -> Value {
@@ -103,18 +60,16 @@ async fn create(admin: &Api, plural: &str, object: Value) {
     assert_eq!(status, 201, "{body}");
 }
 
-/// Events of a pod watch up to and including the first one `until` accepts.
-async fn events_until(
-    stream: &mut tonic::Streaming<pb::PodEvent>,
-    until: impl Fn(&pb::PodEvent) -> bool,
-) -> Vec<pb::PodEvent> {
+/// Events of a watch (of pods or of Services) up to and including the
+/// first one `until` accepts.
+async fn events_until<T>(stream: &mut tonic::Streaming<T>, until: impl Fn(&T) -> bool) -> Vec<T> {
     let mut events = Vec::new();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
             .await
-            .expect("a pod event within 10 s")
-            .expect("the pod watch works")
-            .expect("the pod watch stays open");
+            .expect("an event within 10 s")
+            .expect("the watch works")
+            .expect("the watch stays open");
         let done = until(&event);
         events.push(event);
         if done {
@@ -554,4 +509,229 @@ async fn the_sim_agent_registers_three_ready_nodes_and_runs_a_pod_bound_to_one()
         metrics.contains("berth_agent_nodes_registered 3"),
         "{metrics}"
     );
+}
+
+/// An event's object.
+fn object_of(event: &pb::ServiceEvent) -> Value {
+    serde_json::from_str(&event.object_json).expect("object JSON")
+}
+
+/// What an event is about: its type, kind and `tenant/name`.
+fn about(event: &pb::ServiceEvent) -> (ServiceEventType, String, String) {
+    let object = object_of(event);
+    let meta = &object["metadata"];
+    (
+        event.r#type(),
+        event.kind.clone(),
+        format!(
+            "{}/{}",
+            meta["tenant"].as_str().unwrap_or_default(),
+            meta["name"].as_str().unwrap_or_default()
+        ),
+    )
+}
+
+/// Whether `event` is `r#type` of the Service or slice `kind` at `at`.
+fn is(event: &pb::ServiceEvent, r#type: ServiceEventType, kind: &str, at: &str) -> bool {
+    event.r#type() != ServiceEventType::Bookmark && about(event) == (r#type, kind.into(), at.into())
+}
+
+/// A Service `name` selecting `app: {name}` on port 80 → 8080.
+fn web_service(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    })
+}
+
+/// The names of the EndpointSlices of `tenant`, as `tenant/name`.
+async fn slice_names(admin: &Api, tenant: &str) -> Vec<String> {
+    let (status, list) = admin
+        .get(&format!("/api/v1/tenants/{tenant}/endpointslices"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|slice| format!("{tenant}/{}", slice["metadata"]["name"].as_str().unwrap()))
+        .collect()
+}
+
+async fn a_node_watches_every_tenants_services_and_endpoint_slices(backend: TestBackend) {
+    let (_db, server, join_token, admin) = setup_with(backend, &["--controllers=true"]).await;
+    let (status, body) = admin
+        .post("/api/v1/tenants", json!({"name": "globex"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (tenant, name) in [("acme", "web"), ("globex", "db")] {
+        let (status, body) = admin
+            .post(
+                &format!("/api/v1/tenants/{tenant}/services"),
+                web_service(name),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        // The endpoints controller gives each Service a slice, empty for now.
+        admin
+            .eventually(
+                &format!("/api/v1/tenants/{tenant}/endpointslices"),
+                30,
+                "a slice per Service",
+                |list| {
+                    list["items"]
+                        .as_array()
+                        .is_some_and(|items| items.len() == 1)
+                },
+            )
+            .await;
+    }
+    let node = register(&server, &join_token, "node-s").await;
+    let mut api = client(&server).await;
+
+    // The snapshot: every Service and slice of both tenants, then its end.
+    let mut watch = api
+        .watch_services(with_bearer(pb::WatchServicesRequest::default(), &node))
+        .await
+        .expect("watching the Services")
+        .into_inner();
+    let snapshot = events_until(&mut watch, |e| e.initial_events_end).await;
+    let end = snapshot.last().unwrap();
+    assert_eq!(end.r#type(), ServiceEventType::Bookmark);
+    assert!(end.resource_version > 0, "{end:?}");
+    let mut added: Vec<_> = snapshot[..snapshot.len() - 1].iter().map(about).collect();
+    added.sort();
+    let mut expected: Vec<_> = [("Service", "acme/web"), ("Service", "globex/db")]
+        .into_iter()
+        .map(|(kind, at)| (ServiceEventType::Added, kind.to_owned(), at.to_owned()))
+        .collect();
+    for tenant in ["acme", "globex"] {
+        for at in slice_names(&admin, tenant).await {
+            expected.push((ServiceEventType::Added, "EndpointSlice".into(), at));
+        }
+    }
+    expected.sort();
+    assert_eq!(added, expected);
+    let web = snapshot
+        .iter()
+        .find(|e| is(e, ServiceEventType::Added, "Service", "acme/web"))
+        .map(object_of)
+        .unwrap();
+    assert!(web["spec"]["clusterIP"].is_string(), "the REST JSON: {web}");
+    assert!(
+        snapshot
+            .iter()
+            .all(|e| e.r#type() == ServiceEventType::Bookmark || e.resource_version > 0),
+        "{snapshot:?}"
+    );
+
+    // A created, a modified and a deleted Service, each as it happens.
+    let (status, body) = admin
+        .post("/api/v1/tenants/globex/services", web_service("api"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    events_until(&mut watch, |e| {
+        is(e, ServiceEventType::Added, "Service", "globex/api")
+    })
+    .await;
+    let (status, body) = admin
+        .patch(
+            "/api/v1/tenants/globex/services/api",
+            json!({"metadata": {"labels": {"tier": "front"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let modified = events_until(&mut watch, |e| {
+        is(e, ServiceEventType::Modified, "Service", "globex/api")
+            && object_of(e)["metadata"]["labels"]["tier"] == "front"
+    })
+    .await;
+    let modified_at = modified.last().unwrap().resource_version;
+    let (status, body) = admin.delete("/api/v1/tenants/globex/services/api").await;
+    assert_eq!(status, 200, "{body}");
+    let deleted = events_until(&mut watch, |e| {
+        is(e, ServiceEventType::Deleted, "Service", "globex/api")
+    })
+    .await;
+    let deleted = deleted.last().unwrap();
+    assert!(deleted.resource_version > modified_at, "{deleted:?}");
+    assert_eq!(
+        object_of(deleted)["metadata"]["labels"]["tier"],
+        "front",
+        "a deletion carries the last state"
+    );
+
+    // A pod of the node turns Ready: its Service's slice lists it (a new
+    // slice, as the slice's ports are now the pod's, and the empty one goes).
+    create(
+        &admin,
+        "pods",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-s", "containers": [{
+                "name": "app", "image": "busybox:1",
+                "ports": [{"name": "http", "containerPort": 8080}],
+            }]},
+        }),
+    )
+    .await;
+    let status = json!({
+        "phase": "Running",
+        "podIP": "10.42.0.5",
+        "hostIP": "192.0.2.10",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    });
+    api.update_pod_status(with_bearer(
+        pb::UpdatePodStatusRequest {
+            tenant: "acme".into(),
+            name: "web-1".into(),
+            status_json: status.to_string(),
+            resource_version: 0,
+        },
+        &node,
+    ))
+    .await
+    .expect("the node reports its pod Ready");
+    let slice = events_until(&mut watch, |e| {
+        e.kind == "EndpointSlice"
+            && matches!(
+                e.r#type(),
+                ServiceEventType::Added | ServiceEventType::Modified
+            )
+            && object_of(e)["endpoints"][0]["addresses"] == json!(["10.42.0.5"])
+    })
+    .await;
+    let slice = object_of(slice.last().unwrap());
+    assert_eq!(slice["metadata"]["tenant"], "acme", "{slice}");
+    assert_eq!(
+        slice["endpoints"][0]["conditions"]["ready"], true,
+        "{slice}"
+    );
+
+    // Without a node credential there is nothing to watch.
+    for request in [
+        Request::new(pb::WatchServicesRequest::default()),
+        with_bearer(
+            pb::WatchServicesRequest::default(),
+            "bnode_not-a-credential",
+        ),
+    ] {
+        let refused = api
+            .watch_services(request)
+            .await
+            .expect_err("no valid node credential");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_watches_every_tenants_services_and_endpoint_slices_on_sqlite() {
+    a_node_watches_every_tenants_services_and_endpoint_slices(TestBackend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_watches_every_tenants_services_and_endpoint_slices_on_postgres() {
+    a_node_watches_every_tenants_services_and_endpoint_slices(TestBackend::Postgres).await;
 }

@@ -4,8 +4,8 @@
 //! A node may report its own Node's status, watch the pods bound to it,
 //! hold its own `Streams` tunnel,
 //! write the status of a pod bound to it, and read the ConfigMaps and
-//! Secrets that a pod bound to it references, in that pod's tenant. Nothing
-//! else.
+//! Secrets that a pod bound to it references, in that pod's tenant. Every
+//! node may watch every Service and EndpointSlice. Nothing else.
 
 use berth_api::objects::Pod;
 use serde::Deserialize;
@@ -26,6 +26,9 @@ pub enum NodeAction<'a> {
         /// The node whose pods.
         node: &'a str,
     },
+    /// Watch every Service and EndpointSlice of every tenant: a node's
+    /// proxy serves every Service's node ports, as kube-proxy does.
+    WatchServices,
     /// Hold the `Streams` tunnel of `node`, through which the server asks
     /// for its containers' logs.
     OpenTunnelOf {
@@ -63,6 +66,7 @@ pub fn node_may(node: &str, action: NodeAction<'_>) -> bool {
         NodeAction::WriteNodeStatus { node: target }
         | NodeAction::WatchPodsOf { node: target }
         | NodeAction::OpenTunnelOf { node: target } => target == node,
+        NodeAction::WatchServices => true,
         NodeAction::WritePodStatus { pod } => node_name_of(pod) == Some(node),
         NodeAction::ReadReference { pod, kind, name } => {
             node_name_of(pod) == Some(node) && PodReferences::of(pod).names(kind).any(|n| n == name)
@@ -213,5 +217,12 @@ mod tests {
         assert!(node_may("a", NodeAction::WriteNodeStatus { node: "a" }));
         assert!(!node_may("a", NodeAction::WriteNodeStatus { node: "b" }));
         assert!(!node_may("a", NodeAction::WatchPodsOf { node: "b" }));
+    }
+
+    #[test]
+    fn every_node_watches_every_service() {
+        for node in ["a", "b"] {
+            assert!(node_may(node, NodeAction::WatchServices));
+        }
     }
 }

@@ -10,6 +10,8 @@
 //!   the pods are bound to.
 //! - `config_changes`: one store watch on ConfigMaps and Secrets, so that
 //!   the pods that use a changed one are sent to their nodes again.
+//! - `services_watch`: every Service and EndpointSlice, listed and then
+//!   followed, for each `WatchServices` stream.
 //! - [`tunnels`]: the agents' `Streams` tunnels held by this process, and
 //!   the log and exec requests running through them.
 //! - this module: the RPCs (parse, authenticate, authorize, call, map
@@ -20,6 +22,7 @@ mod config_changes;
 pub mod credentials;
 mod node_status;
 pub mod pods_by_node;
+mod services_watch;
 pub mod tunnels;
 
 use berth_api::labels;
@@ -36,6 +39,7 @@ use config_changes::{ConfigChange, ConfigChanges};
 use credentials::Credentials;
 use node_status::ReportedCondition;
 use pods_by_node::{ChangeKind, NodePodEvent, PodsByNode};
+use services_watch::ServicesWatch;
 use tunnels::Tunnels;
 
 use crate::events::{DEFAULT_EVENT_TTL, EventRecorder, EventType, Involved};
@@ -53,7 +57,8 @@ const MAX_NOTES: usize = 100;
 /// The most pods one `ReportPodMetrics` call may carry.
 const MAX_METRICS_PODS: usize = 1000;
 
-/// How many converted events a `WatchPods` stream buffers for its client.
+/// How many converted events a `WatchPods` or `WatchServices` stream
+/// buffers for its client.
 const STREAM_BUFFER: usize = 64;
 
 /// Why a node API call failed.
@@ -979,10 +984,23 @@ impl NodeService for NodeApi {
     type WatchServicesStream =
         tokio_stream::wrappers::ReceiverStream<Result<pb::ServiceEvent, Status>>;
 
+    #[tracing::instrument(skip_all, fields(node))]
     async fn watch_services(
         &self,
-        _request: Request<pb::WatchServicesRequest>,
+        request: Request<pb::WatchServicesRequest>,
     ) -> Result<Response<Self::WatchServicesStream>, Status> {
-        Err(Status::unimplemented("WatchServices is not served yet"))
+        let node = self.caller(&request).await?;
+        tracing::Span::current().record("node", node.as_str());
+        authorize(&node, NodeAction::WatchServices)?;
+        let watch = ServicesWatch::open(self.objects.clone()).await?;
+        let (client, stream) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(watch.forward(
+            client,
+            self.shutdown.clone(),
+            services_watch::BOOKMARK_INTERVAL,
+        ));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            stream,
+        )))
     }
 }
