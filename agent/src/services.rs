@@ -39,6 +39,9 @@ use crate::proxy::{self, Backend, Proxy, ProxyRule, ProxyTable};
 use crate::runtime::docker::network::{self, TenantNetwork};
 use crate::subnet::Subnet;
 
+/// How often the host's addresses and rules are set again whole.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The port the DNS server listens on, on each network's gateway.
 const DNS_PORT: u16 = 53;
 
@@ -138,6 +141,18 @@ pub struct NodeServices {
     slices: BTreeMap<ObjectKey, EndpointSlice>,
     /// Per network name: Service uid → its virtual address there.
     assigned: BTreeMap<String, BTreeMap<String, Ipv4Addr>>,
+    /// What the host was last given (addresses per network, and the
+    /// networks isolated), so that the host's tools run only on a change
+    /// or at a resync.
+    plumbed: Plumbed,
+}
+
+/// The host state the agent last set.
+#[derive(Default)]
+struct Plumbed {
+    addresses: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// `None`: not known, set them.
+    isolated: Option<Vec<TenantNetwork>>,
 }
 
 /// The objects of a snapshot being received.
@@ -163,6 +178,7 @@ impl NodeServices {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
             assigned: BTreeMap::new(),
+            plumbed: Plumbed::default(),
         }
     }
 
@@ -180,6 +196,10 @@ impl NodeServices {
         let mut backoff = Backoff::new();
         let mut reopen_at = Instant::now();
         let mut synced = false;
+        // Now and then the host is set again whole, in case something
+        // else changed it.
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if stream.is_none() && Instant::now() >= reopen_at {
                 let current = client.borrow_and_update().clone();
@@ -214,6 +234,10 @@ impl NodeServices {
                     if changed.is_err() {
                         break;
                     }
+                    dirty = true;
+                }
+                _ = resync.tick() => {
+                    self.plumbed = Plumbed::default();
                     dirty = true;
                 }
                 message = next_event(&mut stream) => match message {
@@ -327,17 +351,38 @@ impl NodeServices {
                     addresses.insert((*key).clone(), (*address, network.subnet));
                 }
             }
-            let on_bridge: Vec<Ipv4Addr> = assigned.values().copied().collect();
-            if let Err(error) = network::converge_addresses(network, &on_bridge).await {
-                tracing::warn!(network = network.name, %error, "service addresses could not be set");
+            let mut on_bridge: Vec<Ipv4Addr> = assigned.values().copied().collect();
+            on_bridge.sort();
+            if self.plumbed.addresses.get(&network.name) != Some(&on_bridge) {
+                match network::converge_addresses(network, &on_bridge).await {
+                    Ok(()) => {
+                        self.plumbed
+                            .addresses
+                            .insert(network.name.clone(), on_bridge);
+                    }
+                    Err(error) => {
+                        self.plumbed.addresses.remove(&network.name);
+                        tracing::warn!(network = network.name, %error, "service addresses could not be set");
+                    }
+                }
             }
         }
         self.assigned
             .retain(|name, _| served.iter().any(|network| network.name == *name));
-        if let Err(error) =
-            network::converge_isolation(&served, self.settings.pool, &self.settings.node).await
-        {
-            tracing::warn!(%error, "tenant isolation rules could not be set");
+        self.plumbed
+            .addresses
+            .retain(|name, _| served.iter().any(|network| network.name == *name));
+        let isolated: Vec<TenantNetwork> = served.iter().map(|n| (*n).clone()).collect();
+        if self.plumbed.isolated.as_ref() != Some(&isolated) {
+            match network::converge_isolation(&served, self.settings.pool, &self.settings.node)
+                .await
+            {
+                Ok(()) => self.plumbed.isolated = Some(isolated),
+                Err(error) => {
+                    self.plumbed.isolated = None;
+                    tracing::warn!(%error, "tenant isolation rules could not be set");
+                }
+            }
         }
 
         let table = self.proxy_table(&addresses);
@@ -710,12 +755,12 @@ mod tests {
         let links = ServiceLinks::default();
         links.replace(
             HashMap::from([(
-            "acme".to_owned(),
-            vec![LinkedService {
-                name: "web-api".into(),
-                address: "10.42.3.7".parse().unwrap(),
-                ports: vec![(Some("http".into()), 8080), (None, 9090)],
-            }],
+                "acme".to_owned(),
+                vec![LinkedService {
+                    name: "web-api".into(),
+                    address: "10.42.3.7".parse().unwrap(),
+                    ports: vec![(Some("http".into()), 8080), (None, 9090)],
+                }],
             )]),
             BTreeSet::new(),
         );

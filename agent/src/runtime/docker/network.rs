@@ -39,7 +39,7 @@ const LINKS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often a free subnet is tried again when another network took it
 /// meanwhile.
-const CREATE_ATTEMPTS: usize = 8;
+const CREATE_ATTEMPTS: usize = 16;
 
 /// One tenant's bridge network on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,7 +121,10 @@ impl Engine {
         // A network made just now: its service addresses come at the next
         // convergence (unless the server is away).
         if !links.wait_for(&network.name, LINKS_WAIT).await {
-            tracing::debug!(network = network.name, "the tenant's Services are not known yet");
+            tracing::debug!(
+                network = network.name,
+                "the tenant's Services are not known yet"
+            );
         }
         let host = body.host_config.get_or_insert_with(HostConfig::default);
         host.dns = Some(vec![network.gateway.to_string()]);
@@ -154,6 +157,9 @@ impl Engine {
     pub async fn ensure_network(&self, tenant: &str) -> Result<TenantNetwork, DockerError> {
         let name = self.network_name(tenant);
         let mut last_error = None;
+        // Subnets the engine refused: another network holds them, though
+        // it may not be listed yet (one being made at this moment).
+        let mut refused = Vec::new();
         for _ in 0..CREATE_ATTEMPTS {
             if let Some(network) = self.inspect_network(tenant, &name).await? {
                 self.networks_changed(|networks| {
@@ -161,7 +167,7 @@ impl Engine {
                 });
                 return Ok(network);
             }
-            let subnet = self.free_subnet().await?;
+            let subnet = self.free_subnet(&refused).await?;
             let request = NetworkCreateRequest {
                 name: name.clone(),
                 driver: Some("bridge".into()),
@@ -190,6 +196,7 @@ impl Engine {
                 // another agent on this engine): look again.
                 Err(error @ bollard::errors::Error::DockerResponseServerError { .. }) => {
                     tracing::debug!(network = name, %subnet, %error, "creating the tenant network failed; trying again");
+                    refused.push(subnet);
                     last_error = Some(error);
                 }
                 Err(source) => {
@@ -237,9 +244,9 @@ impl Engine {
         }
     }
 
-    /// The first `/23` of the pool that no network on the engine and no
-    /// route of the host overlaps.
-    async fn free_subnet(&self) -> Result<Subnet, DockerError> {
+    /// The first `/23` of the pool that no network on the engine, no route
+    /// of the host and none of `refused` overlaps.
+    async fn free_subnet(&self, refused: &[Subnet]) -> Result<Subnet, DockerError> {
         let networks = self
             .docker
             .list_networks(None::<ListNetworksOptions>)
@@ -255,6 +262,7 @@ impl Engine {
             .filter_map(|c| c.subnet.as_deref()?.parse().ok())
             .collect();
         taken.extend(host_routes());
+        taken.extend_from_slice(refused);
         self.network_pool
             .split(TENANT_NETWORK_PREFIX)
             .find(|candidate| !taken.iter().any(|t| t.overlaps(candidate)))
