@@ -1,17 +1,20 @@
 //! Services on real server processes: virtual addresses and node ports
 //! allocated in the Service's own store transaction (on SQLite and
 //! PostgreSQL, and by two servers on one PostgreSQL at once), freed on
-//! delete also when the delete bypasses the REST API; and the endpoints
-//! controller's EndpointSlices over sim nodes.
+//! delete also when the delete bypasses the REST API; the endpoints
+//! controller's EndpointSlices over sim nodes; and the Ready nodes'
+//! addresses as the ingress of LoadBalancer Services.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use berth_api::etcd::etcdserverpb as pb;
+use berth_api::node::v1 as node_pb;
 use berth_tests::cluster::{SimCluster, TENANT, items};
 use berth_tests::db::{TestBackend, TestDb, create_user};
 use berth_tests::etcd_grpc::EtcdCaller;
+use berth_tests::node_api::{client, join_token, register_as, register_request, with_bearer};
 use berth_tests::process::TestServer;
 use berth_tests::rest::Api;
 use serde_json::{Value, json};
@@ -619,4 +622,155 @@ async fn a_services_slices_follow_its_pods_readiness_scaling_and_deletion() {
             items(list).is_empty()
         })
         .await;
+}
+
+/// The addresses of a Service's `status.loadBalancer.ingress`, in order.
+fn ingress_ips(service: &Value) -> Vec<String> {
+    service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|ingress| ingress["ip"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_load_balancer_shows_the_ready_nodes_addresses_until_it_is_no_load_balancer() {
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    // Nodes registered by hand send no heartbeats; they must not turn
+    // NotReady on their own while the test runs.
+    let server = TestServer::start(
+        &db.url,
+        &[
+            "--admin-password",
+            ADMIN_PASSWORD,
+            "--controllers=true",
+            "--node-monitor-grace",
+            "5m",
+        ],
+    );
+    let (admin, editor) = accounts(&db, &server).await;
+    let web = format!("{SERVICES}/web");
+    created(&editor, SERVICES, service("web", "LoadBalancer", json!({}))).await;
+    created(&editor, SERVICES, service("plain", "ClusterIP", json!({}))).await;
+
+    // Nodes join: each Ready node's InternalIP, in address order, whether
+    // it takes pods or not.
+    let join_token = join_token(&server);
+    let mut credentials = std::collections::BTreeMap::new();
+    for (node, ip) in [
+        ("lb-a", "192.0.2.22"),
+        ("lb-b", "192.0.2.3"),
+        ("lb-c", "192.0.2.11"),
+    ] {
+        let mut request = register_request(&join_token, node);
+        request.addresses = vec![
+            node_pb::NodeAddress {
+                r#type: "InternalIP".into(),
+                address: ip.into(),
+            },
+            node_pb::NodeAddress {
+                r#type: "Hostname".into(),
+                address: node.into(),
+            },
+        ];
+        credentials.insert(node, register_as(&server, request).await);
+    }
+    let (status, body) = admin
+        .patch(
+            "/api/v1/nodes/lb-c",
+            json!({"spec": {"unschedulable": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let three = ["192.0.2.3", "192.0.2.11", "192.0.2.22"];
+    let balanced = editor
+        .eventually(&web, 30, "the three nodes' addresses", |service| {
+            ingress_ips(service) == three
+        })
+        .await;
+
+    // Heartbeats change nothing a load balancer shows: no status write.
+    let mut node_api = client(&server).await;
+    for _ in 0..2 {
+        node_api
+            .heartbeat(with_bearer(
+                node_pb::HeartbeatRequest::default(),
+                &credentials["lb-a"],
+            ))
+            .await
+            .expect("a heartbeat");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, still) = editor.get(&web).await;
+    assert_eq!(
+        still["metadata"]["resourceVersion"], balanced["metadata"]["resourceVersion"],
+        "{still}"
+    );
+
+    // The status is the server's: a tenant's create, PUT or patch does not
+    // set it, and its status subresource is closed to tenants.
+    let forged_status = json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.66"}]}});
+    let mut forged = service("web", "LoadBalancer", json!({}));
+    forged["status"] = forged_status.clone();
+    let (status, body) = editor.put(&web, forged.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ingress_ips(&body), three, "{body}");
+    let (status, body) = editor
+        .patch(&web, json!({"status": forged_status.clone()}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ingress_ips(&body), three, "{body}");
+    let (status, body) = editor.put(&format!("{web}/status"), forged.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    forged["metadata"]["name"] = json!("forged");
+    let (status, body) = editor.post(SERVICES, forged).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(ingress_ips(&body).is_empty(), "{body}");
+
+    // A node that turns NotReady, and one that leaves, drop out.
+    node_api
+        .heartbeat(with_bearer(
+            node_pb::HeartbeatRequest {
+                conditions: vec![node_pb::NodeCondition {
+                    r#type: "Ready".into(),
+                    status: "False".into(),
+                    reason: "RuntimeDown".into(),
+                    message: "the container runtime is down".into(),
+                }],
+                ..node_pb::HeartbeatRequest::default()
+            },
+            &credentials["lb-b"],
+        ))
+        .await
+        .expect("a NotReady heartbeat");
+    editor
+        .eventually(&web, 30, "without the NotReady node", |service| {
+            ingress_ips(service) == ["192.0.2.11", "192.0.2.22"]
+        })
+        .await;
+    let (status, body) = admin.delete("/api/v1/nodes/lb-c").await;
+    assert_eq!(status, 200, "{body}");
+    editor
+        .eventually(&web, 30, "without the deleted node", |service| {
+            ingress_ips(service) == ["192.0.2.22"]
+        })
+        .await;
+
+    // No longer a LoadBalancer: no ingress. A ClusterIP Service never had one.
+    let (status, body) = editor
+        .patch(&web, json!({"spec": {"type": "ClusterIP"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    editor
+        .eventually(&web, 30, "the ingress cleared", |service| {
+            ingress_ips(service).is_empty()
+        })
+        .await;
+    let (_, plain) = editor.get(&format!("{SERVICES}/plain")).await;
+    assert!(ingress_ips(&plain).is_empty(), "{plain}");
+    assert!(
+        plain["status"]["loadBalancer"].is_null(),
+        "never written: {plain}"
+    );
 }

@@ -10,6 +10,8 @@
 //! - [`nodelifecycle`]: marks silent nodes NotReady and moves their pods.
 //! - [`gc`]: deletes (or orphans) what a deleted owner owned.
 //! - [`endpoints`]: keeps the EndpointSlices of each Service's pods.
+//! - [`servicelb`]: shows Ready nodes' addresses as the ingress of
+//!   LoadBalancer Services.
 //!
 //! [`ControllerManager`] ties them together: it seeks leadership, and for
 //! each term it holds, starts the reflectors, the controllers and the
@@ -25,6 +27,7 @@ pub mod leader;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod servicelb;
 
 #[cfg(test)]
 mod fixtures;
@@ -54,6 +57,7 @@ use runtime::{
     Cache, Clock, Controller, ControllerMetrics, Reflector, SystemClock, controller_owner_key,
     own_key,
 };
+use servicelb::ServiceLbController;
 
 /// How many keys each controller reconciles at once.
 const WORKERS: usize = 4;
@@ -310,11 +314,27 @@ async fn run_controllers(
         &metrics,
     );
     endpoints_controller.watches(&mut service_reflector, own_key);
-    endpoints_controller.watches(&mut pod_reflector, endpoints::selecting_services(services));
+    endpoints_controller.watches(
+        &mut pod_reflector,
+        endpoints::selecting_services(services.clone()),
+    );
     endpoints_controller.watches(
         &mut endpoint_slice_reflector,
         controller_owner_key(Kind::Service),
     );
+
+    let mut service_lb_controller = Controller::new(
+        servicelb::NAME,
+        Arc::new(ServiceLbController::new(
+            services.clone(),
+            nodes.clone(),
+            writer.clone(),
+        )),
+        WORKERS,
+        &metrics,
+    );
+    service_lb_controller.watches(&mut service_reflector, own_key);
+    service_lb_controller.watches(&mut node_reflector, servicelb::services_moved_by(services));
 
     let mut replica_set_controller = Controller::new(
         replicaset::NAME,
@@ -364,6 +384,7 @@ async fn run_controllers(
     tasks.spawn(service_reflector.run(stop.clone()));
     tasks.spawn(endpoint_slice_reflector.run(stop.clone()));
     tasks.spawn(endpoints_controller.run(stop.clone()));
+    tasks.spawn(service_lb_controller.run(stop.clone()));
     tasks.spawn(gc_endpoint_slices.run(stop.clone()));
     tasks.spawn(node_lifecycle_controller.run(stop.clone()));
     tasks.spawn(gc_deployments.run(stop.clone()));

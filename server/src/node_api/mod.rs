@@ -187,7 +187,8 @@ pub struct NodeApi {
 
 impl NodeApi {
     /// Starts the node API's shared pod index over `objects`; it and every
-    /// open `WatchPods` and `Streams` stream stop at `shutdown`. Agents'
+    /// open `WatchPods`, `WatchServices` and `Streams` stream stop at
+    /// `shutdown`. Agents'
     /// tunnels are kept in `tunnels` and the pods' reported resource use
     /// in `metrics`, which the REST API reads.
     pub fn start(
