@@ -223,10 +223,13 @@ async fn running_pods(admin: &Api, tenant: &str, app: &str, count: usize) -> Vec
         .collect()
 }
 
+/// An answer (a pod's name) or what failed, with when it was asked.
+type Answer = (Instant, Result<String, String>);
+
 /// Requests every 20 ms through `address:port`, each on a new connection,
 /// until stopped; each answer with when it was sent.
 struct Prober {
-    answers: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -253,7 +256,7 @@ impl Prober {
         }
     }
 
-    async fn finish(self) -> Vec<(Instant, Result<String, String>)> {
+    async fn finish(self) -> Vec<Answer> {
         self.stop.cancel();
         self.task.await.expect("the prober");
         Arc::try_unwrap(self.answers)
@@ -263,7 +266,7 @@ impl Prober {
     }
 }
 
-fn failures(answers: &[(Instant, Result<String, String>)]) -> Vec<&String> {
+fn failures(answers: &[Answer]) -> Vec<&String> {
     answers
         .iter()
         .filter_map(|(_, a)| a.as_ref().err())
