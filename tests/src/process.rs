@@ -221,6 +221,33 @@ impl AgentProcess {
         Self::spawn(server, &token, name, &runtime, extra)
     }
 
+    /// Like [`AgentProcess::docker_at`], started through `wrapper` (a
+    /// command and its arguments, such as `setpriv …`), with its standard
+    /// error written to `stderr`.
+    pub fn docker_under(
+        wrapper: &[&str],
+        server: &TestServer,
+        name: &str,
+        extra: &[&str],
+        stderr: std::fs::File,
+    ) -> AgentProcess {
+        let token = std::fs::read_to_string(server.data_dir.path().join("node-token"))
+            .expect("the server writes <data-dir>/node-token at first start");
+        let (program, arguments) = wrapper.split_first().expect("a wrapper command");
+        let child = Command::new(program)
+            .args(arguments)
+            .arg(berth_binary())
+            .args(["agent", "--name", name, "--runtime", "docker"])
+            .args(["--eviction-hard", "memory.available<100Mi"])
+            .args(["--server", &format!("http://{}", server.process.grpc_addr)])
+            .args(["--token", token.trim()])
+            .args(extra)
+            .stderr(stderr)
+            .spawn()
+            .expect("starting berth agent");
+        AgentProcess(child)
+    }
+
     fn spawn(
         server: &TestServer,
         token: &str,

@@ -8,9 +8,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_tests::cluster::{create, items, ready_status};
-use berth_tests::docker::TEST_IMAGE;
-use berth_tests::docker_cluster::{TwoNodes, node_ready, tenant_path};
+use berth_tests::cluster::{admin_with_tenant, create, items, ready_status, server};
+use berth_tests::db::{TestBackend, TestDb};
+use berth_tests::docker::{EngineCleanup, TEST_IMAGE, docker, ensure_test_image};
+use berth_tests::docker_cluster::{TwoNodes, agent_flags, node_ready, tenant_path, unique};
+use berth_tests::process::AgentProcess;
 use berth_tests::rest::Api;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -148,7 +150,15 @@ async fn ask(client: &reqwest::Client, address: &str, port: u16) -> Result<Strin
             .map(|body| body.trim().to_owned())
             .map_err(|e| e.to_string()),
         Ok(response) => Err(format!("GET {url}: {}", response.status())),
-        Err(error) => Err(format!("GET {url}: {error}")),
+        Err(error) => {
+            let mut why = format!("GET {url}: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                why.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Err(why)
+        }
     }
 }
 
@@ -565,18 +575,128 @@ async fn an_unmodified_deployment_and_node_port_service_manifest_works_as_writte
             endpoints.len() == 2 && endpoints.iter().all(|e| e["conditions"]["ready"] == true)
         })
         .await;
+    // The same pods behind a LoadBalancer: its own port on every node, and
+    // every node's address in its status.
+    let balancer = create(
+        &cluster.admin,
+        &cluster.path("services"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "hello-lb"},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": {"app": "hello"},
+                "ports": [{"port": 18080, "targetPort": 8080}],
+            },
+        }),
+    )
+    .await;
+    let addresses: Vec<Value> = cluster
+        .nodes
+        .iter()
+        .map(|n| json!({"ip": n.address}))
+        .collect();
+    cluster
+        .admin
+        .eventually(
+            &format!("{}/hello-lb", cluster.path("services")),
+            30,
+            "every node's address is an ingress",
+            |service| service["status"]["loadBalancer"]["ingress"] == json!(addresses),
+        )
+        .await;
     let client = fresh_client();
-    for node in &cluster.nodes {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match ask(&client, &node.address, node_port).await {
-                Ok(body) => {
-                    assert_eq!(body, berth_tests::docker::INDEX_HTML.trim());
-                    break;
-                }
-                Err(error) => assert!(Instant::now() < deadline, "{error}"),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    for port in [node_port, 18080] {
+        for node in &cluster.nodes {
+            answers_index(&client, &node.address, port).await;
         }
     }
+    assert!(
+        balancer["spec"]["ports"][0]["nodePort"].is_u64(),
+        "{balancer}"
+    );
+}
+
+/// Waits (10 s at most) until `address:port` answers the test image's
+/// page.
+async fn answers_index(client: &reqwest::Client, address: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ask(client, address, port).await {
+            Ok(body) => {
+                assert_eq!(body, berth_tests::docker::INDEX_HTML.trim());
+                return;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_without_net_admin_says_so_in_one_line_and_runs_pods_without_services() {
+    ensure_test_image();
+    let db = TestDb::new(TestBackend::Sqlite).await;
+    let server = server(&db.url, &[]);
+    let tenant = unique("sx");
+    let node = unique("svc-plain-");
+    let state_dir = tempfile::tempdir().expect("a state directory");
+    let _cleanup = EngineCleanup::new(&node, &[&tenant]).with_state_dir(state_dir.path());
+    let admin = admin_with_tenant(&server, &tenant).await;
+    let log = tempfile::NamedTempFile::new().expect("a log file");
+    let address = format!(
+        "127.{}.{}.9",
+        rand::random_range(1..=254u8),
+        rand::random_range(1..=254u8)
+    );
+    let mut flags = agent_flags(state_dir.path());
+    flags.extend(["--address", &address]);
+    let mut agent = AgentProcess::docker_under(
+        &["setpriv", "--bounding-set", "-net_admin", "--"],
+        &server,
+        &node,
+        &flags,
+        log.reopen().expect("the log file"),
+    );
+    node_ready(&admin, &node).await;
+    create(
+        &admin,
+        &tenant_path(&tenant, "deployments"),
+        deployment("web", 1, web_container()),
+    )
+    .await;
+    let (pod, _) = running_pods(&admin, &tenant, "web", 1).await[0].clone();
+    let service = create(
+        &admin,
+        &tenant_path(&tenant, "services"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 8080}]},
+        }),
+    )
+    .await;
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap() as u16;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = ask(&fresh_client(), &address, node_port).await;
+    assert!(
+        refused.is_err(),
+        "no node port without Services: {refused:?}"
+    );
+    let container = container_of(&tenant, &pod);
+    let dns = docker(&["inspect", "-f", "{{json .HostConfig.Dns}}", &container]);
+    assert!(
+        matches!(dns.trim(), "null" | "[]"),
+        "no DNS server of the agent's: {dns}"
+    );
+    agent.kill();
+    let text = std::fs::read_to_string(log.path()).expect("the agent's log");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("without Services"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("NET_ADMIN"), "{}", lines[0]);
 }
