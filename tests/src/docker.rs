@@ -234,7 +234,7 @@ pub fn network_name(node: &str, tenant: &str) -> String {
 }
 
 /// Removes the host's `INPUT` rules that the agent of `node` added to
-/// isolate its tenant networks.
+/// isolate its tenant networks (the jump to its chain), and the chain.
 pub fn remove_isolation_rules(node: &str) {
     let Ok(listed) = Command::new("iptables")
         .args(["-w", "-S", "INPUT"])
@@ -242,7 +242,8 @@ pub fn remove_isolation_rules(node: &str) {
     else {
         return;
     };
-    let marker = format!("\"berth:{node}:");
+    let marker = format!("\"berth:{node}");
+    let mut chains = Vec::new();
     for rule in String::from_utf8_lossy(&listed.stdout).lines() {
         if let Some(rule) = rule.strip_prefix("-A INPUT ")
             && rule.contains(&marker)
@@ -251,9 +252,22 @@ pub fn remove_isolation_rules(node: &str) {
                 .split_whitespace()
                 .map(|w| w.trim_matches('"').to_owned())
                 .collect();
+            if let Some(target) = words.iter().skip_while(|w| *w != "-j").nth(1)
+                && target.starts_with("BERTH-ISO-")
+            {
+                chains.push(target.clone());
+            }
             let _ = Command::new("iptables")
                 .args(["-w", "-D", "INPUT"])
                 .args(&words)
+                .status();
+        }
+    }
+    for chain in chains {
+        for action in ["-F", "-X"] {
+            let _ = Command::new("iptables")
+                .args(["-w", action, &chain])
+                .stderr(Stdio::null())
                 .status();
         }
     }

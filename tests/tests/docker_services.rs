@@ -492,7 +492,19 @@ async fn after_an_agent_restart_services_answer_within_two_seconds_and_the_other
     let answered_after = back.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = through_other.finish().await;
-    assert!(failures(&answers).is_empty(), "{:?}", failures(&answers));
+    let started = answers.first().map(|(sent, _)| *sent).unwrap_or(back);
+    let failed: Vec<String> = answers
+        .iter()
+        .filter_map(|(sent, answer)| {
+            let error = answer.as_ref().err()?;
+            Some(format!(
+                "{:?} after the prober started ({:?} before the agent was back): {error}",
+                *sent - started,
+                back.saturating_duration_since(*sent)
+            ))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
     node_ready(&cluster.admin, &cluster.nodes[0].name).await;
     // The names and addresses of the restarted node answer as before.
     for pod in running_pods(&cluster.admin, &cluster.tenant, "client", 1).await {

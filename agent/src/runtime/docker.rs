@@ -421,6 +421,8 @@ impl DockerRuntime {
             local_networks: watch::Sender::new(BTreeMap::new()),
             service_links,
         });
+        // The service plumbing starts from the networks there are.
+        engine.refresh_networks().await;
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let tasks = TaskTracker::new();
         tasks.spawn(follow_events(

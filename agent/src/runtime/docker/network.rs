@@ -403,7 +403,7 @@ pub fn missing_privileges() -> Option<String> {
     if effective & (1 << CAP_NET_ADMIN) == 0 {
         return Some("the agent lacks the NET_ADMIN capability".into());
     }
-    for tool in ["ip", "iptables"] {
+    for tool in ["ip", "iptables", "iptables-restore"] {
         let found = std::env::var_os("PATH")
             .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
         if !found {
@@ -522,42 +522,106 @@ fn isolation_rules(network: &TenantNetwork, pool: Subnet, node: &str) -> Vec<Vec
     ]
 }
 
-/// Makes the host's `INPUT` chain hold exactly the isolation rules of
-/// `networks` among the rules of node `node`.
+/// The chain of node `node`'s isolation rules: `BERTH-ISO-` and a hash of
+/// the name (a chain name has at most 28 characters), so that agents
+/// sharing a host keep apart.
+pub fn isolation_chain(node: &str) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = node.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    format!("BERTH-ISO-{hash:08x}")
+}
+
+/// Makes node `node`'s isolation chain hold exactly the rules of
+/// `networks`, replaced in one step (`iptables-restore --noflush`), so
+/// that no packet ever meets a network's refusals without the rule that
+/// lets its own traffic through; and has `INPUT` jump to it first.
 pub async fn converge_isolation(
     networks: &[&TenantNetwork],
     pool: Subnet,
     node: &str,
 ) -> Result<(), HostError> {
-    let listed = run("iptables", &["-w", "-S", "INPUT"]).await?;
-    let marker = format!("berth:{node}:");
-    let present: Vec<Vec<String>> = listed
-        .lines()
-        .filter(|line| line.contains(&marker))
-        .filter_map(|line| line.strip_prefix("-A INPUT "))
-        .map(|rule| {
-            rule.split_whitespace()
-                .map(|word| word.trim_matches('"').to_owned())
-                .collect()
-        })
-        .collect();
-    let wanted: Vec<Vec<String>> = networks
+    let chain = isolation_chain(node);
+    let wanted: Vec<String> = networks
         .iter()
         .flat_map(|network| isolation_rules(network, pool, node))
+        .map(|rule| format!("-A {chain} {}", rule.join(" ")))
         .collect();
-    for rule in present.iter().filter(|rule| !wanted.contains(rule)) {
-        let mut args = vec!["-w", "-D", "INPUT"];
-        args.extend(rule.iter().map(String::as_str));
-        run("iptables", &args).await?;
+    let present: Option<Vec<String>> =
+        run("iptables", &["-w", "-S", &chain])
+            .await
+            .ok()
+            .map(|listed| {
+                listed
+                    .lines()
+                    .filter(|line| line.starts_with("-A "))
+                    .map(|line| line.replace('"', ""))
+                    .collect()
+            });
+    if present.as_ref() != Some(&wanted) {
+        let mut input = format!("*filter\n:{chain} - [0:0]\n");
+        for rule in &wanted {
+            input.push_str(rule);
+            input.push('\n');
+        }
+        input.push_str("COMMIT\n");
+        run_with_input("iptables-restore", &["-w", "--noflush"], &input).await?;
     }
-    // Inserted at the top, last rule first, so that each network's rules
-    // keep their order ahead of any ACCEPT of the host's.
-    for rule in wanted.iter().rev().filter(|rule| !present.contains(rule)) {
-        let mut args = vec!["-w", "-I", "INPUT", "1"];
-        args.extend(rule.iter().map(String::as_str));
-        run("iptables", &args).await?;
+    let comment = format!("berth:{node}");
+    let jump = [
+        "INPUT",
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        &chain,
+    ];
+    let check: Vec<&str> = ["-w", "-C"].into_iter().chain(jump).collect();
+    if run("iptables", &check).await.is_err() {
+        let insert: Vec<&str> = ["-w", "-I"]
+            .into_iter()
+            .chain(["INPUT", "1"])
+            .chain(jump.into_iter().skip(1))
+            .collect();
+        run("iptables", &insert).await?;
     }
     Ok(())
+}
+
+/// Runs `program` with `input` on its standard input.
+async fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), HostError> {
+    use tokio::io::AsyncWriteExt;
+    let command = format!("{program} {}", args.join(" "));
+    let failed = |message: String| HostError {
+        command: command.clone(),
+        message,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -604,6 +668,15 @@ mod tests {
         .unwrap();
         assert_eq!(older.services, None);
         assert_eq!(older.service_addresses().count(), 0);
+    }
+
+    #[test]
+    fn each_node_has_its_own_isolation_chain_within_iptables_limits() {
+        let first = isolation_chain("node-a");
+        assert_eq!(first, isolation_chain("node-a"));
+        assert_ne!(first, isolation_chain("node-b"));
+        assert!(first.len() <= 28, "{first}");
+        assert!(first.starts_with("BERTH-ISO-"));
     }
 
     #[test]
