@@ -497,52 +497,65 @@ impl NodeServices {
     /// endpoint of its slices, on this node at the pod's address, on
     /// another at its node's published port.
     fn backends(&self, key: &ObjectKey, port: &ServicePort) -> Vec<Backend> {
-        let (tenant, name) = key;
-        let port_name = port.name.as_deref().unwrap_or("");
-        let mut backends = Vec::new();
-        for slice in self.slices.values().filter(|slice| {
-            slice.metadata.tenant.as_deref() == Some(tenant)
-                && slice.metadata.labels.get(SERVICE_NAME_LABEL) == Some(name)
-        }) {
-            let Some(slice_port) = slice
-                .ports
-                .iter()
-                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-            else {
-                continue;
+        backends_of(self.slices.values(), &self.settings.node, key, port)
+    }
+}
+
+/// Where the connections of `port` of the Service at `key` go, from
+/// `slices`: each endpoint of the Service's slices, on node `node` at the
+/// pod's address and container port, on another node at its `hostIP` and
+/// host port.
+fn backends_of<'a>(
+    slices: impl Iterator<Item = &'a EndpointSlice>,
+    node: &str,
+    key: &ObjectKey,
+    port: &ServicePort,
+) -> Vec<Backend> {
+    let (tenant, name) = key;
+    let port_name = port.name.as_deref().unwrap_or("");
+    let mut backends = Vec::new();
+    for slice in slices.filter(|slice| {
+        slice.metadata.tenant.as_deref() == Some(tenant)
+            && slice.metadata.labels.get(SERVICE_NAME_LABEL) == Some(name)
+    }) {
+        let Some(slice_port) = slice
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+        else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let local = endpoint.node_name.as_deref() == Some(node);
+            let addr = if local {
+                endpoint
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .zip(u16::try_from(slice_port.port).ok())
+            } else {
+                endpoint
+                    .host_ip
+                    .as_deref()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .zip(
+                        endpoint
+                            .host_ports
+                            .iter()
+                            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                            .and_then(|p| u16::try_from(p.port).ok()),
+                    )
             };
-            for endpoint in &slice.endpoints {
-                let local = endpoint.node_name.as_deref() == Some(self.settings.node.as_str());
-                let addr = if local {
-                    endpoint
-                        .addresses
-                        .first()
-                        .and_then(|a| a.parse::<IpAddr>().ok())
-                        .zip(u16::try_from(slice_port.port).ok())
-                } else {
-                    endpoint
-                        .host_ip
-                        .as_deref()
-                        .and_then(|a| a.parse::<IpAddr>().ok())
-                        .zip(
-                            endpoint
-                                .host_ports
-                                .iter()
-                                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-                                .and_then(|p| u16::try_from(p.port).ok()),
-                        )
-                };
-                if let Some((ip, port)) = addr {
-                    backends.push(Backend::from_conditions(
-                        SocketAddr::new(ip, port),
-                        &endpoint.conditions,
-                    ));
-                }
+            if let Some((ip, port)) = addr {
+                backends.push(Backend::from_conditions(
+                    SocketAddr::new(ip, port),
+                    &endpoint.conditions,
+                ));
             }
         }
-        backends.sort_by_key(|b| b.addr);
-        backends
     }
+    backends.sort_by_key(|b| b.addr);
+    backends
 }
 
 /// The next event of the watch, if one is open; `None` when it ended or
@@ -778,6 +791,41 @@ mod tests {
             assert!(env.iter().any(|e| e == expected), "{expected} in {env:?}");
         }
         assert!(links.environment("other").is_empty());
+    }
+
+    #[test]
+    fn a_local_endpoint_is_reached_on_the_bridge_and_a_remote_one_at_its_nodes_port() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "tenant": "acme",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.42.2.5"], "nodeName": "n1", "conditions": {"ready": true},
+                 "hostIP": "127.0.0.2", "hostPorts": [{"name": "http", "port": 32001}]},
+                {"addresses": ["10.42.4.7"], "nodeName": "n2",
+                 "conditions": {"ready": false, "serving": true, "terminating": true},
+                 "hostIP": "127.0.0.3", "hostPorts": [{"name": "http", "port": 32002}]},
+                {"addresses": ["10.42.4.8"], "nodeName": "n2", "conditions": {"ready": true},
+                 "hostIP": "127.0.0.3"}
+            ]
+        }))
+        .unwrap();
+        let other: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "api-abc", "tenant": "acme",
+                         "labels": {"kubernetes.io/service-name": "api"}},
+            "ports": [{"name": "http", "port": 9090}],
+            "endpoints": [{"addresses": ["10.42.2.9"], "nodeName": "n1"}]
+        }))
+        .unwrap();
+        let port = service("web", "u1", "10.43.0.10").spec.ports[0].clone();
+        let key = ("acme".to_owned(), "web".to_owned());
+        let backends = backends_of([&slice, &other].into_iter(), "n1", &key, &port);
+        let addresses: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        // The third endpoint publishes no port: another node cannot reach it.
+        assert_eq!(addresses, ["10.42.2.5:8080", "127.0.0.3:32002"]);
+        assert!(backends[0].ready);
+        assert!(!backends[1].ready && backends[1].serving && backends[1].terminating);
     }
 
     #[test]
