@@ -1,41 +1,31 @@
 //! The HTTP listener: `/healthz`, `/readyz`, `/metrics`, the REST API
-//! ([`crate::rest`]), `/openapi.json` and Swagger UI at `/docs`; the
-//! dashboard will mount here too.
+//! ([`crate::rest`]), `/openapi.json`, Swagger UI at `/docs`, and the
+//! routes the binary adds (the dashboard).
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, get, web};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, TextEncoder};
 
-use crate::store::Store;
+pub use crate::rest::state::AppState;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The store.
-    pub store: Store,
-    /// Where every metric is registered.
-    pub registry: Registry,
-    /// Issues and checks access tokens.
-    pub tokens: crate::auth::Tokens,
-    /// Objects of every kind over the store.
-    pub objects: crate::objects::Objects,
-    /// Where every change is recorded.
-    pub audit: crate::audit::AuditLog,
-    /// How often an idle REST watch gets a BOOKMARK.
-    pub watch_bookmark_interval: Duration,
-    /// The agents' tunnels held by this process, for logs and exec.
-    pub tunnels: crate::node_api::tunnels::Tunnels,
-    /// The pods' resource use the agents reported to this process.
-    pub pod_metrics: crate::pod_metrics::PodMetricsStore,
+/// Routes the binary mounts beside the REST API (the dashboard), so that
+/// this crate never depends on the crates that make them.
+pub type ExtraRoutes = std::sync::Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// No routes beside the REST API.
+pub fn no_extra_routes() -> ExtraRoutes {
+    std::sync::Arc::new(|_| {})
 }
 
-/// Builds the HTTP server on `listener`. The caller runs the returned future
-/// and stops it through the handle.
+/// Builds the HTTP server on `listener`, with `extra` routes beside the
+/// REST API's. The caller runs the returned future and stops it through
+/// the handle.
 pub fn serve(
     listener: TcpListener,
     state: AppState,
+    extra: ExtraRoutes,
 ) -> std::io::Result<(actix_web::dev::Server, ServerHandle)> {
     let data = web::Data::new(state);
     let document = crate::rest::openapi::document();
@@ -55,6 +45,7 @@ pub fn serve(
                 }),
             )
             .configure(crate::rest::configure)
+            .configure(|config| extra(config))
             .service(healthz)
             .service(readyz)
             .service(metrics)

@@ -25,8 +25,12 @@ pub enum StartError {
     Other(#[from] anyhow::Error),
 }
 
-/// Starts the server and runs it until a shutdown signal.
-pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
+/// Starts the server, with `extra_routes` beside the REST API (the
+/// dashboard, which the binary brings), and runs it until a shutdown signal.
+pub async fn run(
+    settings: ServerSettings,
+    extra_routes: http::ExtraRoutes,
+) -> Result<(), StartError> {
     let registry = Registry::new();
     let store = Store::open(&settings.database_url, &registry)
         .await
@@ -95,6 +99,7 @@ pub async fn run(settings: ServerSettings) -> Result<(), StartError> {
             tunnels: tunnels.clone(),
             pod_metrics: pod_metrics.clone(),
         },
+        extra_routes,
     )
     .context("starting HTTP")?;
     let grpc_shutdown = CancellationToken::new();

@@ -8,7 +8,7 @@ use super::caller::Caller;
 use super::error::{ApiError, allowed};
 use crate::auth::Subject;
 use crate::authz::{Target, Verb, authorize};
-use crate::http::AppState;
+use crate::rest::state::AppState;
 use crate::store::audit::{AuditEntry, AuditQuery, AuditRecord, MAX_AUDIT_PAGE};
 
 /// Who a caller is, as the audit log names them.

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 
 use super::error::ApiError;
 use crate::auth::{self, ACCESS_TOKEN_TTL};
-use crate::http::AppState;
+use crate::rest::state::AppState;
 use crate::sign_in::{self, SignInError};
 use crate::store::identity::User;
 

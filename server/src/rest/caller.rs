@@ -9,7 +9,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::error::ApiError;
 use crate::auth::{self, AuthError, Subject};
-use crate::http::AppState;
+use crate::rest::state::AppState;
 
 /// A signed-in caller.
 #[derive(Clone, Debug)]

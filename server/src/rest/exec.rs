@@ -25,9 +25,9 @@ use super::error::{ApiError, ErrorBody};
 use super::logs::{container_error, tunnel_error};
 use super::resources::{audited, object_error, scope};
 use crate::authz::Verb;
-use crate::http::AppState;
 use crate::node_api::tunnels::{Piece, TunnelError, TunnelOutput};
 use crate::pod_exec::{self, ExecOptions, PodExecError};
+use crate::rest::state::AppState;
 
 /// The subprotocols spoken, preferred first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];

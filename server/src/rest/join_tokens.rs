@@ -13,8 +13,8 @@ use super::error::{ApiError, Detail, ErrorBody, allowed};
 use super::tenants::timestamp;
 use super::tokens::{MAX_EXPIRES_IN_SECONDS, MAX_NAME_CHARS, MIN_EXPIRES_IN_SECONDS};
 use crate::authz::{Target, Verb, authorize};
-use crate::http::AppState;
 use crate::node_api::credentials::create_join_token as make_join_token;
+use crate::rest::state::AppState;
 use crate::store::nodes::JoinToken;
 
 /// The OpenAPI description of these routes.

@@ -15,9 +15,9 @@ use super::caller::Caller;
 use super::error::{ApiError, Detail, ErrorBody};
 use super::resources::{object_error, scope};
 use crate::authz::Verb;
-use crate::http::AppState;
 use crate::node_api::tunnels::TunnelError;
 use crate::pod_logs::{self, LogOptions, PodLogError};
+use crate::rest::state::AppState;
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]

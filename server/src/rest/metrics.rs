@@ -18,9 +18,9 @@ use super::caller::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::resources::{object_error, scope};
 use crate::authz::Verb;
-use crate::http::AppState;
 use crate::objects::SecretValues;
 use crate::pod_metrics::{ContainerUsage, Sample};
+use crate::rest::state::AppState;
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]

@@ -15,6 +15,7 @@
 //! - `tenants`: tenants and their members; `users`: accounts (platform
 //!   admin); `tokens`: API tokens; `join_tokens`: node join tokens
 //!   (platform admin).
+//! - [`state`]: [`state::AppState`], what every handler can reach.
 
 mod audit_routes;
 mod auth_routes;
@@ -28,6 +29,7 @@ mod metrics;
 pub mod openapi;
 mod resources;
 mod rollouts;
+pub mod state;
 mod tenants;
 mod tokens;
 mod users;

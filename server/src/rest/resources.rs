@@ -18,8 +18,8 @@ use super::caller::Caller;
 use super::error::{ApiError, Detail, allowed};
 use super::watch;
 use crate::authz::{Target, Verb, authorize};
-use crate::http::AppState;
 use crate::objects::{DeleteOptions, ObjectError, ObjectRef, Outcome, Propagation, SecretValues};
+use crate::rest::state::AppState;
 
 /// Mounts the object endpoints. `apply` comes first so that it is not taken
 /// for a kind.

@@ -20,8 +20,8 @@ use super::caller::Caller;
 use super::error::{ApiError, Detail, ErrorBody};
 use super::resources::{audited, object_error, scope};
 use crate::authz::Verb;
-use crate::http::AppState;
 use crate::objects::ObjectError;
+use crate::rest::state::AppState;
 use crate::rollouts::{self, RolloutError};
 
 /// The OpenAPI description of these routes.

@@ -11,7 +11,7 @@ use super::error::{ApiError, Detail, ErrorBody, allowed};
 use crate::auth::{Role, Subject};
 use crate::authz::{Target, Verb, authorize};
 use crate::events::{DEFAULT_EVENT_TTL, EventRecorder};
-use crate::http::AppState;
+use crate::rest::state::AppState;
 use crate::store::StoreError;
 use crate::store::identity::{MemberWrite, TenantMember};
 use crate::store::types::{DeleteRequest, KeyRange, Op, TxnRequest};

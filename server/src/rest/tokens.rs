@@ -9,7 +9,7 @@ use super::error::{ApiError, Detail, ErrorBody, allowed};
 use super::tenants::{may_grant, timestamp};
 use crate::auth::{self, API_TOKEN_PREFIX, Role};
 use crate::authz::{Decision, Target, Verb, authorize};
-use crate::http::AppState;
+use crate::rest::state::AppState;
 use crate::store::identity::{ApiToken, NewApiToken};
 
 /// The OpenAPI description of these routes.

@@ -7,7 +7,7 @@ use super::caller::Caller;
 use super::error::{ApiError, Detail, ErrorBody, allowed};
 use crate::auth;
 use crate::authz::{Target, Verb, authorize};
-use crate::http::AppState;
+use crate::rest::state::AppState;
 use crate::store::StoreError;
 use crate::store::identity::User;
 
