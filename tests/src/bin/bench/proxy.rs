@@ -24,10 +24,15 @@
 //! setup is outside its latency, but a proxy's connection to the endpoint,
 //! made once it has accepted the client's, is inside.
 //!
+//! Each run starts once the host holds no connection toward the pod in
+//! `TIME_WAIT` ([`drain_time_wait`]), so that no path pays for the ports an
+//! earlier one left behind.
+//!
 //! Every `wrk` run ends within its duration plus [`WRK_GRACE`], every wait
 //! at `--timeout-seconds`; the containers, networks, server and agent are
 //! removed on the way out.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,6 +60,9 @@ const WRK_GRACE: Duration = Duration::from_secs(30);
 /// The pause between two runs, so that one run's closing connections are
 /// not the next one's load.
 const SETTLE: Duration = Duration::from_secs(2);
+/// The longest a run waits for the host's `TIME_WAIT` connections toward
+/// the pod to expire (Linux keeps them 60 s).
+const TIME_WAIT_DRAIN: Duration = Duration::from_secs(75);
 /// The paths, as the table names them.
 const DIRECT: &str = "direct (host port)";
 const POD_FROM_HOST: &str = "pod address, from the host";
@@ -251,10 +259,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     create(&server, "deployments", client_deployment()).await?;
     let web = running_pod(&server, "web", plan.timeout).await?;
     let client = running_pod(&server, "client", plan.timeout).await?;
-    let pod_ip = web["status"]["podIP"]
+    let pod_ip: Ipv4Addr = web["status"]["podIP"]
         .as_str()
         .context("the web pod has no podIP")?
-        .to_owned();
+        .parse()
+        .context("the web pod's podIP")?;
     let web_container = container_of(&node, web["metadata"]["name"].as_str().unwrap_or_default())?;
     let httpd_pid = process_of(&web_container)?;
     let binding = &web["status"]["containerStatuses"][0]["portBindings"][0];
@@ -330,6 +339,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     for mode in [Mode::KeepAlive, Mode::Close] {
         for route in &routes {
             tokio::time::sleep(SETTLE).await;
+            drain_time_wait(pod_ip, HTTP_PORT).await?;
             let before = CpuTimes::now(&[agent.id()])?;
             let overflows_before = ListenOverflows::now(httpd_pid)?;
             let started = Instant::now();
@@ -540,6 +550,39 @@ async fn closes_every_connection(url: &str) -> anyhow::Result<bool> {
         .headers()
         .get(reqwest::header::CONNECTION)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close")))
+}
+
+/// Waits until the host holds no connection toward `pod_ip:port` in
+/// `TIME_WAIT`, or [`TIME_WAIT_DRAIN`] has passed. The paths that connect
+/// from the host (Docker's proxy, `wrk` to the pod's address) close first
+/// and leave one per request; the proxy's own connections to the pod come
+/// from the same address, and once about half the ephemeral port range
+/// toward the pod is held, each of its `connect()`s spends milliseconds in
+/// the kernel's search for a free port. Each run starts without them.
+async fn drain_time_wait(pod_ip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + TIME_WAIT_DRAIN;
+    while time_wait_toward(pod_ip, port)? > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(())
+}
+
+/// How many of this network namespace's IPv4 TCP connections toward
+/// `address:port` are in `TIME_WAIT`, from `/proc/net/tcp`.
+fn time_wait_toward(address: Ipv4Addr, port: u16) -> anyhow::Result<usize> {
+    const TIME_WAIT: &str = "06";
+    // The kernel prints the address as the integer its network-order bytes
+    // make on this machine, and the port in hex.
+    let wanted = format!("{:08X}:{port:04X}", u32::from_ne_bytes(address.octets()));
+    let table = std::fs::read_to_string("/proc/net/tcp").context("reading /proc/net/tcp")?;
+    Ok(table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace().skip(2);
+            fields.next() == Some(wanted.as_str()) && fields.next() == Some(TIME_WAIT)
+        })
+        .count())
 }
 
 /// Runs `wrk` for a second at a time against `route` until a run has
