@@ -28,6 +28,12 @@
 //! (create to Running, through the REST watch) on one real Docker agent,
 //! one at a time and all at once, beside `docker run -d` alone, and the
 //! idle agent's CPU and resident set.
+//!
+//! `bench proxy [--seconds 10] [--connections 64]` measures the agent's
+//! service proxy with `wrk` against one `httpd` endpoint: directly on its
+//! host port, through the node port and through the Service's virtual
+//! address from inside a container, kept alive and with a new connection
+//! per request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,6 +120,22 @@ enum Bench {
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
+    /// The agent's service proxy under `wrk`: an endpoint directly, through
+    /// its node port and through its virtual address from a container.
+    Proxy {
+        /// Seconds each `wrk` run lasts.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// `wrk`'s connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// `wrk`'s threads.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// The longest any wait for the cluster lasts.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
     /// (internal) The second process of the cross-process latency figure:
     /// watches `--database-url`, prints `ready`, then one JSON line of
     /// latencies in microseconds once `--samples` events have arrived.
@@ -128,6 +150,7 @@ enum Bench {
 mod etcd_api;
 mod podstart;
 mod process_stats;
+mod proxy;
 mod rest;
 mod schedule;
 mod server_metrics;
@@ -174,6 +197,20 @@ async fn main() -> anyhow::Result<()> {
             podstart::run(podstart::Plan {
                 pods,
                 idle: Duration::from_secs(idle_seconds),
+                timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
+        }
+        Bench::Proxy {
+            seconds,
+            connections,
+            threads,
+            timeout_seconds,
+        } => {
+            proxy::run(proxy::Plan {
+                duration: Duration::from_secs(seconds),
+                connections,
+                threads,
                 timeout: Duration::from_secs(timeout_seconds),
             })
             .await
