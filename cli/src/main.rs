@@ -62,9 +62,7 @@ fn main() -> ExitCode {
 async fn server(args: berth_server::settings::ServerArgs) -> ExitCode {
     use berth_server::server::StartError;
     let result = match args.resolve() {
-        Ok(settings) => {
-            berth_server::server::run(settings, berth_server::http::no_extra_routes()).await
-        }
+        Ok(settings) => berth_server::server::run(settings, berth_web::routes()).await,
         Err(error) => Err(StartError::Settings(error)),
     };
     match result {

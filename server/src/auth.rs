@@ -12,7 +12,8 @@ use crate::store::identity::User;
 use crate::store::types::{KeyRange, prefix_end};
 use crate::store::{Store, StoreError};
 
-/// How long an access token is good for.
+/// How long an access token is good for unless `--access-token-ttl` says
+/// otherwise.
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Why a caller was refused.
@@ -64,6 +65,7 @@ struct Claims {
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    ttl: Duration,
 }
 
 impl Tokens {
@@ -73,10 +75,21 @@ impl Tokens {
         Ok(Tokens {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
+            ttl: ACCESS_TOKEN_TTL,
         })
     }
 
-    /// A token for `user`, good for [`ACCESS_TOKEN_TTL`].
+    /// The same, issuing tokens good for `ttl`.
+    pub fn with_ttl(self, ttl: Duration) -> Tokens {
+        Tokens { ttl, ..self }
+    }
+
+    /// How long a token [`Tokens::issue`] makes is good for.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A token for `user`, good for [`Tokens::ttl`].
     pub fn issue(&self, user: &User) -> Result<String, AuthError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -84,7 +97,7 @@ impl Tokens {
         let claims = Claims {
             sub: user.id,
             iat: now,
-            exp: now + ACCESS_TOKEN_TTL.as_secs(),
+            exp: now + self.ttl.as_secs(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))

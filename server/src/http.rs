@@ -31,6 +31,7 @@ pub fn serve(
     let document = crate::rest::openapi::document();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(renew_session_cookie))
             .app_data(data.clone())
             .service(
                 utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
@@ -56,6 +57,19 @@ pub fn serve(
     .run();
     let handle = server.handle();
     Ok((server, handle))
+}
+
+/// Hands a dashboard session's renewed access token back to the browser
+/// ([`crate::rest::caller`] renews it while authenticating).
+async fn renew_session_cookie(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut response = next.call(request).await?;
+    if let Some(cookie) = crate::rest::caller::renew_access_cookie(response.request()) {
+        response.response_mut().add_cookie(&cookie)?;
+    }
+    Ok(response)
 }
 
 /// Alive while the process runs.

@@ -29,6 +29,8 @@
 //! - [`rollouts`]: the scale of Deployments and ReplicaSets, a
 //!   Deployment's revisions and rollback, over [`objects`].
 //! - [`rest`]: the REST API under `/api/v1`.
+//! - [`sessions`]: dashboard sessions in cookies, renewed while in use,
+//!   and their CSRF tokens.
 //! - [`controllers`]: the leader-elected control loops (ReplicaSets,
 //!   Deployments) and the runtime they share.
 //! - [`scheduler`]: picks a node for every unbound pod.
@@ -57,6 +59,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod service_allocation;
+pub mod sessions;
 pub mod settings;
 pub mod sign_in;
 pub mod store;

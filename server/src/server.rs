@@ -91,13 +91,15 @@ pub async fn run(
             registry: registry.clone(),
             tokens: auth::Tokens::from_store(&store)
                 .await
-                .context("reading the token signing key")?,
+                .context("reading the token signing key")?
+                .with_ttl(settings.access_token_ttl),
             objects: crate::objects::Objects::new(store.clone(), encryption_key.clone())
                 .with_service_ranges(settings.service_ranges),
             audit,
             watch_bookmark_interval: settings.watch_bookmark_interval,
             tunnels: tunnels.clone(),
             pod_metrics: pod_metrics.clone(),
+            session_idle_timeout: settings.session_idle_timeout,
         },
         extra_routes,
     )

@@ -84,6 +84,14 @@ pub struct ServerArgs {
     /// node (`FIRST-LAST`).
     #[arg(long, env = "BERTH_SERVICE_NODE_PORT_RANGE", default_value = DEFAULT_SERVICE_NODE_PORT_RANGE)]
     pub service_node_port_range: String,
+    /// How long an access token (from `/auth/login`, or behind a dashboard
+    /// session) is good for.
+    #[arg(long, env = "BERTH_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: std::time::Duration,
+    /// How long a dashboard session lasts without a request; every request
+    /// moves the end on, so an active user is never signed out.
+    #[arg(long, env = "BERTH_SESSION_IDLE_TIMEOUT", default_value = "12h", value_parser = parse_duration)]
+    pub session_idle_timeout: std::time::Duration,
 }
 
 /// A password given as a setting; `Debug` never shows it.
@@ -136,6 +144,10 @@ pub struct ServerSettings {
     pub pod_eviction_timeout: std::time::Duration,
     /// Where Services' virtual addresses and node ports come from.
     pub service_ranges: ServiceRanges,
+    /// How long an access token is good for.
+    pub access_token_ttl: std::time::Duration,
+    /// How long an idle dashboard session lasts.
+    pub session_idle_timeout: std::time::Duration,
 }
 
 /// A setting that cannot be used, named as the user gave it.
@@ -220,6 +232,11 @@ impl ServerArgs {
             node_monitor_grace: self.node_monitor_grace,
             pod_eviction_timeout: self.pod_eviction_timeout,
             service_ranges: ServiceRanges { cidr, node_ports },
+            // JWTs count whole seconds.
+            access_token_ttl: self.access_token_ttl.max(std::time::Duration::from_secs(1)),
+            session_idle_timeout: self
+                .session_idle_timeout
+                .max(std::time::Duration::from_secs(60)),
         })
     }
 }

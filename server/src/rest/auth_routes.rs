@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 
 use super::error::ApiError;
-use crate::auth::{self, ACCESS_TOKEN_TTL};
+use crate::auth;
 use crate::rest::state::AppState;
 use crate::sign_in::{self, SignInError};
 use crate::store::identity::User;
@@ -66,7 +66,7 @@ async fn new_session(state: &AppState, user: &User) -> Result<Session, ApiError>
         )
         .await?;
     let access_expires =
-        chrono::Utc::now() + chrono::Duration::from_std(ACCESS_TOKEN_TTL).unwrap_or_default();
+        chrono::Utc::now() + chrono::Duration::from_std(state.tokens.ttl()).unwrap_or_default();
     Ok(Session {
         token,
         expires_at: access_expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -105,18 +105,31 @@ pub async fn login(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    let user = match sign_in::sign_in(&state.store, &email, &password, &address).await {
+    let user = sign_in_recorded(&state, &email, &password, &address).await?;
+    Ok(HttpResponse::Ok().json(new_session(&state, &user).await?))
+}
+
+/// Checks an email and password (throttled, see [`sign_in::sign_in`]) and
+/// records the attempt in the audit log; the REST login and the dashboard's
+/// sign-in page both go through here.
+pub async fn sign_in_recorded(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    address: &str,
+) -> Result<User, ApiError> {
+    let user = match sign_in::sign_in(&state.store, email, password, address).await {
         Ok(user) => user,
         Err(SignInError::BadCredentials) => {
             super::audit_routes::record(
-                &state,
+                state,
                 None,
                 None,
                 "login",
                 Some("User"),
-                Some(&email),
+                Some(email),
                 401,
-                &address,
+                address,
             );
             return Err(ApiError::Unauthorized("wrong email or password".into()));
         }
@@ -129,16 +142,16 @@ pub async fn login(
         Err(SignInError::Unexpected(error)) => return Err(ApiError::Internal(error)),
     };
     super::audit_routes::record(
-        &state,
+        state,
         Some((user.id, &user.email)),
         None,
         "login",
         Some("User"),
         Some(&user.email),
         200,
-        &address,
+        address,
     );
-    Ok(HttpResponse::Ok().json(new_session(&state, &user).await?))
+    Ok(user)
 }
 
 /// Trades a refresh token for a new session; the old refresh token is spent.

@@ -28,6 +28,8 @@ mod logs;
 mod metrics;
 pub mod openapi;
 mod resources;
+pub use auth_routes::sign_in_recorded;
+pub use resources::object_error;
 mod rollouts;
 pub mod state;
 mod tenants;

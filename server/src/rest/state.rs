@@ -27,4 +27,6 @@ pub struct AppState {
     pub tunnels: crate::node_api::tunnels::Tunnels,
     /// The pods' resource use the agents reported to this process.
     pub pod_metrics: crate::pod_metrics::PodMetricsStore,
+    /// How long a dashboard session lasts without a request.
+    pub session_idle_timeout: Duration,
 }

@@ -208,6 +208,19 @@ impl Store {
             .bind(token_hash).bind(now_ms()).fetch_optional(pool).await?))
     }
 
+    /// Moves a valid (known, unexpired, unrevoked) refresh token's expiry
+    /// to `expires_at_ms` without spending it, and returns its user.
+    pub async fn extend_refresh_token(
+        &self,
+        token_hash: &str,
+        expires_at_ms: i64,
+    ) -> StoreResult<Option<i64>> {
+        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+            "UPDATE refresh_tokens SET expires_at_ms = $3 \
+             WHERE token_hash = $1 AND NOT revoked AND expires_at_ms > $2 RETURNING user_id")
+            .bind(token_hash).bind(now_ms()).bind(expires_at_ms).fetch_optional(pool).await?))
+    }
+
     /// Revokes a refresh token; false when it was unknown or spent.
     pub async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
         let revoked = on_db!(&self.inner.db, pool => sqlx::query(
