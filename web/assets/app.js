@@ -317,6 +317,8 @@
       if (r.ok && form.dataset.done) toast(form.dataset.done);
       return r;
     },
+    // ---- pod actions (pods.rs pages) ----
+    // ---- admin actions (services, secrets, nodes, members, tokens) ----
   };
   async function saveYaml(form, method) {
     const editor = $(".editor", form), area = $("textarea", editor);
