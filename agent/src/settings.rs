@@ -111,6 +111,10 @@ pub struct AgentArgs {
     /// How long a simulated pod takes to start, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub sim_start_delay_ms: u64,
+    /// Milliseconds between the lines a simulated container writes while
+    /// its log is followed; 0: it writes its first lines and then nothing.
+    #[arg(long, default_value_t = 0)]
+    pub sim_log_interval_ms: u64,
     /// The share of simulated pods that fail to start (0.0 to 1.0).
     #[arg(long, default_value_t = 0.0)]
     pub sim_failure_rate: f64,
@@ -188,6 +192,8 @@ pub struct AgentSettings {
     pub metrics_addr: Option<SocketAddr>,
     /// A simulated pod's start delay.
     pub sim_start_delay: Duration,
+    /// How often a followed simulated container writes a line, if at all.
+    pub sim_log_interval: Option<Duration>,
     /// The share of simulated pods that fail.
     pub sim_failure_rate: f64,
     /// Each simulated node's CPU, as a quantity.
@@ -315,6 +321,8 @@ impl AgentArgs {
             restart_backoff_max: Duration::from_millis(self.restart_backoff_max_ms),
             metrics_addr: self.metrics_addr,
             sim_start_delay: Duration::from_millis(self.sim_start_delay_ms),
+            sim_log_interval: (self.sim_log_interval_ms > 0)
+                .then(|| Duration::from_millis(self.sim_log_interval_ms)),
             sim_failure_rate: self.sim_failure_rate,
             sim_cpu: self.sim_cpu,
             sim_memory: self.sim_memory,

@@ -40,6 +40,7 @@ pub struct SimSettings {
     start_delay: Duration,
     failure_rate: f64,
     address: Option<IpAddr>,
+    log_interval: Option<Duration>,
 }
 
 impl SimSettings {
@@ -55,6 +56,7 @@ impl SimSettings {
             start_delay: settings.sim_start_delay,
             failure_rate: settings.sim_failure_rate,
             address: settings.address,
+            log_interval: settings.sim_log_interval,
         })
     }
 }
@@ -110,17 +112,20 @@ fn synthetic_log(pod: &PodKey, request: &LogRequest) -> Vec<Vec<u8>> {
     let first = request
         .tail_lines
         .map_or(1, |tail| SIM_LOG_LINES.saturating_sub(tail) + 1);
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     (first..=SIM_LOG_LINES)
-        .map(|n| {
-            let line = format!("sim {pod} {}: line {n}\n", request.container);
-            if request.timestamps {
-                format!("{now} {line}").into_bytes()
-            } else {
-                line.into_bytes()
-            }
-        })
+        .map(|n| synthetic_line(pod, request, n))
         .collect()
+}
+
+/// Line `n` of a simulated container's output.
+fn synthetic_line(pod: &PodKey, request: &LogRequest, n: u64) -> Vec<u8> {
+    let line = format!("sim {pod} {}: line {n}\n", request.container);
+    if request.timestamps {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        format!("{now} {line}").into_bytes()
+    } else {
+        line.into_bytes()
+    }
 }
 
 /// How a simulated pod started.
@@ -350,8 +355,22 @@ impl Runtime for SimRuntime {
         let lines = synthetic_log(pod, &request);
         let written = futures::stream::iter(lines.into_iter().map(Ok));
         Ok(if request.follow {
-            // A quiet container: nothing more until the reader goes.
-            written.chain(futures::stream::pending()).boxed()
+            match self.settings.log_interval {
+                // A chatty container: another line every interval.
+                Some(interval) => {
+                    let pod = pod.clone();
+                    let ticks = futures::stream::unfold(SIM_LOG_LINES, move |n| {
+                        let line = synthetic_line(&pod, &request, n + 1);
+                        async move {
+                            tokio::time::sleep(interval).await;
+                            Some((Ok(line), n + 1))
+                        }
+                    });
+                    written.chain(ticks).boxed()
+                }
+                // A quiet container: nothing more until the reader goes.
+                None => written.chain(futures::stream::pending()).boxed(),
+            }
         } else {
             written.boxed()
         })
@@ -550,6 +569,7 @@ mod tests {
             start_delay: Duration::from_millis(delay_ms),
             failure_rate: 0.0,
             address: None,
+            log_interval: None,
         });
         SimRuntime::new(settings, "sim-0".into(), 1)
     }
