@@ -68,6 +68,8 @@
         if (!current || current.innerHTML === fresh.innerHTML) continue;
         const active = document.activeElement;
         if (active && current.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) continue;
+        // An open dialog (a rollback's preview) stays as the user opened it.
+        if (current.querySelector("dialog[open]")) continue;
         current.innerHTML = fresh.innerHTML;
         for (const attr of ["class", "data-state"]) {
           if (fresh.hasAttribute(attr)) current.setAttribute(attr, fresh.getAttribute(attr));

@@ -99,6 +99,8 @@ struct DetailPage {
     row: DeploymentRow,
     strategy: String,
     selector: String,
+    labels: Vec<String>,
+    annotations: Vec<String>,
     containers: Vec<ContainerImage>,
     conditions: Vec<Condition>,
     pods: Vec<PodRow>,
@@ -207,17 +209,7 @@ async fn detail(
                 .collect()
         })
         .unwrap_or_default();
-    let selector = deployment
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let selector = view::pairs(&deployment, "/spec/selector/matchLabels").join(", ");
     let strategy = match view::text(&deployment, "/spec/strategy/type").as_str() {
         "Recreate" => "Recreate".to_owned(),
         _ => format!(
@@ -239,6 +231,8 @@ async fn detail(
         row: view::deployment_row(&deployment),
         strategy,
         selector,
+        labels: view::pairs(&deployment, "/metadata/labels"),
+        annotations: view::pairs(&deployment, "/metadata/annotations"),
         containers,
         conditions: view::conditions(&deployment),
         pods: pod_rows,

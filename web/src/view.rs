@@ -19,6 +19,20 @@ pub fn number(object: &Value, path: &str) -> i64 {
     object.pointer(path).and_then(Value::as_i64).unwrap_or(0)
 }
 
+/// The `key=value` pairs of a string map at `path` (labels, annotations,
+/// a selector), in key order.
+pub fn pairs(object: &Value, path: &str) -> Vec<String> {
+    object
+        .pointer(path)
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The object's name.
 pub fn name(object: &Value) -> String {
     text(object, "/metadata/name")

@@ -29,6 +29,12 @@
 //! one at a time and all at once, beside `docker run -d` alone, and the
 //! idle agent's CPU and resident set.
 //!
+//! `bench dashboard [--pods 1000] [--renders 200] [--changes 100]` measures
+//! the dashboard for a tenant of 1,000 sim pods: the server's answer time
+//! for the Deployment list, a Deployment's page and a pod's page; a page's
+//! bytes on the wire with its assets; and the time from a pod's change to
+//! an open page showing it through the live channel.
+//!
 //! `bench proxy [--seconds 10] [--connections 64]` measures the agent's
 //! service proxy with `wrk` against one `httpd` endpoint: directly on its
 //! host port, through the node port and through the Service's virtual
@@ -120,6 +126,22 @@ enum Bench {
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
+    /// The dashboard for a tenant of 1,000 pods: page answer times, bytes
+    /// on the wire, and a change's way to an open page.
+    Dashboard {
+        /// Pods in the tenant.
+        #[arg(long, default_value_t = 1000)]
+        pods: u32,
+        /// Requests per page for the answer-time figures.
+        #[arg(long, default_value_t = 200)]
+        renders: usize,
+        /// Changes for the live figure.
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
+        /// The longest wait for the pods to run.
+        #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
     /// The agent's service proxy under `wrk`: an endpoint directly, through
     /// its node port and through its virtual address from a container.
     Proxy {
@@ -147,6 +169,7 @@ enum Bench {
     },
 }
 
+mod dashboard;
 mod etcd_api;
 mod podstart;
 mod process_stats;
@@ -197,6 +220,20 @@ async fn main() -> anyhow::Result<()> {
             podstart::run(podstart::Plan {
                 pods,
                 idle: Duration::from_secs(idle_seconds),
+                timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
+        }
+        Bench::Dashboard {
+            pods,
+            renders,
+            changes,
+            timeout_seconds,
+        } => {
+            dashboard::run(dashboard::Plan {
+                pods,
+                renders,
+                changes,
                 timeout: Duration::from_secs(timeout_seconds),
             })
             .await
