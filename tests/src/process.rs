@@ -13,6 +13,25 @@ pub fn berth_binary() -> PathBuf {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut build = Command::new(cargo);
             build.args(["build", "--quiet", "-p", "berth", "--bin", "berth"]);
+            // Cargo hands a test the variables of the tests' own package;
+            // passed on, they would differ from the outer build's (askama
+            // and build scripts read them) and rebuild the binary's crates
+            // twice per run.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy().into_owned();
+                if name.starts_with("CARGO_PKG_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                    ]
+                    .contains(&name.as_str())
+                {
+                    build.env_remove(name);
+                }
+            }
             if !cfg!(debug_assertions) {
                 build.arg("--release");
             }

@@ -36,7 +36,7 @@ pub fn diff(old: &str, new: &str) -> Vec<DiffLine> {
             lines.push(("same", a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] > lcs[i + 1][j]) {
             lines.push(("add", b[j]));
             j += 1;
         } else {
