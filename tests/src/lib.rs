@@ -1,5 +1,7 @@
 //! The harness behind Berth's end-to-end tests and benchmarks.
 //!
+//! - [`browser`]: headless Chromium through chromedriver, with waits for
+//!   pages that render after they load.
 //! - [`cluster`]: a server with its controllers, and what control-loop
 //!   tests share.
 //! - [`docker`]: the test image (busybox, made once per machine) and a
@@ -13,6 +15,7 @@
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
 //! - [`tokens`]: forged, tampered and expired access tokens.
 
+pub mod browser;
 pub mod cluster;
 pub mod db;
 pub mod docker;
