@@ -449,45 +449,97 @@
   }
 
   // ---- console (exec) ----------------------------------------------------------
+  // The REST API's exec (server/src/rest/exec.rs): a WebSocket opened with a
+  // GET of `data-exec?command=sh&command=-c&command=CMD[&container=C]`,
+  // speaking v5.channel.k8s.io (or v4): binary messages whose first byte is
+  // the channel, 1 stdout, 2 stderr, 3 the outcome (a Kubernetes Status with
+  // the exit code), after which the server closes. What fails before the
+  // command starts (the pod or container not running, a node that cannot
+  // exec or is offline) is answered as an HTTP error, which a browser's
+  // WebSocket cannot read: the console then says the command could not
+  // start, and why it may be.
+  const EXEC_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+  function execOutcome(text) {
+    try {
+      const status = JSON.parse(text);
+      if (status.status === "Success") return "[exit code 0]";
+      const causes = (status.details && status.details.causes) || [];
+      const code = causes.find((c) => c.reason === "ExitCode");
+      if (code) return "[exit code " + code.message + "]";
+      return "[failed: " + (status.message || status.reason || "unknown error") + "]";
+    } catch (e) {
+      return "[" + text + "]";
+    }
+  }
   function setupConsoles() {
     for (const panel of $$("[data-exec]")) {
       const form = $("form", panel), out = $(".console", panel);
+      const print = (text) => { out.textContent += text; out.scrollTop = out.scrollHeight; };
+      let current = null;
       form.addEventListener("submit", (event) => {
         event.preventDefault();
         const input = $('[name="command"]', form);
         const command = input.value.trim();
-        if (!command) return;
+        if (!command || input.disabled) return;
+        if (current) { current.replaced = true; current.socket.close(); }
         const params = new URLSearchParams();
         for (const word of ["sh", "-c", command]) params.append("command", word);
         const container = $('[name="container"]', form);
         if (container && container.value) params.set("container", container.value);
         const url = new URL(panel.dataset.exec + "?" + params, location.href);
         url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-        const socket = new WebSocket(url);
-        socket.binaryType = "arraybuffer";
-        const decoder = new TextDecoder();
-        out.textContent += "$ " + command + "\n";
-        socket.addEventListener("message", (m) => {
-          if (typeof m.data === "string") { out.textContent += m.data; }
-          else {
-            const bytes = new Uint8Array(m.data);
-            // Kubernetes' channel byte: 1 stdout, 2 stderr, 3 status.
-            const channel = bytes[0], text = decoder.decode(bytes.slice(1));
-            if (channel === 3) { try { const s = JSON.parse(text); if (s.status !== "Success") out.textContent += "[" + (s.message || "exit") + "]\n"; } catch (e) { out.textContent += text; } }
-            else out.textContent += text;
+        print("$ " + command + "\n");
+        input.value = "";
+        const run = { socket: new WebSocket(url, EXEC_PROTOCOLS), opened: false, ended: false, replaced: false };
+        current = run;
+        run.socket.binaryType = "arraybuffer";
+        const decoders = { 1: new TextDecoder(), 2: new TextDecoder() };
+        run.socket.addEventListener("open", () => { run.opened = true; });
+        run.socket.addEventListener("message", (m) => {
+          if (typeof m.data === "string") { print(m.data); return; }
+          const bytes = new Uint8Array(m.data);
+          const channel = bytes[0], data = bytes.subarray(1);
+          if (channel === 3) {
+            run.ended = true;
+            print(execOutcome(new TextDecoder().decode(data)) + "\n");
+          } else if (decoders[channel]) {
+            print(decoders[channel].decode(data, { stream: true }));
           }
-          out.scrollTop = out.scrollHeight;
         });
-        socket.addEventListener("close", () => { input.value = ""; input.focus(); });
-        socket.addEventListener("error", () => { out.textContent += "[the console connection failed]\n"; });
+        run.socket.addEventListener("close", () => {
+          const rest = decoders[1].decode() + decoders[2].decode();
+          if (rest) print(rest);
+          if (run.replaced) print(run.ended ? "" : "[detached from: " + command + "]\n");
+          else if (!run.opened) print("[the command could not start: the server refused it. The pod or container may not be running, or its node may be offline or unable to run commands. Reload the page to see the pod's state.]\n");
+          else if (!run.ended) print("[the connection closed before the command ended]\n");
+          if (current === run) current = null;
+        });
       });
     }
+  }
+
+  // Countdowns (`data-countdown="RFC 3339"`: a pod's next restart), ticking
+  // every second; regions re-rendered live bring theirs along.
+  function setupCountdowns() {
+    if (!$("[data-countdown]") && !$("main[data-live]")) return;
+    const tick = () => {
+      for (const el of $$("[data-countdown]")) {
+        const left = Math.round((Date.parse(el.dataset.countdown) - Date.now()) / 1000);
+        if (Number.isNaN(left)) continue;
+        el.textContent = left <= 0 ? "any moment now"
+          : left < 60 ? "in " + left + "s"
+          : "in " + Math.floor(left / 60) + "m" + String(left % 60).padStart(2, "0") + "s";
+      }
+    };
+    tick();
+    setInterval(tick, 1000);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     setupEditors();
     setupLogs();
     setupConsoles();
+    setupCountdowns();
     connectLive();
   });
   window.berth = { lineOfPath, refresh };

@@ -12,6 +12,7 @@
 //! - [`view`]: what pages show of objects: ages, statuses, conditions.
 //! - [`diff`]: line diffs between revisions.
 //! - [`overview`], [`deployments`]: the pages.
+//! - [`pods`]: the pod list and a pod's page (why it is not running, logs, console).
 
 pub mod assets;
 pub mod deployments;
@@ -19,6 +20,7 @@ pub mod diff;
 pub mod live;
 pub mod overview;
 pub mod page;
+pub mod pods;
 pub mod session_pages;
 pub mod view;
 
@@ -31,6 +33,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     live::configure(config);
     overview::configure(config);
     deployments::configure(config);
+    pods::configure(config);
 }
 
 /// The dashboard's routes, for [`berth_server::http::serve`].

@@ -125,8 +125,11 @@ pub fn pod_row(pod: &Value) -> PodRow {
         .count();
     let restarts = statuses.iter().map(|s| number(s, "/restartCount")).sum();
     let status = pod_status(pod, &statuses);
-    let failing = FAILING_REASONS.contains(&status.as_str())
-        || status == "Error"
+    // An init container's trouble reads `Init:CrashLoopBackOff`, as kubectl
+    // words it.
+    let trouble = status.strip_prefix("Init:").unwrap_or(&status);
+    let failing = FAILING_REASONS.contains(&trouble)
+        || trouble == "Error"
         || (status == "Pending" && unschedulable(pod).is_some());
     let tone = match status.as_str() {
         "Running" if ready == total => "ok",
@@ -152,6 +155,20 @@ fn pod_status(pod: &Value, statuses: &[Value]) -> String {
         return "Terminating".into();
     }
     let phase = text(pod, "/status/phase");
+    let inits = pod
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for status in inits {
+        let waiting = text(status, "/state/waiting/reason");
+        if !waiting.is_empty() && waiting != "PodInitializing" && waiting != "ContainerCreating" {
+            return format!("Init:{waiting}");
+        }
+        if number(status, "/state/terminated/exitCode") != 0 {
+            return "Init:Error".into();
+        }
+    }
     for status in statuses {
         let waiting = text(status, "/state/waiting/reason");
         if !waiting.is_empty() && waiting != "ContainerCreating" {
@@ -399,6 +416,23 @@ mod tests {
         assert_eq!(row.status, "CrashLoopBackOff");
         assert_eq!(row.ready, "0/1");
         assert_eq!(row.restarts, 4);
+        assert!(row.failing);
+        assert_eq!(row.tone, "bad");
+    }
+
+    #[test]
+    fn an_init_container_s_trouble_is_the_pod_s_status_and_failing() {
+        let pod = json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "web"}]},
+            "status": {"phase": "Pending",
+                "initContainerStatuses": [{"name": "migrate", "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}}}],
+                "containerStatuses": [{"name": "web", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "PodInitializing"}}}]}
+        });
+        let row = pod_row(&pod);
+        assert_eq!(row.status, "Init:CrashLoopBackOff");
         assert!(row.failing);
         assert_eq!(row.tone, "bad");
     }
