@@ -12,13 +12,22 @@
 //! - [`view`]: what pages show of objects: ages, statuses, conditions.
 //! - [`diff`]: line diffs between revisions.
 //! - [`overview`], [`deployments`]: the pages.
+//! - [`services`], [`config`] (ConfigMaps, Secrets, Volumes),
+//!   [`autoscalers`], [`events`], [`nodes`] and [`access`] (members, API
+//!   tokens, the audit log): the admin pages.
 
+pub mod access;
 pub mod assets;
+pub mod autoscalers;
+pub mod config;
 pub mod deployments;
 pub mod diff;
+pub mod events;
 pub mod live;
+pub mod nodes;
 pub mod overview;
 pub mod page;
+pub mod services;
 pub mod session_pages;
 pub mod view;
 
@@ -31,6 +40,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
     live::configure(config);
     overview::configure(config);
     deployments::configure(config);
+    services::configure(config);
+    self::config::configure(config);
+    autoscalers::configure(config);
+    events::configure(config);
+    nodes::configure(config);
+    access::configure(config);
 }
 
 /// The dashboard's routes, for [`berth_server::http::serve`].
