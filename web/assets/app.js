@@ -321,6 +321,74 @@
     },
     // ---- pod actions (pods.rs pages) ----
     // ---- admin actions (services, secrets, nodes, members, tokens) ----
+    // One Secret value, read through the API (which reveals values only to
+    // those allowed) and shown as text; a second click masks it again.
+    // It answers nothing on success: a refresh would mask it at once.
+    async reveal(el) {
+      const key = el.dataset.key, out = document.getElementById("value-" + key);
+      const shown = actions.reveal.shown || (actions.reveal.shown = new Set());
+      if (!out) return undefined;
+      if (el.dataset.shown) {
+        out.textContent = "••••••";
+        out.classList.add("masked");
+        el.textContent = "Reveal";
+        delete el.dataset.shown;
+        shown.delete(key);
+        return undefined;
+      }
+      const r = await api("GET", el.dataset.url);
+      if (!r.ok) return r;
+      const encoded = ((r.data && r.data.data) || {})[key];
+      const fail = (message) => ({ ok: false, error: { message, details: [] } });
+      if (encoded === undefined) return fail("The secret has no key " + key + " any more.");
+      if (encoded === "") return fail("The API did not reveal the value: you may not read it.");
+      out.textContent = new TextDecoder().decode(Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0)));
+      out.classList.remove("masked");
+      el.textContent = "Hide";
+      el.dataset.shown = "1";
+      shown.add(key);
+      if (!actions.reveal.following) {
+        // A live update renders the keys masked again: read the revealed
+        // ones anew (their values may have changed).
+        actions.reveal.following = true;
+        document.addEventListener("berth:refreshed", () => {
+          for (const k of shown) {
+            const button = document.getElementById("reveal-" + k);
+            if (button && !button.dataset.shown) actions.reveal(button);
+          }
+        });
+      }
+      return undefined;
+    },
+    // A new API token: its secret is in the answer only, shown once.
+    async createtoken(el, form) {
+      const value = (name) => ($('[name="' + name + '"]', form) || {}).value || "";
+      const body = { tenant: form.dataset.tenant, name: value("name").trim(), role: value("role") };
+      if (value("expiresInSeconds")) body.expiresInSeconds = Number(value("expiresInSeconds"));
+      const r = await api("POST", form.dataset.url, body);
+      if (r.ok) {
+        $("#new-token").textContent = r.data.token;
+        $("#new-token-name").textContent = r.data.name;
+        $("#new-token-panel").hidden = false;
+        $('[name="name"]', form).value = "";
+      }
+      return r;
+    },
+    async copy(el) {
+      const target = document.getElementById(el.dataset.target);
+      if (!target) return undefined;
+      try {
+        await navigator.clipboard.writeText(target.textContent);
+        toast("Copied.");
+      } catch (e) {
+        const range = document.createRange();
+        range.selectNodeContents(target);
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        toast("Selected: press Ctrl+C (⌘C) to copy.");
+      }
+      return undefined;
+    },
   };
   async function saveYaml(form, method) {
     const editor = $(".editor", form), area = $("textarea", editor);

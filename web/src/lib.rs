@@ -13,14 +13,23 @@
 //! - [`diff`]: line diffs between revisions.
 //! - [`overview`], [`deployments`]: the pages.
 //! - [`pods`]: the pod list and a pod's page (why it is not running, logs, console).
+//! - [`services`], [`config`] (ConfigMaps, Secrets, Volumes),
+//!   [`autoscalers`], [`events`], [`nodes`] and [`access`] (members, API
+//!   tokens, the audit log): the admin pages.
 
+pub mod access;
 pub mod assets;
+pub mod autoscalers;
+pub mod config;
 pub mod deployments;
 pub mod diff;
+pub mod events;
 pub mod live;
+pub mod nodes;
 pub mod overview;
 pub mod page;
 pub mod pods;
+pub mod services;
 pub mod session_pages;
 pub mod view;
 
@@ -34,6 +43,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
     overview::configure(config);
     deployments::configure(config);
     pods::configure(config);
+    services::configure(config);
+    self::config::configure(config);
+    autoscalers::configure(config);
+    events::configure(config);
+    nodes::configure(config);
+    access::configure(config);
 }
 
 /// The dashboard's routes, for [`berth_server::http::serve`].
