@@ -214,6 +214,7 @@ impl Viewer {
             csrf: self.caller.csrf_token.clone().unwrap_or_default(),
             css: crate::assets::url("app.css"),
             js: crate::assets::url("app.js"),
+            icon: crate::assets::url("icon.svg"),
         })
     }
 }
@@ -268,6 +269,8 @@ pub struct Chrome {
     pub css: String,
     /// The script's URL.
     pub js: String,
+    /// The icon's URL.
+    pub icon: String,
 }
 
 impl Chrome {
@@ -284,6 +287,7 @@ impl Chrome {
             csrf: String::new(),
             css: crate::assets::url("app.css"),
             js: crate::assets::url("app.js"),
+            icon: crate::assets::url("icon.svg"),
         }
     }
 
