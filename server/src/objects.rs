@@ -763,7 +763,26 @@ impl Objects {
         continue_token: Option<&str>,
         reveal: SecretValues,
     ) -> ObjectResult<ListPage> {
-        let prefix = collection_prefix(kind, tenant);
+        self.list_named(kind, tenant, "", selector, limit, continue_token, reveal)
+            .await
+    }
+
+    /// Like [`Objects::list`], only the objects whose names start with
+    /// `name_prefix`: one key range, so reading the pods of a ReplicaSet
+    /// (`{replicaset}-…`) or an object's events (`{object}.…`) costs what
+    /// they hold, not what the tenant holds.
+    #[tracing::instrument(skip_all, fields(kind = kind.name(), tenant, name_prefix))]
+    pub async fn list_named(
+        &self,
+        kind: Kind,
+        tenant: Option<&str>,
+        name_prefix: &str,
+        selector: &Selector,
+        limit: i64,
+        continue_token: Option<&str>,
+        reveal: SecretValues,
+    ) -> ObjectResult<ListPage> {
+        let prefix = format!("{}{name_prefix}", collection_prefix(kind, tenant));
         let end = prefix_end(prefix.as_bytes());
         let (mut revision, mut start) = match continue_token {
             Some(token) => ContinueToken::decode(token, &prefix)?,

@@ -324,6 +324,71 @@ async fn a_viewer_sees_scale_disabled_with_its_reason_and_a_change_without_the_c
         .await
         .expect("the genuine request");
     assert_eq!(genuine[0], json!(200), "{genuine}");
+
+    // A console (a WebSocket, which carries no token) opened with the
+    // session from another site's page: refused for its Origin.
+    let cookies: Vec<String> = admin
+        .client()
+        .get_all_cookies()
+        .await
+        .expect("the session's cookies")
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect();
+    let handshake = |origin: &str| {
+        reqwest::Client::new()
+            .get(dashboard.url("/api/v1/tenants/acme/pods/nothing/exec?command=sh"))
+            .header("Cookie", cookies.join("; "))
+            .header("Origin", origin)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    let foreign = handshake("http://pages.example")
+        .await
+        .expect("the handshake");
+    assert_eq!(foreign.status(), 403);
+    let own_origin = dashboard.url("").trim_end_matches('/').to_owned();
+    let own = handshake(&own_origin).await.expect("the handshake");
+    assert_eq!(
+        own.status(),
+        404,
+        "from the dashboard's own origin it gets as far as the pod"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_fit_a_phone_screen() {
+    let dashboard = Dashboard::start(&[]).await;
+    create(
+        &dashboard.admin,
+        "/api/v1/tenants/acme/deployments",
+        deployment("web", 2, "busybox:1"),
+    )
+    .await;
+    let phone = Browser::start_with_size(390, 844).await;
+    phone.goto(&dashboard.url("/login")).await;
+    phone.fill("#email", ADMIN).await;
+    phone.fill("#password", ADMIN_PASSWORD).await;
+    phone.click("#sign-in").await;
+    phone.wait_for("#tenant-switch").await;
+    for (path, name) in [
+        ("/t/acme", "phone-overview"),
+        ("/t/acme/deployments", "phone-deployments"),
+        ("/t/acme/deployments/web", "phone-deployment"),
+        ("/t/acme/pods", "phone-pods"),
+    ] {
+        phone.goto(&dashboard.url(path)).await;
+        phone.wait_for("main h1").await;
+        let width = phone.eval("document.documentElement.scrollWidth").await;
+        assert!(
+            width.as_u64().is_some_and(|w| w <= 390),
+            "{path} is {width} px wide"
+        );
+        phone.screenshot(name).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

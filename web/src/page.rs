@@ -124,6 +124,32 @@ impl Viewer {
         Ok((page.items, page.revision))
     }
 
+    /// The objects of `kind` in `tenant` whose names start with
+    /// `name_prefix` (a ReplicaSet's pods, an object's events), read as one
+    /// key range, and the revision they were read at.
+    pub async fn list_named(
+        &self,
+        kind: Kind,
+        tenant: &str,
+        name_prefix: &str,
+    ) -> Result<(Vec<Value>, i64), PageError> {
+        self.check(Some(tenant), Target::Object(kind), Verb::List)?;
+        let page = self
+            .state
+            .objects
+            .list_named(
+                kind,
+                Some(tenant),
+                name_prefix,
+                &Selector::default(),
+                0,
+                None,
+                SecretValues::Redact,
+            )
+            .await?;
+        Ok((page.items, page.revision))
+    }
+
     /// One object the viewer may read (Secret values redacted).
     pub async fn get(
         &self,

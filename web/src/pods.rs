@@ -254,9 +254,6 @@ struct DetailPage {
 /// How many of the pod's events the page shows.
 const EVENTS_SHOWN: usize = 30;
 
-/// How many events one store read brings.
-const EVENTS_PAGE: i64 = 500;
-
 /// Runtimes (by the prefix of a node's `containerRuntimeVersion`) whose
 /// agent answers every exec with "unsupported": the console says so
 /// rather than fail after a click.
@@ -364,30 +361,16 @@ async fn detail(
 /// read at.
 ///
 /// An object's events are kept at `/registry/events/{tenant}/{object}.{digest}`
-/// (see `berth_server::events`), so one read of that prefix finds them
+/// (see `berth_server::events`), so one read of that name prefix finds them
 /// without reading the tenant's thousands: the page stays as fast in a
-/// tenant of a thousand pods as in one of ten. It is the one place a page
-/// reads the store itself; events hold no secrets, and the viewer must be
-/// allowed to list them.
+/// tenant of a thousand pods as in one of ten.
 async fn pod_events(
     viewer: &Viewer,
     tenant: &str,
     name: &str,
 ) -> Result<(Vec<EventRow>, i64), PageError> {
-    viewer.check(Some(tenant), Target::Object(Kind::Event), Verb::List)?;
-    let prefix = format!(
-        "{}{name}.",
-        berth_server::objects::collection_prefix(Kind::Event, Some(tenant))
-    );
-    let mut events = Vec::new();
-    let revision = viewer
-        .state
-        .store
-        .range_prefix(prefix.as_bytes(), 0, EVENTS_PAGE, |kv| {
-            if let Ok(event) = serde_json::from_slice::<Value>(&kv.value) {
-                events.push(event);
-            }
-        })
+    let (events, revision) = viewer
+        .list_named(Kind::Event, tenant, &format!("{name}."))
         .await?;
     let rows = view::event_rows(&events)
         .into_iter()

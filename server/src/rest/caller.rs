@@ -74,6 +74,33 @@ fn changes_something(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Whether the request opens a WebSocket (exec), which a browser sends as
+/// a GET without custom headers, so no CSRF token.
+fn opens_websocket(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether the request's `Origin` names this very server (scheme aside):
+/// a browser always sends it with a WebSocket handshake, and a page of
+/// another site cannot forge it.
+fn same_origin(request: &HttpRequest) -> bool {
+    let Some(origin) = request
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let host = request.connection_info().host().to_owned();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority == host)
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
@@ -144,6 +171,11 @@ async fn session_caller(
                 "a change made with a dashboard session needs the session's CSRF token in the {CSRF_HEADER} header"
             )));
         }
+    }
+    if opens_websocket(request) && !same_origin(request) {
+        return Err(ApiError::Forbidden(
+            "a WebSocket opened with a dashboard session must come from the dashboard's own pages (its Origin must be this server)".into(),
+        ));
     }
     let csrf_token = Some(sessions::csrf_token(&session));
     let access = request.cookie(ACCESS_COOKIE).map(|c| c.value().to_owned());
