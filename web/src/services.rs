@@ -334,7 +334,9 @@ async fn detail(
     let t = Some(tenant.as_str());
     let service = viewer.get(Kind::Service, t, &name).await?;
     let (slices, rv) = viewer.list(Kind::EndpointSlice, t).await?;
-    let (events, _) = viewer.list(Kind::Event, t).await?;
+    let (events, _) = viewer
+        .list_named(Kind::Event, &tenant, &format!("{name}."))
+        .await?;
     let endpoints = endpoints(&slices, &name);
     let ready = endpoints.iter().filter(|e| e.ready).count();
     let selector = pairs(&service, "/spec/selector");
