@@ -528,3 +528,117 @@ async fn a_pod_that_fits_no_node_shows_the_scheduler_s_reasons() {
     assert!(why.contains('2'), "the node count: {why}");
     browser.screenshot("pod-why-pending").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_pages_show_services_config_secrets_nodes_members_tokens_and_the_audit_log() {
+    let dashboard = Dashboard::start(&[]).await;
+    let admin = &dashboard.admin;
+    create(
+        admin,
+        "/api/v1/tenants/acme/deployments",
+        deployment("web", 2, "busybox:1"),
+    )
+    .await;
+    create(
+        admin,
+        "/api/v1/tenants/acme/services",
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"type": "NodePort", "selector": {"app": "web"},
+                        "ports": [{"port": 80, "targetPort": 8080}]}}),
+    )
+    .await;
+    create(
+        admin,
+        "/api/v1/tenants/acme/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+               "data": {"greeting": "hello <b>world</b>"}}),
+    )
+    .await;
+    create(
+        admin,
+        "/api/v1/tenants/acme/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+               "data": {"password": "czNjcmV0", "user": "YWRtaW4="}}),
+    )
+    .await;
+    dashboard.member("viewer@example.com", "viewer").await;
+
+    let browser = dashboard.signed_in(ADMIN, ADMIN_PASSWORD).await;
+    browser.goto(&dashboard.url("/t/acme/services/web")).await;
+    browser
+        .wait_until("the Service's two ready endpoints", async || {
+            let ready = browser
+                .eval("document.querySelectorAll('#service-endpoints tr[data-pod]').length")
+                .await;
+            if ready == json!(2) {
+                Ok(())
+            } else {
+                Err(format!("{ready} endpoints"))
+            }
+        })
+        .await;
+    browser.screenshot("service").await;
+
+    browser
+        .goto(&dashboard.url("/t/acme/configmaps/settings"))
+        .await;
+    assert_eq!(
+        browser.text_of("#value-greeting").await,
+        "hello <b>world</b>"
+    );
+
+    // A Secret's values stay masked until one is revealed, and then only it.
+    browser.goto(&dashboard.url("/t/acme/secrets/db")).await;
+    assert_eq!(browser.text_of("#value-password").await, "••••••");
+    browser.click("#reveal-password").await;
+    browser.wait_for_text("#value-password", "s3cret").await;
+    assert_eq!(browser.text_of("#value-user").await, "••••••");
+    browser.screenshot("secret-revealed").await;
+
+    browser.goto(&dashboard.url("/nodes")).await;
+    browser.wait_for_text("#nodes-ready", "2").await;
+    browser.screenshot("nodes").await;
+
+    browser.goto(&dashboard.url("/t/acme/members")).await;
+    browser
+        .wait_for_text("#members", "viewer@example.com")
+        .await;
+
+    // A new token is shown once.
+    browser.goto(&dashboard.url("/t/acme/tokens")).await;
+    browser.fill("#token-name", "ci").await;
+    browser.click("#create-token").await;
+    let token = browser.wait_for_text("#new-token", "berth_").await;
+    let secret = token.text().await.expect("the new token");
+    browser.wait_for_text("#tokens", "ci").await;
+    browser.goto(&dashboard.url("/t/acme/tokens")).await;
+    let page = browser.text_of("main").await;
+    assert!(
+        !page.contains(&secret),
+        "the token's secret is shown only once"
+    );
+
+    browser.goto(&dashboard.url("/t/acme/audit")).await;
+    browser.wait_for_text("#audit", "Secret").await;
+    browser.goto(&dashboard.url("/t/acme/events")).await;
+    browser.wait_for("#events").await;
+    browser.screenshot("events").await;
+
+    // A viewer sees the Secret's keys only, and why.
+    let viewer = dashboard
+        .signed_in("viewer@example.com", "member-secret-1")
+        .await;
+    viewer.goto(&dashboard.url("/t/acme/secrets/db")).await;
+    let reveal = viewer.wait_for("#reveal-password").await;
+    assert!(!reveal.is_enabled().await.expect("reading #reveal-password"));
+    assert!(
+        viewer
+            .text_of("#reveal-reason")
+            .await
+            .contains("editors and above")
+    );
+    assert_eq!(viewer.text_of("#value-password").await, "••••••");
+    viewer.goto(&dashboard.url("/nodes")).await;
+    assert!(viewer.text_of("main").await.contains("403"));
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+}
