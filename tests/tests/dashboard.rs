@@ -518,8 +518,12 @@ async fn a_pod_that_fits_no_node_shows_the_scheduler_s_reasons() {
     let name = pod["metadata"]["name"].as_str().expect("a pod name");
 
     let browser = dashboard.signed_in(ADMIN, ADMIN_PASSWORD).await;
-    // The overview puts it on top, with a link to why.
+    // The overview puts it on top, with a link to why, and lists the
+    // scheduler's warning.
     browser.wait_for_text(".failing", name).await;
+    browser
+        .wait_for_text("[data-live-id='warnings']", "FailedScheduling")
+        .await;
     browser
         .goto(&dashboard.url(&format!("/t/acme/pods/{name}")))
         .await;

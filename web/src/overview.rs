@@ -5,6 +5,8 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use berth_api::objects::Kind;
+use berth_server::authz::{Target, Verb};
+use serde_json::{Value, json};
 
 use crate::page::{self, Chrome, PageError, Viewer};
 use crate::view::{self, DeploymentRow, EventRow, PodRow};
@@ -35,8 +37,29 @@ async fn overview(viewer: Viewer, tenant: web::Path<String>) -> Result<HttpRespo
     viewer.open(&tenant)?;
     let t = Some(tenant.as_str());
     let (deployments, rv) = viewer.list(Kind::Deployment, t).await?;
-    let (pods, _) = viewer.list(Kind::Pod, t).await?;
-    let (events, _) = viewer.list(Kind::Event, t).await?;
+    // A tenant's pods and events run to thousands: only the fields shown
+    // here are read of them.
+    viewer.check(t, Target::Object(Kind::Pod), Verb::List)?;
+    viewer.check(t, Target::Object(Kind::Event), Verb::List)?;
+    let objects = &viewer.state.objects;
+    let (pods, _) = objects
+        .list_decoded(Kind::Pod, t, |json| {
+            serde_json::from_slice::<PodSummary>(json)
+                .ok()
+                .map(PodSummary::into_value)
+        })
+        .await?;
+    let (events, _) = objects
+        .list_decoded(Kind::Event, t, |json| {
+            // Only a warning is read whole.
+            let kind = serde_json::from_slice::<EventType>(json).ok()?;
+            if kind.kind.as_deref() == Some("Warning") {
+                serde_json::from_slice::<Value>(json).ok()
+            } else {
+                None
+            }
+        })
+        .await?;
     // Nodes are the platform's; a member sees how many are Ready.
     let nodes = viewer
         .state
@@ -76,11 +99,7 @@ async fn overview(viewer: Viewer, tenant: web::Path<String>) -> Result<HttpRespo
             })
             .or_default() += 1;
     }
-    let warnings: Vec<EventRow> = view::event_rows(&events)
-        .into_iter()
-        .filter(|e| e.kind == "Warning")
-        .take(8)
-        .collect();
+    let warnings: Vec<EventRow> = view::event_rows(&events).into_iter().take(8).collect();
     page::render(&OverviewPage {
         chrome: viewer
             .chrome(t, "overview", format!("{tenant} · Overview"))
@@ -96,4 +115,45 @@ async fn overview(viewer: Viewer, tenant: web::Path<String>) -> Result<HttpRespo
         nodes,
         warnings,
     })
+}
+
+/// What the overview reads of a pod: what [`view::pod_row`] needs, without
+/// the containers' specs, which are most of a pod.
+#[derive(serde::Deserialize)]
+struct PodSummary {
+    #[serde(default)]
+    metadata: Value,
+    #[serde(default)]
+    spec: PodSpecSummary,
+    #[serde(default)]
+    status: Value,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecSummary {
+    #[serde(default)]
+    node_name: Option<String>,
+    #[serde(default)]
+    containers: Vec<serde::de::IgnoredAny>,
+}
+
+impl PodSummary {
+    fn into_value(self) -> Value {
+        json!({
+            "metadata": self.metadata,
+            "spec": {
+                "nodeName": self.spec.node_name,
+                "containers": vec![json!({}); self.spec.containers.len()],
+            },
+            "status": self.status,
+        })
+    }
+}
+
+/// An event's type, read before deciding to read the rest.
+#[derive(serde::Deserialize)]
+struct EventType {
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
