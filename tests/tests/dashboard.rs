@@ -646,3 +646,36 @@ async fn the_other_pages_show_services_config_secrets_nodes_members_tokens_and_t
     assert!(viewer.text_of("main").await.contains("403"));
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_pod_list_comes_in_pages_of_200() {
+    let dashboard = Dashboard::start(&[]).await;
+    create(
+        &dashboard.admin,
+        "/api/v1/tenants/acme/deployments",
+        deployment("many", 210, "busybox:1"),
+    )
+    .await;
+    dashboard
+        .admin
+        .eventually("/api/v1/tenants/acme/pods", 30, "210 pods", |list| {
+            list["items"]
+                .as_array()
+                .is_some_and(|pods| pods.len() == 210)
+        })
+        .await;
+    let browser = dashboard.signed_in(ADMIN, ADMIN_PASSWORD).await;
+    browser.goto(&dashboard.url("/t/acme/pods")).await;
+    browser.wait_for_text("#pod-pages", "1–200 of 210").await;
+    let rows = browser
+        .eval("document.querySelectorAll('#pods tbody tr').length")
+        .await;
+    assert_eq!(rows, json!(200));
+    browser.click("#pods-next").await;
+    browser.wait_for_text("#pod-pages", "201–210 of 210").await;
+    let rows = browser
+        .eval("document.querySelectorAll('#pods tbody tr').length")
+        .await;
+    assert_eq!(rows, json!(10));
+    browser.wait_for("#pods-previous").await;
+}

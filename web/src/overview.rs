@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use berth_api::objects::Kind;
 use berth_server::authz::{Target, Verb};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::page::{self, Chrome, PageError, Viewer};
 use crate::view::{self, DeploymentRow, EventRow, PodRow};
@@ -43,11 +43,7 @@ async fn overview(viewer: Viewer, tenant: web::Path<String>) -> Result<HttpRespo
     viewer.check(t, Target::Object(Kind::Event), Verb::List)?;
     let objects = &viewer.state.objects;
     let (pods, _) = objects
-        .list_decoded(Kind::Pod, t, |json| {
-            serde_json::from_slice::<PodSummary>(json)
-                .ok()
-                .map(PodSummary::into_value)
-        })
+        .list_decoded(Kind::Pod, t, view::pod_summary)
         .await?;
     let (events, _) = objects
         .list_decoded(Kind::Event, t, |json| {
@@ -115,40 +111,6 @@ async fn overview(viewer: Viewer, tenant: web::Path<String>) -> Result<HttpRespo
         nodes,
         warnings,
     })
-}
-
-/// What the overview reads of a pod: what [`view::pod_row`] needs, without
-/// the containers' specs, which are most of a pod.
-#[derive(serde::Deserialize)]
-struct PodSummary {
-    #[serde(default)]
-    metadata: Value,
-    #[serde(default)]
-    spec: PodSpecSummary,
-    #[serde(default)]
-    status: Value,
-}
-
-#[derive(Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodSpecSummary {
-    #[serde(default)]
-    node_name: Option<String>,
-    #[serde(default)]
-    containers: Vec<serde::de::IgnoredAny>,
-}
-
-impl PodSummary {
-    fn into_value(self) -> Value {
-        json!({
-            "metadata": self.metadata,
-            "spec": {
-                "nodeName": self.spec.node_name,
-                "containers": vec![json!({}); self.spec.containers.len()],
-            },
-            "status": self.status,
-        })
-    }
 }
 
 /// An event's type, read before deciding to read the rest.

@@ -49,15 +49,35 @@ struct ListPage {
     total: usize,
     /// How many of them are failing.
     failing: usize,
+    /// How many match the filter.
+    matching: usize,
+    /// Which rows this page shows, and the links to its neighbours.
+    paging: Paging,
     /// The rows shown (named `pods` for `pod_rows.html`).
     pods: Vec<PodRow>,
+}
+
+/// One page of a long list.
+struct Paging {
+    /// `201–400 of 1000`, or empty.
+    shown: String,
+    /// The previous page's link, or empty.
+    previous: String,
+    /// The next page's link, or empty.
+    next: String,
 }
 
 #[derive(serde::Deserialize)]
 struct ListQuery {
     #[serde(default)]
     q: String,
+    /// The page of rows, from 1.
+    #[serde(default)]
+    page: Option<usize>,
 }
+
+/// Rows on one page of the pod list.
+const ROWS_PER_PAGE: usize = 200;
 
 async fn list(
     viewer: Viewer,
@@ -66,13 +86,44 @@ async fn list(
 ) -> Result<HttpResponse, PageError> {
     let tenant = tenant.into_inner();
     viewer.open(&tenant)?;
-    let (items, rv) = viewer.list(Kind::Pod, Some(&tenant)).await?;
+    viewer.check(Some(&tenant), Target::Object(Kind::Pod), Verb::List)?;
+    let (items, rv) = viewer
+        .state
+        .objects
+        .list_decoded(Kind::Pod, Some(&tenant), view::pod_summary)
+        .await?;
     let mut rows: Vec<PodRow> = items.iter().map(view::pod_row).collect();
     let total = rows.len();
     let failing = rows.iter().filter(|r| r.failing).count();
     let filter = query.q.trim().to_owned();
     rows.retain(|row| matches_filter(row, &filter));
     rows.sort_by(|a, b| (!a.failing, &a.name).cmp(&(!b.failing, &b.name)));
+    let matching = rows.len();
+    let pages = matching.div_ceil(ROWS_PER_PAGE).max(1);
+    let page_number = query.page.unwrap_or(1).clamp(1, pages);
+    let first = (page_number - 1) * ROWS_PER_PAGE;
+    let rows: Vec<PodRow> = rows.into_iter().skip(first).take(ROWS_PER_PAGE).collect();
+    let link = |n: usize| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !filter.is_empty() {
+            query.append_pair("q", &filter);
+        }
+        query.append_pair("page", &n.to_string());
+        format!("/t/{tenant}/pods?{}", query.finish())
+    };
+    let paging = Paging {
+        shown: if matching == 0 {
+            String::new()
+        } else {
+            format!("{}–{} of {matching}", first + 1, first + rows.len())
+        },
+        previous: (page_number > 1)
+            .then(|| link(page_number - 1))
+            .unwrap_or_default(),
+        next: (page_number < pages)
+            .then(|| link(page_number + 1))
+            .unwrap_or_default(),
+    };
     page::render(&ListPage {
         chrome: viewer
             .chrome(Some(&tenant), "pods", format!("{tenant} · Pods"))
@@ -82,6 +133,8 @@ async fn list(
         filter,
         total,
         failing,
+        matching,
+        paging,
         pods: rows,
     })
 }

@@ -187,6 +187,38 @@ fn pod_status(pod: &Value, statuses: &[Value]) -> String {
     }
 }
 
+/// A stored pod read for its row and nothing more: what [`pod_row`] needs,
+/// without the containers' specs, which are most of a pod. For lists of
+/// a tenant's thousand pods (`Objects::list_decoded`).
+pub fn pod_summary(json: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Pod {
+        #[serde(default)]
+        metadata: Value,
+        #[serde(default)]
+        spec: Spec,
+        #[serde(default)]
+        status: Value,
+    }
+    #[derive(Default, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Spec {
+        #[serde(default)]
+        node_name: Option<String>,
+        #[serde(default)]
+        containers: Vec<serde::de::IgnoredAny>,
+    }
+    let pod: Pod = serde_json::from_slice(json).ok()?;
+    Some(serde_json::json!({
+        "metadata": pod.metadata,
+        "spec": {
+            "nodeName": pod.spec.node_name,
+            "containers": vec![serde_json::json!({}); pod.spec.containers.len()],
+        },
+        "status": pod.status,
+    }))
+}
+
 /// The scheduler's message when the pod fits no node.
 pub fn unschedulable(pod: &Value) -> Option<String> {
     conditions(pod)
