@@ -117,12 +117,16 @@ async fn list(
         } else {
             format!("{}–{} of {matching}", first + 1, first + rows.len())
         },
-        previous: (page_number > 1)
-            .then(|| link(page_number - 1))
-            .unwrap_or_default(),
-        next: (page_number < pages)
-            .then(|| link(page_number + 1))
-            .unwrap_or_default(),
+        previous: if page_number > 1 {
+            link(page_number - 1)
+        } else {
+            String::new()
+        },
+        next: if page_number < pages {
+            link(page_number + 1)
+        } else {
+            String::new()
+        },
     };
     page::render(&ListPage {
         chrome: viewer
