@@ -13,7 +13,6 @@ use berth_server::scheduler::fit::{NodeState, PodDemand};
 use serde_json::Value;
 
 use crate::page::{self, Chrome, PageError, Permission, Viewer};
-use crate::services::pairs;
 use crate::view;
 
 /// Mounts `/nodes`.
@@ -252,7 +251,7 @@ fn node_row(node: &Value, state: Option<&NodeState>) -> NodeRow {
         pods: Usage::new(state.requested.pods, state.allocatable.pods, count),
         conditions,
         taints,
-        labels: pairs(node, "/metadata/labels"),
+        labels: view::pairs(node, "/metadata/labels").join(", "),
         addresses,
         info,
         heartbeat,

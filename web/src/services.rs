@@ -20,26 +20,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/t/{tenant}/services/{name}", web::get().to(detail));
 }
 
-/// `key=value` pairs of the string map at `path` (labels, a selector),
-/// comma-separated; empty when there is none.
-pub fn pairs(object: &Value, path: &str) -> String {
-    object
-        .pointer(path)
-        .and_then(Value::as_object)
-        .map(|map| {
-            map.iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}={}",
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
-}
-
 /// One port of a Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRow {
@@ -256,7 +236,7 @@ fn service_row(service: &Value, slices: &[Value]) -> ServiceRow {
     let name = view::name(service);
     let endpoints = endpoints(slices, &name);
     let ready = endpoints.iter().filter(|e| e.ready).count();
-    let selector = pairs(service, "/spec/selector");
+    let selector = view::pairs(service, "/spec/selector").join(", ");
     ServiceRow {
         kind: service_type(service),
         cluster_ip: view::text(service, "/spec/clusterIP"),
@@ -339,7 +319,7 @@ async fn detail(
         .await?;
     let endpoints = endpoints(&slices, &name);
     let ready = endpoints.iter().filter(|e| e.ready).count();
-    let selector = pairs(&service, "/spec/selector");
+    let selector = view::pairs(&service, "/spec/selector").join(", ");
     let events = view::event_rows(&events)
         .into_iter()
         .filter(|e| e.object_kind == "Service" && e.object_name == name)

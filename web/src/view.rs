@@ -27,7 +27,12 @@ pub fn pairs(object: &Value, path: &str) -> Vec<String> {
         .and_then(Value::as_object)
         .map(|map| {
             map.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
