@@ -7,6 +7,7 @@
 //!   `proto/berth/node.proto`.
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`).
 //! - [`duration`]: durations as Kubernetes' flags write them (`40s`, `5m`).
+//! - [`exec_channels`]: the exec WebSocket's channels (Kubernetes').
 //! - [`labels`]: label selectors and the name rules (DNS-1123) of keys,
 //!   values and object names.
 //! - [`pod_security`]: Kubernetes' Pod Security Standards (the levels
@@ -16,6 +17,7 @@
 //!   JSON into what is stored.
 
 pub mod duration;
+pub mod exec_channels;
 pub mod labels;
 pub mod objects;
 pub mod pod_security;

@@ -1,10 +1,21 @@
 //! `berth`: the one binary. `berth server` runs the control plane;
-//! `berth agent` runs a node agent; `berth openapi` prints the REST API's
-//! OpenAPI document.
+//! `berth agent` runs a node agent; `berth up` runs both on one machine;
+//! the client verbs (`login`, `apply`, `get`, …) talk to a server's REST
+//! API; `berth openapi` prints the REST API's OpenAPI document.
+//!
+//! - [`client`]: the client verbs;
+//! - [`up`]: `berth up`.
+
+mod client;
+mod up;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use client::{
+    CliError, GlobalArgs, accounts, apply, change, describe, exec, get, logs, rollout, session, top,
+};
 
 /// Orchestration as a service.
 #[derive(Debug, Parser)]
@@ -12,6 +23,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -20,12 +33,100 @@ enum Command {
     Server(Box<berth_server::settings::ServerArgs>),
     /// Run a node agent (Docker by default; `--runtime sim` pretends to run pods).
     Agent(Box<berth_agent::AgentArgs>),
+    /// Run a server and a local agent in one process, and sign the CLI in.
+    Up(Box<up::UpArgs>),
+    /// Sign in to a server; the session is kept in the config file.
+    Login(session::LoginArgs),
+    /// End the session of the current context.
+    Logout,
+    /// The config file's contexts (a server, a tenant, a session each).
+    #[command(subcommand)]
+    Context(session::ContextCommand),
+    /// Tenants: create, list, choose the one to act in.
+    #[command(subcommand)]
+    Tenant(accounts::TenantCommand),
+    /// The tenant's members and their roles.
+    #[command(subcommand)]
+    Member(accounts::MemberCommand),
+    /// API tokens for scripts and CI.
+    #[command(subcommand)]
+    Token(accounts::TokenCommand),
+    /// Create or update objects from manifests (YAML or JSON).
+    Apply(apply::ApplyArgs),
+    /// List objects, or show some, as a table, YAML, JSON or names.
+    Get(get::GetArgs),
+    /// Show an object in detail, with its conditions and events.
+    Describe(describe::DescribeArgs),
+    /// Delete objects by name, by label or by manifest.
+    Delete(change::DeleteArgs),
+    /// Set how many replicas a Deployment (or ReplicaSet) runs.
+    Scale(change::ScaleArgs),
+    /// Edit an object in $EDITOR and save it.
+    Edit(change::EditArgs),
+    /// Follow, list, undo, restart, pause or resume a Deployment's rollout.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
+    /// Print a pod's or a Deployment's logs.
+    Logs(logs::LogsArgs),
+    /// Run a command in a pod's container.
+    Exec(exec::ExecArgs),
+    /// CPU and memory in use by pods or on nodes.
+    #[command(subcommand)]
+    Top(top::TopCommand),
+    /// List the tenant's events, oldest first; -w for new ones.
+    Events(get::EventsArgs),
+    /// Cordon or uncordon a node.
+    #[command(subcommand)]
+    Nodes(change::NodesCommand),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print the REST API's OpenAPI document (as served at /openapi.json).
     Openapi,
 }
 
+/// Runs a client verb and turns its error into one line and an exit code.
+async fn client_verb(command: Command, global: GlobalArgs) -> ExitCode {
+    let result = match command {
+        Command::Login(args) => session::login(args, &global).await,
+        Command::Logout => session::logout(&global).await,
+        Command::Context(command) => session::context(command),
+        Command::Tenant(command) => accounts::tenant(command, &global).await,
+        Command::Member(command) => accounts::member(command, &global).await,
+        Command::Token(command) => accounts::token(command, &global).await,
+        Command::Apply(args) => apply::run(args, &global).await,
+        Command::Get(args) => get::run(args, &global).await,
+        Command::Describe(args) => describe::run(args, &global).await,
+        Command::Delete(args) => change::delete(args, &global).await,
+        Command::Scale(args) => change::scale(args, &global).await,
+        Command::Edit(args) => change::edit(args, &global).await,
+        Command::Rollout(command) => rollout::run(command, &global).await,
+        Command::Logs(args) => logs::run(args, &global).await,
+        Command::Exec(args) => exec::run(args, &global).await,
+        Command::Top(command) => top::run(command, &global).await,
+        Command::Events(args) => get::events(args, &global).await,
+        Command::Nodes(command) => change::nodes(command, &global).await,
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error @ (CliError::Reported | CliError::Exit(_))) => ExitCode::from(error.exit_code()),
+        Err(error) => {
+            client::output::print_error(&error.line());
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     if let Command::Openapi = cli.command {
         return match berth_server::rest::openapi::document().to_pretty_json() {
             Ok(json) => {
@@ -37,6 +138,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    let daemon = matches!(
+        cli.command,
+        Command::Server(_) | Command::Agent(_) | Command::Up(_)
+    );
+    if !daemon {
+        // A client verb: a small runtime, no log lines, and nothing but
+        // its own words on the terminal.
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                client::output::print_error(&format!("cannot start: {error}"));
+                return ExitCode::FAILURE;
+            }
+        };
+        return runtime.block_on(client_verb(cli.command, cli.global));
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -55,7 +175,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::Agent(args) => runtime.block_on(agent(*args)),
-        Command::Openapi => ExitCode::SUCCESS,
+        Command::Up(args) => runtime.block_on(up::run(*args, cli.global)),
+        _ => ExitCode::SUCCESS,
     }
 }
 

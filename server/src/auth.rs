@@ -110,7 +110,22 @@ impl Tokens {
         validation.leeway = 0;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims.sub)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))
+            .map_err(|e| AuthError::InvalidToken(token_problem(&e)))
+    }
+}
+
+/// Why a token was refused, in words a person acts on.
+fn token_problem(error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired; sign in again".into(),
+        ErrorKind::InvalidSignature => "the token was not issued by this server".into(),
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => "it is not a token this server issues".into(),
+        ErrorKind::InvalidAlgorithm => "the token is signed with another algorithm".into(),
+        _ => error.to_string(),
     }
 }
 

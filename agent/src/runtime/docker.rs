@@ -328,6 +328,19 @@ pub struct DockerRuntime {
     registered: watch::Sender<Option<NodeClient>>,
 }
 
+/// The engine at `socket` (`unix:///var/run/docker.sock`), once it has
+/// answered a ping; [`DockerError::EngineUnreachable`] when it does not.
+pub async fn engine(socket: &str) -> Result<Docker, DockerError> {
+    let unreachable = |source| DockerError::EngineUnreachable {
+        socket: socket.to_owned(),
+        source,
+    };
+    let docker = Docker::connect_with_host(socket).map_err(unreachable)?;
+    let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    docker.ping().await.map_err(unreachable)?;
+    Ok(docker)
+}
+
 /// A pod's worker, by the pod's uid.
 struct Worker {
     key: PodKey,
@@ -344,14 +357,7 @@ impl DockerRuntime {
         service_links: Option<Arc<ServiceLinks>>,
         shutdown: CancellationToken,
     ) -> Result<DockerRuntime, DockerError> {
-        let socket = settings.docker_host.clone();
-        let unreachable = |source| DockerError::EngineUnreachable {
-            socket: socket.clone(),
-            source,
-        };
-        let docker = Docker::connect_with_host(&socket).map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        docker.ping().await.map_err(unreachable)?;
+        let docker = engine(&settings.docker_host).await?;
         let info = docker.info().await.map_err(call("info"))?;
         let address = match settings.address {
             Some(address) => address,

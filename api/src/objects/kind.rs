@@ -161,6 +161,43 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// kubectl's short names for the kind (`deploy`, `po`, `svc`), which
+    /// the CLI accepts too.
+    pub fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Deployment => &["deploy"],
+            Kind::ReplicaSet => &["rs"],
+            Kind::Pod => &["po"],
+            Kind::Service => &["svc"],
+            Kind::EndpointSlice => &["eps"],
+            Kind::ConfigMap => &["cm"],
+            Kind::Secret => &[],
+            Kind::Volume => &[
+                "vol",
+                "pvc",
+                "persistentvolumeclaim",
+                "persistentvolumeclaims",
+            ],
+            Kind::HorizontalPodAutoscaler => &["hpa"],
+            Kind::Event => &["ev"],
+            Kind::Node => &["no"],
+        }
+    }
+
+    /// The kind a user's word names, as kubectl reads it: the plural
+    /// (`deployments`), the singular (`deployment`, `Deployment`), or a
+    /// short name (`deploy`); case does not matter.
+    pub fn from_word(word: &str) -> Option<Kind> {
+        let word = word.to_ascii_lowercase();
+        Kind::all().iter().copied().find(|kind| {
+            kind.plural() == word
+                || kind.name().eq_ignore_ascii_case(&word)
+                || kind.short_names().contains(&word.as_str())
+        })
+    }
+}
+
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -170,6 +207,20 @@ impl std::fmt::Display for Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_names_a_kind_by_plural_singular_or_short_name_in_any_case() {
+        for kind in Kind::all() {
+            assert_eq!(Kind::from_word(kind.plural()), Some(*kind));
+            assert_eq!(Kind::from_word(kind.name()), Some(*kind));
+            assert_eq!(Kind::from_word(&kind.name().to_lowercase()), Some(*kind));
+            for short in kind.short_names() {
+                assert_eq!(Kind::from_word(short), Some(*kind), "{short}");
+            }
+        }
+        assert_eq!(Kind::from_word("SVC"), Some(Kind::Service));
+        assert_eq!(Kind::from_word("gadgets"), None);
+    }
 
     #[test]
     fn every_kind_is_found_again_by_its_plural_and_its_name() {

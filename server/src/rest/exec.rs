@@ -29,17 +29,8 @@ use crate::node_api::tunnels::{Piece, TunnelError, TunnelOutput};
 use crate::pod_exec::{self, ExecOptions, PodExecError};
 use crate::rest::state::AppState;
 
-/// The subprotocols spoken, preferred first.
-pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
-
-/// The channels of a message's first byte.
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const STATUS: u8 = 3;
-const RESIZE: u8 = 4;
-/// v5: 255 followed by the channel to close.
-const CLOSE: u8 = 255;
+pub use berth_api::exec_channels::PROTOCOLS;
+use berth_api::exec_channels::{CLOSE, RESIZE, STATUS, STDERR, STDIN, STDOUT};
 
 /// The OpenAPI description of this route.
 #[derive(utoipa::OpenApi)]
