@@ -103,7 +103,7 @@ pub async fn run(args: DescribeArgs, global: &GlobalArgs) -> Result<(), CliError
             page.field(0, "Type", text(&object, "/type"));
             page.heading(0, "Data");
             for (key, value) in object["data"].as_object().into_iter().flatten() {
-                let size = value.as_str().map_or(0, |v| base64_len(v));
+                let size = value.as_str().map_or(0, base64_len);
                 page.field(2, key, format!("{size} bytes"));
             }
         }
