@@ -2,6 +2,8 @@
 //!
 //! - [`browser`]: headless Chromium through chromedriver, with waits for
 //!   pages that render after they load.
+//! - [`cli`]: the `berth` CLI run as a user runs it, with a config file
+//!   of its own.
 //! - [`cluster`]: a server with its controllers, and what control-loop
 //!   tests share.
 //! - [`docker`]: the test image (busybox, made once per machine) and a
@@ -16,6 +18,7 @@
 //! - [`tokens`]: forged, tampered and expired access tokens.
 
 pub mod browser;
+pub mod cli;
 pub mod cluster;
 pub mod db;
 pub mod docker;
