@@ -209,3 +209,111 @@ pub fn header(table: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A running `berth up`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Up {
+    /// The process.
+    pub child: std::process::Child,
+    /// What it printed on standard output up to "Berth is up.".
+    pub banner: String,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Up {
+    /// Starts `berth up` in `terminal` with `args` (beside a data
+    /// directory and free loopback ports of its own) and waits up to 60 s
+    /// for its "Berth is up." line.
+    pub fn start(terminal: &Terminal, args: &[&str]) -> Up {
+        use std::io::BufRead;
+        let data_dir = tempfile::tempdir().expect("a data directory");
+        let http = format!("127.0.0.1:{}", crate::process::free_port());
+        let grpc = format!("127.0.0.1:{}", crate::process::free_port());
+        let mut command = terminal.command(&["up"]);
+        command
+            .args([
+                "--data-dir",
+                data_dir.path().to_str().expect("a UTF-8 path"),
+                "--http-addr",
+                &http,
+                "--grpc-addr",
+                &grpc,
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().expect("starting berth up");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut banner = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    banner.push_str(&line);
+                    banner.push('\n');
+                    if line == "Berth is up." {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("berth up did not come up: {banner} {:?}", child.wait());
+                }
+            }
+        }
+        // The rest of the banner, then keep draining.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while let Ok(line) =
+            lines_rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Stop with") {
+                break;
+            }
+        }
+        std::thread::spawn(move || lines_rx.iter().for_each(drop));
+        Up {
+            child,
+            banner,
+            url: format!("http://{http}"),
+            data_dir,
+        }
+    }
+
+    /// Stops it with SIGTERM, as Ctrl-C would, and answers its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
