@@ -468,3 +468,181 @@ async fn a_session_renews_itself_and_an_ended_or_expired_one_says_so_plainly() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_members_tokens_and_contexts_are_managed_from_the_terminal() {
+    let cluster = SimCluster::start(&[]).await;
+    let server = cluster.server.process.url("");
+    let (status, body) = cluster
+        .admin
+        .post(
+            "/api/v1/users",
+            serde_json::json!({"email": "dev@example.com", "password": "dev-secret-1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let terminal = Terminal::new();
+    terminal.login(&server, ADMIN, ADMIN_PASSWORD);
+
+    assert_eq!(
+        terminal.ok(&["tenant", "create", "shop"]),
+        "tenant/shop created\n"
+    );
+    let tenants = terminal.ok(&["tenant", "list"]);
+    assert_eq!(header(&tenants), ["CURRENT", "NAME", "ROLE", "AGE"]);
+    assert!(
+        row(&tenants, "*").is_some_and(|r| r[1] == TENANT),
+        "{tenants}"
+    );
+    terminal.ok(&["tenant", "use", "shop"]);
+    let tenants = terminal.ok(&["tenant", "list"]);
+    assert!(
+        row(&tenants, "*").is_some_and(|r| r[1] == "shop"),
+        "{tenants}"
+    );
+    let missing = terminal.fails(&["tenant", "use", "nowhere"]);
+    assert!(missing.stderr.contains("nowhere"), "{}", missing.stderr);
+
+    terminal.ok(&["member", "add", "dev@example.com", "--role", "viewer"]);
+    let members = terminal.ok(&["member", "list"]);
+    assert_eq!(
+        row(&members, "dev@example.com").map(|r| r[1]),
+        Some("viewer"),
+        "{members}"
+    );
+
+    // An API token works as BERTH_TOKEN, in its tenant, until revoked.
+    let created = terminal.run(&["token", "create", "ci", "--role", "editor"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    assert!(
+        created.stderr.contains("shown this once"),
+        "{}",
+        created.stderr
+    );
+    let token = created.stdout.trim().to_owned();
+    let mut ci = Terminal::new();
+    ci.env("BERTH_SERVER", &server);
+    ci.env("BERTH_TENANT", "shop");
+    ci.env("BERTH_TOKEN", &token);
+    assert_eq!(
+        ci.ok(&["apply", "-f", "examples/worker.yaml"]),
+        "secret/queue-credentials created\ndeployment/worker created\n"
+    );
+    let tokens = terminal.ok(&["token", "list"]);
+    assert!(
+        row(&tokens, "1").is_some_and(|r| r[1] == "ci" && r.contains(&"active")),
+        "{tokens}"
+    );
+    assert_eq!(terminal.ok(&["token", "revoke", "ci"]), "token 1 revoked\n");
+    let refused = ci.fails(&["get", "pods"]);
+    assert!(
+        refused
+            .stderr
+            .contains("the token in BERTH_TOKEN was refused"),
+        "{}",
+        refused.stderr
+    );
+
+    terminal.ok(&["member", "remove", "dev@example.com"]);
+    assert!(row(&terminal.ok(&["member", "list"]), "dev@example.com").is_none());
+
+    // A second context, and switching between them.
+    let run = terminal.run_with_input(
+        &[
+            "login",
+            "--context",
+            "dev",
+            "--server",
+            &server,
+            "--email",
+            "dev@example.com",
+            "--password-stdin",
+        ],
+        "dev-secret-1\n",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let contexts = terminal.ok(&["context", "list"]);
+    assert!(
+        row(&contexts, "*").is_some_and(|r| r[1] == "dev"),
+        "{contexts}"
+    );
+    assert!(row(&contexts, "default").is_some(), "{contexts}");
+    let none = terminal.fails(&["get", "pods"]);
+    assert!(none.stderr.contains("no tenant chosen"), "{}", none.stderr);
+    terminal.ok(&["context", "use", "default"]);
+    terminal.ok(&["get", "pods"]);
+
+    // Cordoning, and a completion script.
+    terminal.ok(&["nodes", "cordon", "sim-1"]);
+    let nodes = terminal.ok(&["get", "nodes"]);
+    assert_eq!(
+        row(&nodes, "sim-1").map(|r| r[1]),
+        Some("Ready,SchedulingDisabled"),
+        "{nodes}"
+    );
+    assert_eq!(
+        terminal.ok(&["nodes", "uncordon", "sim-1"]),
+        "node/sim-1 uncordoned\n"
+    );
+    let completion = terminal.ok(&["completion", "bash"]);
+    assert!(
+        completion.contains("_berth") && completion.contains("rollout"),
+        "bash completion"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_each_change_after_the_list() {
+    use std::io::BufRead;
+    let cluster = SimCluster::start(&[]).await;
+    let terminal = Terminal::new();
+    terminal.login(&cluster.server.process.url(""), ADMIN, ADMIN_PASSWORD);
+    terminal.ok(&["apply", "-f", "examples/kubernetes-nginx.yaml"]);
+    terminal.ok(&[
+        "rollout",
+        "status",
+        "deployment/nginx-deployment",
+        "--timeout",
+        "60s",
+    ]);
+    let mut watch = terminal
+        .command(&["get", "deployments", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting berth get -w");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the header");
+    assert!(first.starts_with("NAME "), "{first}");
+    let listed = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the list");
+    assert!(
+        listed.starts_with("nginx-deployment ") && listed.contains(" 3/3 "),
+        "{listed}"
+    );
+    terminal.ok(&["scale", "deployment", "nginx-deployment", "--replicas", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a row for the change");
+        if line.starts_with("nginx-deployment ") && line.contains(" 1/1 ") {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

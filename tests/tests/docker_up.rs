@@ -3,6 +3,7 @@
 //! with it reaches Running in real containers.
 
 use berth_tests::cli::{Terminal, Up, header};
+
 use berth_tests::docker::{EngineCleanup, TEST_IMAGE, docker, ensure_test_image};
 use berth_tests::docker_cluster::unique;
 
@@ -61,6 +62,27 @@ async fn berth_up_serves_runs_a_docker_node_and_signs_the_cli_in() {
         containers.lines().count() >= 3,
         "the pods' containers: {containers}"
     );
+
+    // exec: the command's output and its exit code; standard input with -i.
+    let pod = running[0].split_whitespace().next().expect("a pod name");
+    let run = terminal.run(&[
+        "exec",
+        pod,
+        "--",
+        "sh",
+        "-c",
+        "echo hello from $(hostname); exit 3",
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.starts_with("hello from "), "{run:?}");
+    let run = terminal.run_with_input(&["exec", "-i", pod, "--", "cat"], "piped in\n");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "piped in\n"),
+        "{run:?}"
+    );
+    let missing = terminal.fails(&["exec", pod, "-c", "nope", "--", "true"]);
+    assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
 
     assert_eq!(up.stop(), Some(0), "berth up stops cleanly on SIGTERM");
 }

@@ -12,15 +12,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use berth_tests::db::TestBackend;
-use berth_tests::process::AgentProcess;
 use futures::StreamExt;
 use serde_json::json;
 
 use crate::process_stats::cpu_model;
-use crate::server_under_test::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, PodRequests, ServerUnderTest, deployment, exchange,
-};
+use crate::server_under_test::{ADMIN_EMAIL, ADMIN_PASSWORD, exchange, tenant_of_pods};
 use crate::{ms, percentile};
 
 const TENANT: &str = "shop";
@@ -47,72 +43,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         cpu_model(),
         plan.pods
     );
-    let server = ServerUnderTest::start(TestBackend::Sqlite, &["--controllers=true"]).await;
-    let _agent = AgentProcess::sim(
-        &server.server,
-        "sim",
-        20,
-        &[
-            "--sim-start-delay-ms",
-            "100",
-            "--sim-pods",
-            "200",
-            "--sim-cpu",
-            "64",
-            "--sim-memory",
-            "256Gi",
-        ],
-    );
-    server.create_tenant(TENANT).await?;
-    let requests = PodRequests {
-        cpu: "10m",
-        memory: "16Mi",
-    };
-    for n in 0..deployments {
-        let replicas = (plan.pods - n * 100).min(100);
-        exchange(
-            server
-                .api
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/api/v1/tenants/{TENANT}/deployments"),
-                )
-                .json(&deployment(&format!("web-{n}"), replicas, requests)),
-            201,
-        )
-        .await?;
-    }
-    let started = Instant::now();
-    let pod_name = loop {
-        let (_, list) = server
-            .api
-            .get(&format!("/api/v1/tenants/{TENANT}/pods"))
-            .await;
-        let items = list["items"].as_array().cloned().unwrap_or_default();
-        let running = items
-            .iter()
-            .filter(|p| p["status"]["phase"] == "Running")
-            .count();
-        if running as u32 >= plan.pods {
-            break items[0]["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        if started.elapsed() > plan.timeout {
-            bail!(
-                "only {running} of {} pods ran within {:?}",
-                plan.pods,
-                plan.timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    println!(
-        "{} pods Running after {:.1} s",
-        plan.pods,
-        started.elapsed().as_secs_f64()
-    );
+    let (server, _agent, pod_name) = tenant_of_pods(TENANT, plan.pods, plan.timeout).await?;
 
     let base = server.server.process.url("");
     let client = reqwest::Client::builder()

@@ -142,6 +142,19 @@ enum Bench {
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
+    /// `berth get pods` for a tenant of 1,000 pods: from starting the CLI
+    /// to its exit with the table printed.
+    Cli {
+        /// Pods in the tenant.
+        #[arg(long, default_value_t = 1000)]
+        pods: u32,
+        /// Runs of each command.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// The longest wait for the pods to run.
+        #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
     /// The agent's service proxy under `wrk`: an endpoint directly, through
     /// its node port and through its virtual address from a container.
     Proxy {
@@ -169,6 +182,7 @@ enum Bench {
     },
 }
 
+mod cli;
 mod dashboard;
 mod etcd_api;
 mod podstart;
@@ -234,6 +248,18 @@ async fn main() -> anyhow::Result<()> {
                 pods,
                 renders,
                 changes,
+                timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
+        }
+        Bench::Cli {
+            pods,
+            runs,
+            timeout_seconds,
+        } => {
+            cli::run(cli::Plan {
+                pods,
+                runs,
                 timeout: Duration::from_secs(timeout_seconds),
             })
             .await

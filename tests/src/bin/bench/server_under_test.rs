@@ -5,9 +5,10 @@
 
 use anyhow::{Context, bail};
 use berth_tests::db::{TestBackend, TestDb};
-use berth_tests::process::TestServer;
+use berth_tests::process::{AgentProcess, TestServer};
 use berth_tests::rest::Api;
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 /// The platform admin every benchmark signs in as.
 pub const ADMIN_EMAIL: &str = "admin@berth.local";
@@ -144,4 +145,77 @@ pub fn deployment(name: &str, replicas: u32, requests: PodRequests) -> Value {
             },
         },
     })
+}
+
+/// A server with its controllers on SQLite, 20 sim nodes (64 CPUs, 200
+/// pods each) and tenant `tenant` holding `pods` Running pods in
+/// Deployments of 100 (`web-0`, `web-1`, …), each asking 10m and 16Mi.
+/// Answers the server, the agent (keep it alive) and a pod's name.
+pub async fn tenant_of_pods(
+    tenant: &str,
+    pods: u32,
+    timeout: Duration,
+) -> anyhow::Result<(ServerUnderTest, AgentProcess, String)> {
+    let server = ServerUnderTest::start(TestBackend::Sqlite, &["--controllers=true"]).await;
+    let agent = AgentProcess::sim(
+        &server.server,
+        "sim",
+        20,
+        &[
+            "--sim-start-delay-ms",
+            "100",
+            "--sim-pods",
+            "200",
+            "--sim-cpu",
+            "64",
+            "--sim-memory",
+            "256Gi",
+        ],
+    );
+    server.create_tenant(tenant).await?;
+    let requests = PodRequests {
+        cpu: "10m",
+        memory: "16Mi",
+    };
+    for n in 0..pods.div_ceil(100).max(1) {
+        let replicas = (pods - n * 100).min(100);
+        exchange(
+            server
+                .api
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/tenants/{tenant}/deployments"),
+                )
+                .json(&deployment(&format!("web-{n}"), replicas, requests)),
+            201,
+        )
+        .await?;
+    }
+    let started = Instant::now();
+    let pod_name = loop {
+        let (_, list) = server
+            .api
+            .get(&format!("/api/v1/tenants/{tenant}/pods"))
+            .await;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let running = items
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        if running as u32 >= pods {
+            break items[0]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if started.elapsed() > timeout {
+            anyhow::bail!("only {running} of {pods} pods ran within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!(
+        "{pods} pods Running after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((server, agent, pod_name))
 }
