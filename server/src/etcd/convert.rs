@@ -69,15 +69,20 @@ pub(crate) fn event_to_pb(event: Event) -> mvccpb::Event {
     }
 }
 
+/// The store's read for a range. A range that [`needs_post_processing`]
+/// reads every match with its value (a sort by value needs the values even
+/// when the caller wants keys only); [`post_process`] then applies what the
+/// caller asked.
 pub(crate) fn range_from_pb(request: &pb::RangeRequest) -> RangeRequest {
+    let whole = needs_post_processing(request);
     RangeRequest {
         range: KeyRange {
             key: request.key.clone(),
             range_end: request.range_end.clone(),
         },
         revision: request.revision.max(0),
-        limit: request.limit.max(0),
-        keys_only: request.keys_only,
+        limit: if whole { 0 } else { request.limit.max(0) },
+        keys_only: request.keys_only && !whole,
         count_only: request.count_only,
     }
 }
@@ -160,7 +165,49 @@ pub(crate) fn post_process(
         response.kvs.truncate(request.limit as usize);
         response.more = true;
     }
+    if request.keys_only {
+        for kv in &mut response.kvs {
+            kv.value.clear();
+        }
+    }
     response
+}
+
+/// Applies [`post_process`] to every range of a transaction's answer that
+/// needs it, nested transactions included: `request` is the transaction as
+/// the caller sent it.
+pub(crate) fn post_process_txn(request: &pb::TxnRequest, response: &mut TxnResponse) {
+    let branch = if response.succeeded {
+        &request.success
+    } else {
+        &request.failure
+    };
+    for (op, answer) in branch.iter().zip(response.responses.iter_mut()) {
+        match (&op.request, answer) {
+            (Some(pb::request_op::Request::RequestRange(range)), OpResponse::Range(read))
+                if needs_post_processing(range) =>
+            {
+                *read = post_process(range, std::mem::take(read));
+            }
+            (Some(pb::request_op::Request::RequestTxn(txn)), OpResponse::Txn(nested)) => {
+                post_process_txn(txn, nested);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a transaction holds a range that [`needs_post_processing`].
+pub(crate) fn txn_needs_post_processing(request: &pb::TxnRequest) -> bool {
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .any(|op| match &op.request {
+            Some(pb::request_op::Request::RequestRange(range)) => needs_post_processing(range),
+            Some(pb::request_op::Request::RequestTxn(txn)) => txn_needs_post_processing(txn),
+            _ => false,
+        })
 }
 
 pub(crate) fn compare_from_pb(compare: pb::Compare) -> Result<Compare, Status> {

@@ -4,7 +4,7 @@ use berth_api::etcd::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, status};
-use super::{Etcd, check, check_admin};
+use super::{Etcd, Write, check, check_admin};
 use crate::auth::{self, Access, Subject};
 use crate::store::types::{KeyRange, LeaseOwner, Op, PutRequest, TxnRequest};
 
@@ -17,13 +17,9 @@ impl pb::kv_server::Kv for Etcd {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let subject = self.subject(&request).await?;
         let request = request.into_inner();
-        let mut range = convert::range_from_pb(&request);
+        let range = convert::range_from_pb(&request);
         check(&subject, Access::Read, &range.range)?;
         let post_process = convert::needs_post_processing(&request);
-        if post_process {
-            // Filters and sort orders other than by key need every match.
-            range.limit = 0;
-        }
         let response = self.store.range(range).await.map_err(status)?;
         let response = if post_process {
             convert::post_process(&request, response)
@@ -39,6 +35,7 @@ impl pb::kv_server::Kv for Etcd {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let subject = self.subject(&request).await?;
+        self.check_alarms(Write::Growing)?;
         let mut put = convert::put_from_pb(request.into_inner());
         check_put(&subject, &mut put)?;
         let response = self.store.put(put).await.map_err(status)?;
@@ -51,6 +48,7 @@ impl pb::kv_server::Kv for Etcd {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let subject = self.subject(&request).await?;
+        self.check_alarms(Write::Other)?;
         let delete = convert::delete_from_pb(request.into_inner());
         check(&subject, Access::Write, &delete.range)?;
         let response = self.store.delete(delete).await.map_err(status)?;
@@ -63,9 +61,18 @@ impl pb::kv_server::Kv for Etcd {
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let subject = self.subject(&request).await?;
-        let mut txn = convert::txn_from_pb(request.into_inner())?;
+        let request = request.into_inner();
+        // Sorts and filters inside are applied to the answer, as etcd does.
+        let original = convert::txn_needs_post_processing(&request).then(|| request.clone());
+        let mut txn = convert::txn_from_pb(request)?;
+        if let Some(write) = writes(&txn) {
+            self.check_alarms(write)?;
+        }
         check_txn(&subject, &mut txn)?;
-        let response = self.store.txn(txn).await.map_err(status)?;
+        let mut response = self.store.txn(txn).await.map_err(status)?;
+        if let Some(original) = original {
+            convert::post_process_txn(&original, &mut response);
+        }
         Ok(Response::new(self.headers.txn(response)))
     }
 
@@ -75,6 +82,7 @@ impl pb::kv_server::Kv for Etcd {
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         check_admin(&self.subject(&request).await?)?;
+        self.check_alarms(Write::Other)?;
         let revision = self
             .store
             .compact(request.into_inner().revision)
@@ -118,4 +126,20 @@ fn check_txn(subject: &Option<Subject>, txn: &mut TxnRequest) -> Result<(), Stat
         }
     }
     Ok(())
+}
+
+/// How a transaction may write, in either branch and nested ones: growing
+/// (a put), otherwise (only deletes), or not at all. etcd judges the whole
+/// request, even if the branch that runs only reads.
+fn writes(txn: &TxnRequest) -> Option<Write> {
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .filter_map(|op| match op {
+            Op::Put(_) => Some(Write::Growing),
+            Op::Delete(_) => Some(Write::Other),
+            Op::Txn(nested) => writes(nested),
+            Op::Range(_) => None,
+        })
+        .min_by_key(|w| *w != Write::Growing)
 }

@@ -92,6 +92,7 @@ impl pb::lease_server::Lease for Etcd {
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let subject = self.subject(&request).await?;
+        self.check_alarms(super::Write::Growing)?;
         let named = request
             .metadata()
             .get(LEASE_TENANT_METADATA)
@@ -127,6 +128,7 @@ impl pb::lease_server::Lease for Etcd {
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let subject = self.subject(&request).await?;
+        self.check_alarms(super::Write::Other)?;
         let id = request.into_inner().id;
         let owner = self.reachable_owner(&subject, id, Verb::Delete).await?;
         // The owner goes with the revoke, so that a lease ended and granted

@@ -63,6 +63,10 @@ pub(crate) struct Etcd {
     /// How long an idle watch with `progress_notify` waits before a progress
     /// response.
     progress_every: Duration,
+    /// The alarms raised, as etcd acts on them ([`Alarms`]). Set by
+    /// `Maintenance.Alarm` here and read from the store with every member
+    /// heartbeat, for alarms raised through another server process.
+    alarms: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 /// How often a server process refreshes its member row.
@@ -76,7 +80,60 @@ pub(super) const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug)]
 struct TokenUser(i64);
 
+/// What the raised alarms stop, as etcd's appliers do: nothing; puts,
+/// writing transactions and lease grants (NOSPACE); or every write
+/// (CORRUPT, which wins). Reads go on under both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Alarms {
+    /// No alarm.
+    None = 0,
+    /// A NOSPACE alarm.
+    NoSpace = 1,
+    /// A CORRUPT alarm.
+    Corrupt = 2,
+}
+
+impl Alarms {
+    /// What a list of `(member, alarm)` stops.
+    pub(crate) fn of(raised: &[(i64, i32)]) -> Alarms {
+        use berth_api::etcd::etcdserverpb::AlarmType;
+        raised
+            .iter()
+            .map(|(_, alarm)| match AlarmType::try_from(*alarm) {
+                Ok(AlarmType::Corrupt) => Alarms::Corrupt,
+                Ok(AlarmType::Nospace) => Alarms::NoSpace,
+                _ => Alarms::None,
+            })
+            .max()
+            .unwrap_or(Alarms::None)
+    }
+}
+
+/// A write as the alarms judge it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// A put, a transaction with a put, a lease grant: stopped by NOSPACE.
+    Growing,
+    /// A delete, a compaction, a lease revoke, a transaction that only
+    /// deletes: stopped by CORRUPT only.
+    Other,
+}
+
 impl Etcd {
+    /// Refuses a write that a raised alarm stops, with etcd's words.
+    fn check_alarms(&self, write: Write) -> Result<(), Status> {
+        match self.alarms.load(std::sync::atomic::Ordering::Relaxed) {
+            x if x == Alarms::Corrupt as u8 => {
+                Err(Status::data_loss("etcdserver: corrupt cluster"))
+            }
+            x if x == Alarms::NoSpace as u8 && write == Write::Growing => Err(
+                Status::resource_exhausted("etcdserver: mvcc: database space exceeded"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     async fn current_revision(&self) -> Result<i64, Status> {
         self.store.current_revision().await.map_err(convert::status)
     }
@@ -148,8 +205,14 @@ pub async fn serve(
         auth,
         tokens: tokens.clone(),
         progress_every: options.progress_notify_interval,
+        alarms: Default::default(),
     };
-    let heartbeat = tokio::spawn(run_member_heartbeat(store, member, shutdown.clone()));
+    let heartbeat = tokio::spawn(run_member_heartbeat(
+        store,
+        member,
+        etcd.alarms.clone(),
+        shutdown.clone(),
+    ));
     let check = {
         let tokens = tokens.clone();
         move |request: Request<()>| authorize(auth, &tokens, request)
@@ -183,7 +246,12 @@ pub enum ServeError {
 }
 
 /// Keeps this process's member row fresh until `shutdown`, then removes it.
-async fn run_member_heartbeat(store: Store, member: MemberInfo, shutdown: CancellationToken) {
+async fn run_member_heartbeat(
+    store: Store,
+    member: MemberInfo,
+    raised: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(MEMBER_HEARTBEAT);
     loop {
         tokio::select! {
@@ -191,6 +259,9 @@ async fn run_member_heartbeat(store: Store, member: MemberInfo, shutdown: Cancel
             _ = tick.tick() => {
                 if let Err(error) = store.heartbeat_member(&member).await {
                     tracing::warn!(%error, "refreshing this server's member row failed");
+                }
+                if let Ok(alarms) = store.alarms().await {
+                    raised.store(Alarms::of(&alarms) as u8, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }

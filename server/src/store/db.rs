@@ -550,6 +550,70 @@ impl Db {
         Ok(())
     }
 
+    /// The alarms raised, as `(member, alarm)` pairs, in that order.
+    pub(crate) async fn alarms(&self) -> StoreResult<Vec<(i64, i32)>> {
+        Ok(on_db!(self, pool => sqlx::query_as(
+            "SELECT member_id, alarm FROM alarms ORDER BY member_id, alarm")
+            .fetch_all(pool).await?))
+    }
+
+    /// Raises an alarm (again: no change).
+    pub(crate) async fn raise_alarm(&self, member: i64, alarm: i32) -> StoreResult<()> {
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO alarms (member_id, alarm) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(member).bind(alarm).execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Disarms the alarms that match (`member` 0: every member's; `alarm`
+    /// 0: every alarm); answers those that were raised.
+    pub(crate) async fn disarm_alarms(
+        &self,
+        member: i64,
+        alarm: i32,
+    ) -> StoreResult<Vec<(i64, i32)>> {
+        Ok(on_db!(self, pool => sqlx::query_as(
+            "DELETE FROM alarms WHERE ($1 = 0 OR member_id = $1) AND ($2 = 0 OR alarm = $2) \
+             RETURNING member_id, alarm")
+            .bind(member).bind(alarm).fetch_all(pool).await?))
+    }
+
+    /// The database's size on disk and the part of it in use, in bytes.
+    pub(crate) async fn size(&self) -> StoreResult<(i64, i64)> {
+        match self {
+            Db::Sqlite(pool) => {
+                let (pages, free, page_size): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT page_count FROM pragma_page_count()), \
+                            (SELECT freelist_count FROM pragma_freelist_count()), \
+                            (SELECT page_size FROM pragma_page_size())",
+                )
+                .fetch_one(pool)
+                .await?;
+                Ok((pages * page_size, (pages - free) * page_size))
+            }
+            Db::Postgres(pool) => {
+                let (size,): (i64,) = sqlx::query_as("SELECT pg_database_size(current_database())")
+                    .fetch_one(pool)
+                    .await?;
+                Ok((size, size))
+            }
+        }
+    }
+
+    /// Gives free space back: on SQLite the file is rewritten without its
+    /// free pages (`VACUUM`) and the write-ahead log emptied; PostgreSQL
+    /// reclaims space itself (autovacuum), so there is nothing to do.
+    pub(crate) async fn defragment(&self) -> StoreResult<()> {
+        if let Db::Sqlite(pool) = self {
+            let mut connection = pool.acquire().await?;
+            sqlx::query("VACUUM").execute(&mut *connection).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *connection)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Opens a write transaction that holds the store's write lock until it
     /// ends, and reads the counters under that lock. Holding the lock from
     /// allocating a revision until commit is what makes revisions commit in

@@ -548,6 +548,34 @@ impl Store {
         self.inner.db.remove_member(id).await
     }
 
+    /// The alarms raised, as `(member, alarm)` pairs (etcd's alarm
+    /// numbers: 1 NOSPACE, 2 CORRUPT).
+    pub async fn alarms(&self) -> StoreResult<Vec<(i64, i32)>> {
+        self.inner.db.alarms().await
+    }
+
+    /// Raises an alarm for `member`.
+    pub async fn raise_alarm(&self, member: i64, alarm: i32) -> StoreResult<()> {
+        self.inner.db.raise_alarm(member, alarm).await
+    }
+
+    /// Disarms the matching alarms (0 matches every member or alarm);
+    /// answers those that were raised.
+    pub async fn disarm_alarms(&self, member: i64, alarm: i32) -> StoreResult<Vec<(i64, i32)>> {
+        self.inner.db.disarm_alarms(member, alarm).await
+    }
+
+    /// The database's size and the part of it in use, in bytes.
+    pub async fn size(&self) -> StoreResult<(i64, i64)> {
+        self.inner.db.size().await
+    }
+
+    /// Gives the database's free space back to the disk (SQLite), or
+    /// nothing (PostgreSQL, whose autovacuum does it).
+    pub async fn defragment(&self) -> StoreResult<()> {
+        self.inner.db.defragment().await
+    }
+
     async fn write(&self, command: WriteCommand) -> StoreResult<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
         self.inner
