@@ -323,3 +323,53 @@ async fn berths_users_are_etcds_users_and_changes_point_to_the_rest_api() {
         .expect_err("not for members");
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_from_a_tenant_is_refused_within_a_second_on_every_server() {
+    use berth_tests::rest::Api;
+    const ADMIN_PASSWORD: &str = "admin-secret-1";
+    let db = TestDb::new(TestBackend::Postgres).await;
+    let a = TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD]);
+    let b = TestServer::start(&db.url, &["--admin-password", ADMIN_PASSWORD]);
+    let admin = Api::new(a.process.url(""))
+        .login("admin@berth.local", ADMIN_PASSWORD)
+        .await;
+    admin
+        .add_member("acme", "dev@example.com", "dev-secret-1", "editor")
+        .await;
+    // dev works through the other server process, whose cache holds them.
+    let dev = EtcdCaller::sign_in(&b.etcd_endpoint(), "dev@example.com", "dev-secret-1")
+        .await
+        .expect("dev signs in");
+    for n in 0..20 {
+        put(&dev, &format!("/registry/configmaps/acme/c{n}"), "v")
+            .await
+            .expect("a member writes in their tenant");
+    }
+    let (_, members) = admin.get("/api/v1/tenants/acme/members").await;
+    let id = members["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|m| m["email"] == "dev@example.com"))
+        .and_then(|m| m["userId"].as_i64())
+        .expect("dev's id");
+    let removed = std::time::Instant::now();
+    let (status, body) = admin
+        .delete(&format!("/api/v1/tenants/acme/members/{id}"))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    loop {
+        match put(&dev, "/registry/configmaps/acme/after", "v").await {
+            Err(status) if status.code() == Code::PermissionDenied => break,
+            Err(status) => panic!("refused for another reason: {status:?}"),
+            Ok(_) => {
+                assert!(
+                    removed.elapsed() < std::time::Duration::from_secs(1),
+                    "a removed member still writes after {:?}",
+                    removed.elapsed()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(removed.elapsed() < std::time::Duration::from_secs(1));
+}

@@ -12,6 +12,7 @@
 //!   that serves them all.
 
 mod admin;
+mod callers;
 mod convert;
 mod kv;
 mod lease;
@@ -67,6 +68,8 @@ pub(crate) struct Etcd {
     /// `Maintenance.Alarm` here and read from the store with every member
     /// heartbeat, for alarms raised through another server process.
     alarms: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    /// Who calls, cached until the accounts change.
+    callers: callers::Callers,
 }
 
 /// How often a server process refreshes its member row.
@@ -146,7 +149,9 @@ impl Etcd {
                 EtcdAuth::None => Ok(None),
                 EtcdAuth::Users => Err(Status::unauthenticated("etcdserver: invalid auth token")),
             },
-            Some(TokenUser(user_id)) => Subject::load(&self.store, *user_id)
+            Some(TokenUser(user_id)) => self
+                .callers
+                .subject(&self.store, *user_id)
                 .await
                 .map(Some)
                 .map_err(|e| Status::unauthenticated(format!("etcdserver: {e}"))),
@@ -206,7 +211,9 @@ pub async fn serve(
         tokens: tokens.clone(),
         progress_every: options.progress_notify_interval,
         alarms: Default::default(),
+        callers: callers::Callers::default(),
     };
+    let following = tokio::spawn(etcd.callers.clone().follow(store.clone(), shutdown.clone()));
     let heartbeat = tokio::spawn(run_member_heartbeat(
         store,
         member,
@@ -231,6 +238,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await;
     let _ = heartbeat.await;
+    let _ = following.await;
     served.map_err(ServeError::Transport)
 }
 

@@ -41,6 +41,27 @@ pub struct Membership {
 const USER_COLUMNS: &str = "id, email, password_hash, platform_admin";
 
 impl Store {
+    /// Announces a change of the accounts on [`super::ACCOUNTS_KEY`], so
+    /// that every cache of callers (on every server process) drops what it
+    /// holds. The change itself is already committed: a failure here is
+    /// logged, and the caches stop caching while the store fails.
+    async fn accounts_changed(&self) {
+        let announced = self
+            .put(super::types::PutRequest {
+                key: super::ACCOUNTS_KEY.into(),
+                value: now_ms().to_string().into_bytes(),
+                lease: 0,
+                prev_kv: false,
+                ignore_value: false,
+                ignore_lease: false,
+                lease_owner: None,
+            })
+            .await;
+        if let Err(error) = announced {
+            tracing::error!(%error, "announcing a change of the accounts failed");
+        }
+    }
+
     /// Creates a user; `Conflict` when the email is taken.
     pub async fn create_user(
         &self,
@@ -82,6 +103,7 @@ impl Store {
                 key: format!("user {id}"),
             });
         }
+        self.accounts_changed().await;
         Ok(())
     }
 
@@ -112,6 +134,7 @@ impl Store {
             "INSERT INTO memberships (tenant, user_id, role) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant, user_id) DO UPDATE SET role = excluded.role")
             .bind(tenant).bind(user_id).bind(role).execute(pool).await.map(|_| ())?);
+        self.accounts_changed().await;
         Ok(())
     }
 
@@ -437,7 +460,7 @@ impl Store {
     /// Creates a tenant with `owner` as its owner: both or neither.
     /// `Conflict` when the name is taken.
     pub async fn create_tenant_owned_by(&self, name: &str, owner: i64) -> StoreResult<Tenant> {
-        on_db!(&self.inner.db, pool => {
+        let tenant = on_db!(&self.inner.db, pool => {
             let mut tx = pool.begin().await?;
             let tenant: Option<Tenant> = sqlx::query_as(
                 "INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) \
@@ -452,8 +475,10 @@ impl Store {
             sqlx::query("INSERT INTO memberships (tenant, user_id, role) VALUES ($1, $2, 'owner')")
                 .bind(name).bind(owner).execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok(tenant)
-        })
+            tenant
+        });
+        self.accounts_changed().await;
+        Ok(tenant)
     }
 
     /// The members of a tenant, by email.
@@ -487,7 +512,7 @@ impl Store {
         role: &str,
         expected: Option<&str>,
     ) -> StoreResult<MemberWrite> {
-        Ok(in_tenant_tx!(&self.inner.db, tenant, tx => {
+        let write = in_tenant_tx!(&self.inner.db, tenant, tx => {
             let current: Option<String> = sqlx::query_scalar(
                 "SELECT role FROM memberships WHERE tenant = $1 AND user_id = $2")
                 .bind(tenant).bind(user_id).fetch_optional(&mut *tx).await?;
@@ -507,7 +532,9 @@ impl Store {
                  ON CONFLICT (tenant, user_id) DO UPDATE SET role = excluded.role")
                 .bind(tenant).bind(user_id).bind(role).execute(&mut *tx).await?;
             if current.is_some() { MemberWrite::Changed } else { MemberWrite::Added }
-        }))
+        });
+        self.accounts_changed().await;
+        Ok(write)
     }
 
     /// Removes `user_id` from `tenant`, provided their role is still
@@ -545,6 +572,7 @@ impl Store {
             sqlx::query("DELETE FROM memberships WHERE tenant = $1 AND user_id = $2")
                 .bind(tenant).bind(user_id).execute(&mut *tx).await?;
         });
+        self.accounts_changed().await;
         Ok(())
     }
 
@@ -559,6 +587,7 @@ impl Store {
                 key: format!("tenant {name}"),
             });
         }
+        self.accounts_changed().await;
         Ok(())
     }
 }

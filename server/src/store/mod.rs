@@ -57,6 +57,11 @@ const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// The largest TTL a lease may have, as etcd's `MaxLeaseTTL`.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
+/// The key every change of the accounts (a membership, a user, a tenant)
+/// is announced on, for the caches of who may do what. Outside
+/// `/registry/`, so that only the platform admin reaches it.
+pub const ACCOUNTS_KEY: &str = "/berth/accounts";
+
 /// A handle to the store; cheap to clone, shared by every part of the server.
 #[derive(Clone)]
 pub struct Store {
