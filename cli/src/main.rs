@@ -4,9 +4,11 @@
 //! API; `berth openapi` prints the REST API's OpenAPI document.
 //!
 //! - [`client`]: the client verbs;
-//! - [`up`]: `berth up`.
+//! - [`up`]: `berth up`;
+//! - [`restore`]: `berth restore`.
 
 mod client;
+mod restore;
 mod up;
 
 use std::process::ExitCode;
@@ -35,6 +37,8 @@ enum Command {
     Agent(Box<berth_agent::AgentArgs>),
     /// Run a server and a local agent in one process, and sign the CLI in.
     Up(Box<up::UpArgs>),
+    /// Make a new store from a snapshot (`etcdctl snapshot save`).
+    Restore(restore::RestoreArgs),
     /// Sign in to a server; the session is kept in the config file.
     Login(session::LoginArgs),
     /// End the session of the current context.
@@ -141,7 +145,7 @@ fn main() -> ExitCode {
     }
     let daemon = matches!(
         cli.command,
-        Command::Server(_) | Command::Agent(_) | Command::Up(_)
+        Command::Server(_) | Command::Agent(_) | Command::Up(_) | Command::Restore(_)
     );
     if !daemon {
         // A client verb: a small runtime, no log lines, and nothing but
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::Agent(args) => runtime.block_on(agent(*args)),
         Command::Up(args) => runtime.block_on(up::run(*args, cli.global)),
+        Command::Restore(args) => runtime.block_on(restore::run(args)),
         _ => ExitCode::SUCCESS,
     }
 }

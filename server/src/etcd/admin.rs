@@ -8,7 +8,9 @@
 //! only etcd's root may; a tenant's member is refused before anything is
 //! done.
 //!
-//! Alarms are kept in the store. `Hash` and `HashKV` hash the key space at
+//! Alarms are kept in the store. `Snapshot` streams the store in Berth's
+//! own snapshot format (see [`crate::store::snapshot`]), which `berth
+//! restore` reads. `Hash` and `HashKV` hash the key space at
 //! a revision (keys, values, revisions and versions, in key order), so two
 //! replicas on one database answer alike. `Defragment` gives SQLite's free
 //! pages back. Berth's users are etcd's users for `UserList` and `UserGet`
@@ -212,11 +214,30 @@ impl pb::maintenance_server::Maintenance for Etcd {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
 
+    /// The whole store in Berth's snapshot format
+    /// ([`crate::store::snapshot`]), in chunks of 64 KiB; `berth restore`
+    /// makes a new store from it.
     async fn snapshot(
         &self,
         request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(self.admin_only(&request, "Maintenance.Snapshot").await)
+        check_admin(&self.subject(&request).await?)?;
+        let file = self.store.snapshot().await.map_err(convert::status)?;
+        let revision = self.current_revision().await?;
+        let header = self.headers.at(revision);
+        let total = file.len();
+        let chunks: Vec<Result<pb::SnapshotResponse, Status>> = file
+            .chunks(64 * 1024)
+            .scan(0usize, |sent, chunk| {
+                *sent += chunk.len();
+                Some(Ok(pb::SnapshotResponse {
+                    header,
+                    remaining_bytes: (total - *sent) as u64,
+                    blob: chunk.to_vec(),
+                }))
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
     async fn move_leader(

@@ -920,3 +920,336 @@ impl<'a> PgLogColumns<'a> {
         }
     }
 }
+
+/// A column's type in a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Column {
+    /// A 64-bit integer.
+    Int,
+    /// An integer or NULL.
+    NullableInt,
+    /// Text.
+    Text,
+    /// Bytes (base64 in the snapshot).
+    Bytes,
+    /// A boolean.
+    Bool,
+}
+
+/// A table in a snapshot: its name, its columns and their types, and the
+/// order its rows are read in.
+type SnapshotTable = (&'static str, &'static [(&'static str, Column)], &'static str);
+
+/// The tables a snapshot holds, their columns, and the order their rows are
+/// read in. `store_meta` comes first: it is updated, not inserted. Audit
+/// records, sign-in failures, sessions, members and alarms are this
+/// deployment's and stay out.
+const SNAPSHOT_TABLES: &[SnapshotTable] = {
+    use Column::{Bool, Bytes, Int, NullableInt, Text};
+    &[
+        (
+            "store_meta",
+            &[("revision", Int), ("compact_revision", Int)],
+            "id",
+        ),
+        (
+            "kv_log",
+            &[
+                ("revision", Int),
+                ("sub", Int),
+                ("key", Bytes),
+                ("create_revision", Int),
+                ("prev_revision", Int),
+                ("version", Int),
+                ("lease", Int),
+                ("value", Bytes),
+                ("deleted", Bool),
+            ],
+            "revision, sub",
+        ),
+        (
+            "kv_current",
+            &[("key", Bytes), ("mod_revision", Int), ("lease", Int)],
+            "key",
+        ),
+        (
+            "leases",
+            &[
+                ("id", Int),
+                ("ttl", Int),
+                ("expires_at_ms", Int),
+                ("owner", Text),
+            ],
+            "id",
+        ),
+        (
+            "users",
+            &[
+                ("id", Int),
+                ("email", Text),
+                ("password_hash", Text),
+                ("platform_admin", Bool),
+                ("created_at_ms", Int),
+            ],
+            "id",
+        ),
+        (
+            "tenants",
+            &[
+                ("name", Text),
+                ("created_at_ms", Int),
+                ("pod_security", Text),
+            ],
+            "name",
+        ),
+        (
+            "memberships",
+            &[("tenant", Text), ("user_id", Int), ("role", Text)],
+            "tenant, user_id",
+        ),
+        ("signing_keys", &[("id", Int), ("secret", Bytes)], "id"),
+        (
+            "api_tokens",
+            &[
+                ("id", Int),
+                ("token_hash", Text),
+                ("name", Text),
+                ("user_id", Int),
+                ("tenant", Text),
+                ("role", Text),
+                ("created_at_ms", Int),
+                ("expires_at_ms", NullableInt),
+                ("revoked", Bool),
+            ],
+            "id",
+        ),
+        (
+            "node_join_tokens",
+            &[
+                ("id", Int),
+                ("token_hash", Text),
+                ("name", Text),
+                ("created_at_ms", Int),
+                ("expires_at_ms", NullableInt),
+                ("revoked", Bool),
+            ],
+            "id",
+        ),
+        (
+            "node_credentials",
+            &[
+                ("node_name", Text),
+                ("token_hash", Text),
+                ("created_at_ms", Int),
+            ],
+            "node_name",
+        ),
+    ]
+};
+
+/// The tables whose ids a restore must move their sequences past.
+const IDENTITY_TABLES: [&str; 3] = ["users", "api_tokens", "node_join_tokens"];
+
+/// Reads one column of `row` as the snapshot's JSON value.
+fn column_json<'r, R>(row: &'r R, index: usize, column: Column) -> StoreResult<serde_json::Value>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use base64::Engine;
+    use serde_json::Value;
+    Ok(match column {
+        Column::Int => Value::from(row.try_get::<i64, _>(index)?),
+        Column::NullableInt => row
+            .try_get::<Option<i64>, _>(index)?
+            .map_or(Value::Null, Value::from),
+        Column::Text => Value::from(row.try_get::<String, _>(index)?),
+        Column::Bytes => Value::from(
+            base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(index)?),
+        ),
+        Column::Bool => Value::from(row.try_get::<bool, _>(index)?),
+    })
+}
+
+/// Binds a snapshot's JSON value as `column` to `query`.
+macro_rules! bind_column {
+    ($query:expr, $value:expr, $column:expr, $table:expr) => {{
+        use base64::Engine;
+        let value: &serde_json::Value = $value;
+        let wrong = || {
+            StoreError::InvalidRequest(format!(
+                "the snapshot's {} row holds {value} where a {:?} belongs",
+                $table, $column
+            ))
+        };
+        match $column {
+            Column::Int => $query.bind(value.as_i64().ok_or_else(wrong)?),
+            Column::NullableInt => $query.bind(value.as_i64()),
+            Column::Text => $query.bind(value.as_str().ok_or_else(wrong)?.to_owned()),
+            Column::Bytes => $query.bind(
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.as_str().ok_or_else(wrong)?)
+                    .map_err(|_| wrong())?,
+            ),
+            Column::Bool => $query.bind(value.as_bool().ok_or_else(wrong)?),
+        }
+    }};
+}
+
+impl Db {
+    /// Every row of the snapshot's tables, read in one transaction (one
+    /// consistent view, also while writes go on), as lines of JSON:
+    /// `{"table": NAME, "row": [..]}`.
+    pub(crate) async fn dump(&self) -> StoreResult<Vec<u8>> {
+        let mut out = Vec::new();
+        macro_rules! read_all {
+            ($tx:expr) => {{
+                for (table, columns, order) in SNAPSHOT_TABLES {
+                    // Integers read as 64-bit on both databases (some
+                    // PostgreSQL columns are 32-bit).
+                    let names: Vec<String> = columns
+                        .iter()
+                        .map(|(name, column)| match column {
+                            Column::Int | Column::NullableInt => format!("CAST({name} AS BIGINT)"),
+                            _ => (*name).to_owned(),
+                        })
+                        .collect();
+                    let sql = format!("SELECT {} FROM {table} ORDER BY {order}", names.join(", "));
+                    // Built from the constant table list only.
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *$tx).await?;
+                    for row in rows {
+                        let values = columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (_, column))| column_json(&row, i, *column))
+                            .collect::<StoreResult<Vec<_>>>()?;
+                        serde_json::to_writer(
+                            &mut out,
+                            &serde_json::json!({"table": table, "row": values}),
+                        )
+                        .map_err(|e| StoreError::Database(e.to_string()))?;
+                        out.push(b'\n');
+                    }
+                }
+            }};
+        }
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                read_all!(tx);
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+                read_all!(tx);
+                tx.commit().await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the store holds nothing but what a first start writes: no
+    /// revision past the first, no user, no tenant.
+    pub(crate) async fn is_empty(&self) -> StoreResult<bool> {
+        let (revision, users, tenants): (i64, i64, i64) = on_db!(self, pool => sqlx::query_as(
+            "SELECT (SELECT revision FROM store_meta WHERE id = 1), \
+                    (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM tenants)")
+            .fetch_one(pool).await?);
+        Ok(revision <= 1 && users == 0 && tenants == 0)
+    }
+
+    /// Writes the rows of a [`Db::dump`] into this (empty) store, all in
+    /// one transaction: all of it or nothing.
+    pub(crate) async fn load(&self, dump: &[u8]) -> StoreResult<usize> {
+        let mut rows = Vec::new();
+        for (number, line) in dump.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            #[derive(serde::Deserialize)]
+            struct Line {
+                table: String,
+                row: Vec<serde_json::Value>,
+            }
+            let line: Line = serde_json::from_slice(line).map_err(|e| {
+                StoreError::InvalidRequest(format!("line {} of the snapshot: {e}", number + 1))
+            })?;
+            let Some(spec) = SNAPSHOT_TABLES.iter().find(|(t, _, _)| *t == line.table) else {
+                return Err(StoreError::InvalidRequest(format!(
+                    "line {} of the snapshot names no table Berth keeps: {:?}",
+                    number + 1,
+                    line.table
+                )));
+            };
+            if line.row.len() != spec.1.len() {
+                return Err(StoreError::InvalidRequest(format!(
+                    "line {} of the snapshot: {} holds {} columns, not {}",
+                    number + 1,
+                    line.table,
+                    spec.1.len(),
+                    line.row.len()
+                )));
+            }
+            rows.push((spec, line.row));
+        }
+        macro_rules! write_all {
+            ($tx:expr) => {{
+                for ((table, columns, _), values) in &rows {
+                    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+                    let sql = if *table == "store_meta" {
+                        "UPDATE store_meta SET revision = $1, compact_revision = $2 WHERE id = 1"
+                            .to_owned()
+                    } else {
+                        let marks: Vec<String> =
+                            (1..=columns.len()).map(|n| format!("${n}")).collect();
+                        format!(
+                            "INSERT INTO {table} ({}) VALUES ({})",
+                            names.join(", "),
+                            marks.join(", ")
+                        )
+                    };
+                    if *table == "signing_keys" {
+                        // A server that started on this database made its own.
+                        sqlx::query("DELETE FROM signing_keys")
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                    // Built from the constant table list only.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for ((_, column), value) in columns.iter().zip(values) {
+                        query = bind_column!(query, value, *column, table);
+                    }
+                    query.execute(&mut *$tx).await?;
+                }
+            }};
+        }
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                write_all!(tx);
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                write_all!(tx);
+                for table in IDENTITY_TABLES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                         GREATEST((SELECT MAX(id) FROM {table}), 1))"
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(rows.len())
+    }
+}

@@ -19,6 +19,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod nodes;
+pub mod snapshot;
 pub mod types;
 mod watch;
 mod writer;
