@@ -31,7 +31,7 @@ impl Store {
     pub async fn snapshot(&self) -> StoreResult<Vec<u8>> {
         let mut content = SNAPSHOT_MAGIC.to_vec();
         content.extend(self.inner.db.dump().await?);
-        while content.len() % 512 != 0 {
+        while !content.len().is_multiple_of(512) {
             content.push(b'\n');
         }
         let digest = Sha256::digest(&content);
