@@ -13,6 +13,7 @@
 //! - [`etcd_grpc`]: raw etcd gRPC clients signed in as a Berth user.
 //! - [`logs`]: reading the log API, whole or followed.
 //! - [`node_api`]: the node API as an agent calls it.
+//! - [`postgres`]: a PostgreSQL of a test's own, to stop and start.
 //! - [`process`]: building and running Berth's binaries as real processes.
 //! - [`rest`]: a small REST client: sign in, then JSON in and out.
 //! - [`tokens`]: forged, tampered and expired access tokens.
@@ -27,6 +28,7 @@ pub mod etcd;
 pub mod etcd_grpc;
 pub mod logs;
 pub mod node_api;
+pub mod postgres;
 pub mod process;
 pub mod registry;
 pub mod rest;

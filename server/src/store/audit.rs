@@ -104,7 +104,7 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        match &self.inner.db {
+        match self.db()? {
             Db::Sqlite(pool) => {
                 let rows: Vec<_> = records
                     .iter()
@@ -186,7 +186,7 @@ impl Store {
         // the number is checked above, so it is safe in the text.
         let sql = sqlx::AssertSqlSafe(format!("{AUDIT_PAGE}{}", query.limit));
         let before_id = query.before_id.unwrap_or(i64::MAX);
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql)
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql)
             .bind(&query.tenant).bind(before_id).bind(&query.user_email).bind(&query.kind)
             .fetch_all(pool).await?))
     }

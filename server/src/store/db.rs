@@ -355,9 +355,12 @@ impl Db {
                             ))
                         })??;
                 probe.close().await?;
+                // A request waits at most 2 s for a connection: longer means
+                // the database is gone (the health monitor then fails
+                // requests at once) or badly overloaded.
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(2))
                     .connect_with(options)
                     .await?;
                 sqlx::migrate!("../migrations/postgres")
@@ -938,7 +941,11 @@ enum Column {
 
 /// A table in a snapshot: its name, its columns and their types, and the
 /// order its rows are read in.
-type SnapshotTable = (&'static str, &'static [(&'static str, Column)], &'static str);
+type SnapshotTable = (
+    &'static str,
+    &'static [(&'static str, Column)],
+    &'static str,
+);
 
 /// The tables a snapshot holds, their columns, and the order their rows are
 /// read in. `store_meta` comes first: it is updated, not inserted. Audit

@@ -101,9 +101,37 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+            sqlx::Error::Database(ref database) if database_unavailable(database.as_ref()) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            sqlx::Error::Database(ref database) if disk_full(database.as_ref()) => {
+                StoreError::Unavailable(format!("the database's disk is full: {error}"))
+            }
             other => StoreError::Database(other.to_string()),
         }
     }
+}
+
+/// Whether a database error means the database is going away or not
+/// there yet (PostgreSQL's connection exceptions, `08…`, and operator
+/// interventions: shutting down, crashing, starting up, `57P01`–`57P03`),
+/// rather than that the request was wrong.
+fn database_unavailable(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.code().is_some_and(|code| {
+        code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+    })
+}
+
+/// Whether a database error means the disk is full: SQLite's `SQLITE_FULL`
+/// (13) or an I/O error writing (`SQLITE_IOERR`, 10, with its extended
+/// codes), PostgreSQL's `53100` (disk full).
+fn disk_full(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.code().is_some_and(|code| {
+        code == "53100"
+            || code
+                .parse::<i32>()
+                .is_ok_and(|code| matches!(code & 0xff, 10 | 13))
+    })
 }
 
 /// Shorthand for the store's results.

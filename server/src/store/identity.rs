@@ -69,7 +69,7 @@ impl Store {
         password_hash: &str,
         platform_admin: bool,
     ) -> StoreResult<User> {
-        let inserted: Option<User> = on_db!(&self.inner.db, pool => sqlx::query_as(
+        let inserted: Option<User> = on_db!(self.db()?, pool => sqlx::query_as(
             "INSERT INTO users (email, password_hash, platform_admin, created_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (email) DO NOTHING RETURNING id, email, password_hash, platform_admin")
             .bind(email).bind(password_hash).bind(platform_admin).bind(now_ms())
@@ -83,20 +83,18 @@ impl Store {
     /// The user with this email.
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"));
-        Ok(
-            on_db!(&self.inner.db, pool => sqlx::query_as(sql).bind(email).fetch_optional(pool).await?),
-        )
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql).bind(email).fetch_optional(pool).await?))
     }
 
     /// The user with this id.
     pub async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?))
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?))
     }
 
     /// Deletes a user and their memberships; `NotFound` when absent.
     pub async fn delete_user(&self, id: i64) -> StoreResult<()> {
-        let deleted = on_db!(&self.inner.db, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+        let deleted = on_db!(self.db()?, pool => sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id).execute(pool).await?.rows_affected());
         if deleted == 0 {
             return Err(StoreError::NotFound {
@@ -109,14 +107,14 @@ impl Store {
 
     /// Whether any platform admin exists.
     pub async fn platform_admin_exists(&self) -> StoreResult<bool> {
-        let count: i64 = on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        let count: i64 = on_db!(self.db()?, pool => sqlx::query_scalar(
             "SELECT COUNT(*) FROM users WHERE platform_admin").fetch_one(pool).await?);
         Ok(count > 0)
     }
 
     /// Creates a tenant; `Conflict` when the name is taken.
     pub async fn create_tenant(&self, name: &str) -> StoreResult<()> {
-        let inserted = on_db!(&self.inner.db, pool => sqlx::query(
+        let inserted = on_db!(self.db()?, pool => sqlx::query(
             "INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name).bind(now_ms()).execute(pool).await?.rows_affected());
         if inserted == 0 {
@@ -130,7 +128,7 @@ impl Store {
 
     /// Gives `user_id` `role` in `tenant` (replacing a role they had).
     pub async fn set_membership(&self, tenant: &str, user_id: i64, role: &str) -> StoreResult<()> {
-        on_db!(&self.inner.db, pool => sqlx::query(
+        on_db!(self.db()?, pool => sqlx::query(
             "INSERT INTO memberships (tenant, user_id, role) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant, user_id) DO UPDATE SET role = excluded.role")
             .bind(tenant).bind(user_id).bind(role).execute(pool).await.map(|_| ())?);
@@ -140,7 +138,7 @@ impl Store {
 
     /// The tenants a user belongs to, with their roles.
     pub async fn memberships(&self, user_id: i64) -> StoreResult<Vec<Membership>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(
             "SELECT tenant, role FROM memberships WHERE user_id = $1 ORDER BY tenant")
             .bind(user_id).fetch_all(pool).await?))
     }
@@ -152,7 +150,7 @@ impl Store {
         keys: &[&str; 2],
         now_ms: i64,
     ) -> StoreResult<Option<i64>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        Ok(on_db!(self.db()?, pool => sqlx::query_scalar(
             "SELECT MAX(locked_until_ms) FROM sign_in_failures \
              WHERE key IN ($1, $2) AND locked_until_ms > $3")
             .bind(keys[0]).bind(keys[1]).bind(now_ms).fetch_one(pool).await?))
@@ -170,7 +168,7 @@ impl Store {
         window_ms: i64,
         lockout_ms: i64,
     ) -> StoreResult<i64> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        Ok(on_db!(self.db()?, pool => sqlx::query_scalar(
             "INSERT INTO sign_in_failures AS f (key, failures, window_start_ms, locked_until_ms) \
              VALUES ($1, 1, $2, CASE WHEN $3 <= 1 THEN $2 + $5 ELSE 0 END) \
              ON CONFLICT (key) DO UPDATE SET \
@@ -186,7 +184,7 @@ impl Store {
 
     /// Forgets the failed sign-ins counted against `key`.
     pub async fn clear_sign_in_failures(&self, key: &str) -> StoreResult<()> {
-        on_db!(&self.inner.db, pool => sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
+        on_db!(self.db()?, pool => sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
             .bind(key).execute(pool).await.map(|_| ())?);
         Ok(())
     }
@@ -195,7 +193,7 @@ impl Store {
     /// process gets there first, and shared by all.
     pub async fn signing_secret(&self) -> StoreResult<Vec<u8>> {
         let fresh: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
-        signing_secret(&self.inner.db, fresh).await
+        signing_secret(self.db()?, fresh).await
     }
 }
 
@@ -215,7 +213,7 @@ impl Store {
         user_id: i64,
         expires_at_ms: i64,
     ) -> StoreResult<()> {
-        on_db!(&self.inner.db, pool => sqlx::query(
+        on_db!(self.db()?, pool => sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, user_id, expires_at_ms, revoked) VALUES ($1, $2, $3, false)")
             .bind(token_hash).bind(user_id).bind(expires_at_ms).execute(pool).await.map(|_| ())?);
         Ok(())
@@ -225,7 +223,7 @@ impl Store {
     /// valid (known, unexpired, unrevoked). A token spends only once, also
     /// when two requests race with it.
     pub async fn spend_refresh_token(&self, token_hash: &str) -> StoreResult<Option<i64>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        Ok(on_db!(self.db()?, pool => sqlx::query_scalar(
             "UPDATE refresh_tokens SET revoked = true \
              WHERE token_hash = $1 AND NOT revoked AND expires_at_ms > $2 RETURNING user_id")
             .bind(token_hash).bind(now_ms()).fetch_optional(pool).await?))
@@ -238,7 +236,7 @@ impl Store {
         token_hash: &str,
         expires_at_ms: i64,
     ) -> StoreResult<Option<i64>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        Ok(on_db!(self.db()?, pool => sqlx::query_scalar(
             "UPDATE refresh_tokens SET expires_at_ms = $3 \
              WHERE token_hash = $1 AND NOT revoked AND expires_at_ms > $2 RETURNING user_id")
             .bind(token_hash).bind(now_ms()).bind(expires_at_ms).fetch_optional(pool).await?))
@@ -246,7 +244,7 @@ impl Store {
 
     /// Revokes a refresh token; false when it was unknown or spent.
     pub async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
-        let revoked = on_db!(&self.inner.db, pool => sqlx::query(
+        let revoked = on_db!(self.db()?, pool => sqlx::query(
             "UPDATE refresh_tokens SET revoked = true WHERE token_hash = $1 AND NOT revoked")
             .bind(token_hash).execute(pool).await?.rows_affected());
         Ok(revoked > 0)
@@ -301,7 +299,7 @@ impl Store {
             "INSERT INTO api_tokens (token_hash, name, user_id, tenant, role, created_at_ms, expires_at_ms, revoked) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, false) RETURNING {TOKEN_COLUMNS}"
         ));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql)
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql)
             .bind(token.token_hash).bind(token.name).bind(token.user_id).bind(token.tenant)
             .bind(token.role).bind(now_ms()).bind(token.expires_at_ms)
             .fetch_one(pool).await?))
@@ -313,7 +311,7 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND NOT revoked \
              AND (expires_at_ms IS NULL OR expires_at_ms > $2)"
         ));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql)
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql)
             .bind(token_hash).bind(now_ms()).fetch_optional(pool).await?))
     }
 
@@ -322,7 +320,7 @@ impl Store {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant = $1 ORDER BY id DESC"
         ));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).bind(tenant).fetch_all(pool).await?))
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql).bind(tenant).fetch_all(pool).await?))
     }
 
     /// The API token with this id, live or not.
@@ -330,12 +328,12 @@ impl Store {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
         ));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?))
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?))
     }
 
     /// Revokes an API token; false when it was unknown or revoked already.
     pub async fn revoke_api_token(&self, id: i64) -> StoreResult<bool> {
-        let revoked = on_db!(&self.inner.db, pool => sqlx::query(
+        let revoked = on_db!(self.db()?, pool => sqlx::query(
             "UPDATE api_tokens SET revoked = true WHERE id = $1 AND NOT revoked")
             .bind(id).execute(pool).await?.rows_affected());
         Ok(revoked > 0)
@@ -427,18 +425,18 @@ impl Store {
     /// Every user, by id.
     pub async fn users(&self) -> StoreResult<Vec<User>> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).fetch_all(pool).await?))
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql).fetch_all(pool).await?))
     }
 
     /// Every tenant, by name.
     pub async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(
             "SELECT name, created_at_ms, pod_security FROM tenants ORDER BY name").fetch_all(pool).await?))
     }
 
     /// The tenant with this name.
     pub async fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(
             "SELECT name, created_at_ms, pod_security FROM tenants WHERE name = $1")
             .bind(name).fetch_optional(pool).await?))
     }
@@ -446,7 +444,7 @@ impl Store {
     /// Sets a tenant's Pod Security level (`privileged`, `baseline` or
     /// `restricted`); `NotFound` when there is no such tenant.
     pub async fn set_tenant_pod_security(&self, name: &str, level: &str) -> StoreResult<()> {
-        let updated = on_db!(&self.inner.db, pool => sqlx::query(
+        let updated = on_db!(self.db()?, pool => sqlx::query(
             "UPDATE tenants SET pod_security = $2 WHERE name = $1")
             .bind(name).bind(level).execute(pool).await?.rows_affected());
         if updated == 0 {
@@ -460,7 +458,7 @@ impl Store {
     /// Creates a tenant with `owner` as its owner: both or neither.
     /// `Conflict` when the name is taken.
     pub async fn create_tenant_owned_by(&self, name: &str, owner: i64) -> StoreResult<Tenant> {
-        let tenant = on_db!(&self.inner.db, pool => {
+        let tenant = on_db!(self.db()?, pool => {
             let mut tx = pool.begin().await?;
             let tenant: Option<Tenant> = sqlx::query_as(
                 "INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) \
@@ -483,7 +481,7 @@ impl Store {
 
     /// The members of a tenant, by email.
     pub async fn tenant_members(&self, tenant: &str) -> StoreResult<Vec<TenantMember>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(
             "SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
              WHERE m.tenant = $1 ORDER BY u.email")
             .bind(tenant).fetch_all(pool).await?))
@@ -495,7 +493,7 @@ impl Store {
         tenant: &str,
         user_id: i64,
     ) -> StoreResult<Option<TenantMember>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(
             "SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
              WHERE m.tenant = $1 AND m.user_id = $2")
             .bind(tenant).bind(user_id).fetch_optional(pool).await?))
@@ -512,7 +510,7 @@ impl Store {
         role: &str,
         expected: Option<&str>,
     ) -> StoreResult<MemberWrite> {
-        let write = in_tenant_tx!(&self.inner.db, tenant, tx => {
+        let write = in_tenant_tx!(self.db()?, tenant, tx => {
             let current: Option<String> = sqlx::query_scalar(
                 "SELECT role FROM memberships WHERE tenant = $1 AND user_id = $2")
                 .bind(tenant).bind(user_id).fetch_optional(&mut *tx).await?;
@@ -547,7 +545,7 @@ impl Store {
         user_id: i64,
         expected: &str,
     ) -> StoreResult<()> {
-        in_tenant_tx!(&self.inner.db, tenant, tx => {
+        in_tenant_tx!(self.db()?, tenant, tx => {
             let current: Option<String> = sqlx::query_scalar(
                 "SELECT role FROM memberships WHERE tenant = $1 AND user_id = $2")
                 .bind(tenant).bind(user_id).fetch_optional(&mut *tx).await?;
@@ -580,7 +578,7 @@ impl Store {
     /// (the foreign keys cascade). Its objects live in the revision log and
     /// are the caller's to delete first. `NotFound` when absent.
     pub async fn delete_tenant(&self, name: &str) -> StoreResult<()> {
-        let deleted = on_db!(&self.inner.db, pool => sqlx::query("DELETE FROM tenants WHERE name = $1")
+        let deleted = on_db!(self.db()?, pool => sqlx::query("DELETE FROM tenants WHERE name = $1")
             .bind(name).execute(pool).await?.rows_affected());
         if deleted == 0 {
             return Err(StoreError::NotFound {

@@ -16,6 +16,7 @@
 mod db;
 pub mod audit;
 pub mod error;
+mod health;
 pub mod identity;
 pub mod metrics;
 pub mod nodes;
@@ -71,6 +72,8 @@ pub struct Store {
 
 struct Inner {
     db: db::Db,
+    /// Whether the database answers (PostgreSQL; SQLite always does).
+    health: Arc<health::Health>,
     writes: mpsc::Sender<PendingWrite>,
     hub: Arc<Hub>,
     metrics: Arc<StoreMetrics>,
@@ -138,9 +141,18 @@ impl Store {
             writes.clone(),
             shutdown.clone(),
         )));
+        let health = Arc::new(health::Health::default());
+        if Backend::of_url(url) == Some(Backend::Postgres) {
+            tasks.push(tokio::spawn(health::run_monitor(
+                url.to_owned(),
+                health.clone(),
+                shutdown.clone(),
+            )));
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                health,
                 writes,
                 hub,
                 metrics,
@@ -181,17 +193,17 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
-        self.inner.db.meta().await.map(|_| ())
+        self.db()?.meta().await.map(|_| ())
     }
 
     /// The newest committed revision.
     pub async fn current_revision(&self) -> StoreResult<Revision> {
-        Ok(self.inner.db.meta().await?.revision)
+        Ok(self.db()?.meta().await?.revision)
     }
 
     /// The revision below which history has been compacted away.
     pub async fn compact_revision(&self) -> StoreResult<Revision> {
-        Ok(self.inner.db.meta().await?.compact_revision)
+        Ok(self.db()?.meta().await?.compact_revision)
     }
 
     /// One key, latest (`revision == 0`) or as of `revision`.
@@ -222,8 +234,7 @@ impl Store {
         }
         let limit = (request.limit > 0).then_some(request.limit);
         let (meta, mut kvs, count) = self
-            .inner
-            .db
+            .db()?
             .range(
                 &request.range,
                 request.revision,
@@ -416,7 +427,7 @@ impl Store {
     /// fell behind a compaction) arrive as the stream's last item.
     pub async fn watch(&self, request: WatchRequest) -> StoreResult<Watch> {
         check_key(&request.range.key)?;
-        let meta = self.inner.db.meta().await?;
+        let meta = self.db()?.meta().await?;
         if request.start_revision > 0 && request.start_revision < meta.compact_revision {
             return Err(StoreError::Compacted {
                 requested: request.start_revision,
@@ -480,8 +491,7 @@ impl Store {
     /// Renews a lease to its full TTL; returns the TTL. With `owner`, a
     /// lease of another owner is answered as not found.
     pub async fn lease_keep_alive(&self, id: i64, owner: Option<&LeaseOwner>) -> StoreResult<i64> {
-        self.inner
-            .db
+        self.db()?
             .renew_lease(id, now_ms(), owner)
             .await?
             .ok_or(StoreError::LeaseNotFound(id))
@@ -509,14 +519,13 @@ impl Store {
     /// A lease's TTLs, and its keys when `keys` is set.
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> StoreResult<LeaseInfo> {
         let (ttl, expires_at_ms, owner) = self
-            .inner
-            .db
+            .db()?
             .lease(id)
             .await?
             .ok_or(StoreError::LeaseNotFound(id))?;
         let remaining_ms = (expires_at_ms - now_ms()).max(0);
         let keys = if keys {
-            self.inner.db.lease_keys(id).await?
+            self.db()?.lease_keys(id).await?
         } else {
             Vec::new()
         };
@@ -532,66 +541,78 @@ impl Store {
 
     /// Every lease's id and owner, by id.
     pub async fn leases(&self) -> StoreResult<Vec<(i64, LeaseOwner)>> {
-        self.inner.db.lease_owners().await
+        self.db()?.lease_owners().await
     }
 
     /// Records that this server process is alive (call it every few
     /// seconds while serving).
     pub async fn heartbeat_member(&self, member: &MemberInfo) -> StoreResult<()> {
-        self.inner.db.heartbeat_member(member, now_ms()).await
+        self.db()?.heartbeat_member(member, now_ms()).await
     }
 
     /// The server processes that have sent a heartbeat within `max_age`.
     pub async fn members(&self, max_age: Duration) -> StoreResult<Vec<MemberInfo>> {
-        self.inner
-            .db
+        self.db()?
             .members(now_ms() - max_age.as_millis() as i64)
             .await
     }
 
     /// Forgets a server process (as it stops).
     pub async fn remove_member(&self, id: i64) -> StoreResult<()> {
-        self.inner.db.remove_member(id).await
+        self.db()?.remove_member(id).await
     }
 
     /// The alarms raised, as `(member, alarm)` pairs (etcd's alarm
     /// numbers: 1 NOSPACE, 2 CORRUPT).
     pub async fn alarms(&self) -> StoreResult<Vec<(i64, i32)>> {
-        self.inner.db.alarms().await
+        self.db()?.alarms().await
     }
 
     /// Raises an alarm for `member`.
     pub async fn raise_alarm(&self, member: i64, alarm: i32) -> StoreResult<()> {
-        self.inner.db.raise_alarm(member, alarm).await
+        self.db()?.raise_alarm(member, alarm).await
     }
 
     /// Disarms the matching alarms (0 matches every member or alarm);
     /// answers those that were raised.
     pub async fn disarm_alarms(&self, member: i64, alarm: i32) -> StoreResult<Vec<(i64, i32)>> {
-        self.inner.db.disarm_alarms(member, alarm).await
+        self.db()?.disarm_alarms(member, alarm).await
     }
 
     /// The database's size and the part of it in use, in bytes.
     pub async fn size(&self) -> StoreResult<(i64, i64)> {
-        self.inner.db.size().await
+        self.db()?.size().await
     }
 
     /// Gives the database's free space back to the disk (SQLite), or
     /// nothing (PostgreSQL, whose autovacuum does it).
     pub async fn defragment(&self) -> StoreResult<()> {
-        self.inner.db.defragment().await
+        self.db()?.defragment().await
+    }
+
+    /// The database, unless it is known to be down.
+    fn db(&self) -> StoreResult<&db::Db> {
+        self.inner.health.check()?;
+        Ok(&self.inner.db)
     }
 
     async fn write(&self, command: WriteCommand) -> StoreResult<WriteOutcome> {
+        self.inner.health.check()?;
         let (reply, answer) = oneshot::channel();
         self.inner
             .writes
             .send(PendingWrite { command, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+        // A write waiting when the database goes away is answered at once;
+        // whether it committed is then unknown, as after any lost
+        // connection.
+        tokio::select! {
+            answer = answer => {
+                answer.map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+            }
+            down = self.inner.health.gone() => Err(down),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ impl Store {
         let select = sqlx::AssertSqlSafe(format!(
             "SELECT {JOIN_TOKEN_COLUMNS} FROM node_join_tokens WHERE token_hash = $1"
         ));
-        Ok(on_db!(&self.inner.db, pool => {
+        Ok(on_db!(self.db()?, pool => {
             sqlx::query(insert)
                 .bind(token_hash).bind(name).bind(now_ms()).bind(expires_at_ms)
                 .execute(pool).await?;
@@ -50,7 +50,7 @@ impl Store {
     /// Whether a join token with this hash is live: known, unrevoked,
     /// unexpired.
     pub async fn join_token_is_live(&self, token_hash: &str) -> StoreResult<bool> {
-        let found: Option<i64> = on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        let found: Option<i64> = on_db!(self.db()?, pool => sqlx::query_scalar(
             "SELECT id FROM node_join_tokens WHERE token_hash = $1 AND NOT revoked \
              AND (expires_at_ms IS NULL OR expires_at_ms > $2)")
             .bind(token_hash).bind(now_ms()).fetch_optional(pool).await?);
@@ -62,13 +62,13 @@ impl Store {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {JOIN_TOKEN_COLUMNS} FROM node_join_tokens ORDER BY id DESC"
         ));
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_as(sql).fetch_all(pool).await?))
+        Ok(on_db!(self.db()?, pool => sqlx::query_as(sql).fetch_all(pool).await?))
     }
 
     /// Revokes a join token; false when it was unknown or revoked already.
     /// Nodes registered with it keep their credentials.
     pub async fn revoke_join_token(&self, id: i64) -> StoreResult<bool> {
-        let revoked = on_db!(&self.inner.db, pool => sqlx::query(
+        let revoked = on_db!(self.db()?, pool => sqlx::query(
             "UPDATE node_join_tokens SET revoked = true WHERE id = $1 AND NOT revoked")
             .bind(id).execute(pool).await?.rows_affected());
         Ok(revoked > 0)
@@ -77,7 +77,7 @@ impl Store {
     /// Makes `token_hash` the credential of `node_name`, replacing any
     /// earlier one.
     pub async fn set_node_credential(&self, node_name: &str, token_hash: &str) -> StoreResult<()> {
-        on_db!(&self.inner.db, pool => sqlx::query(
+        on_db!(self.db()?, pool => sqlx::query(
             "INSERT INTO node_credentials (node_name, token_hash, created_at_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (node_name) DO UPDATE SET token_hash = excluded.token_hash, \
              created_at_ms = excluded.created_at_ms")
@@ -87,14 +87,14 @@ impl Store {
 
     /// The node whose credential has this hash, if any.
     pub async fn node_for_credential(&self, token_hash: &str) -> StoreResult<Option<String>> {
-        Ok(on_db!(&self.inner.db, pool => sqlx::query_scalar(
+        Ok(on_db!(self.db()?, pool => sqlx::query_scalar(
             "SELECT node_name FROM node_credentials WHERE token_hash = $1")
             .bind(token_hash).fetch_optional(pool).await?))
     }
 
     /// Forgets a node's credential; false when it had none.
     pub async fn delete_node_credential(&self, node_name: &str) -> StoreResult<bool> {
-        let deleted = on_db!(&self.inner.db, pool => sqlx::query(
+        let deleted = on_db!(self.db()?, pool => sqlx::query(
             "DELETE FROM node_credentials WHERE node_name = $1")
             .bind(node_name).execute(pool).await?.rows_affected());
         Ok(deleted > 0)

@@ -30,7 +30,7 @@ impl Store {
     /// while writes go on.
     pub async fn snapshot(&self) -> StoreResult<Vec<u8>> {
         let mut content = SNAPSHOT_MAGIC.to_vec();
-        content.extend(self.inner.db.dump().await?);
+        content.extend(self.db()?.dump().await?);
         while !content.len().is_multiple_of(512) {
             content.push(b'\n');
         }
