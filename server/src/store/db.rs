@@ -355,12 +355,13 @@ impl Db {
                             ))
                         })??;
                 probe.close().await?;
-                // A request waits at most 2 s for a connection: longer means
-                // the database is gone (the health monitor then fails
-                // requests at once) or badly overloaded.
+                // A request waits at most 5 s for a connection: longer means
+                // the database is gone or badly overloaded. An outage is
+                // usually caught sooner by the health monitor, which then
+                // fails requests at once.
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(2))
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await?;
                 sqlx::migrate!("../migrations/postgres")
