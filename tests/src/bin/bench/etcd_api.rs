@@ -1,6 +1,13 @@
 //! `bench etcd`: the etcd API driven by the same client (`etcd-client`),
 //! side by side, against a real etcd 3.4 and against Berth on SQLite and on
 //! PostgreSQL, with Berth/etcd ratios.
+//!
+//! Two load shapes for puts: one connection per client and a key of its
+//! own per put (inserts), and 64 clients multiplexed over 8 shared
+//! connections writing at random over a 10,000-key space that is written
+//! once before (updates). Each put figure also has its p99 and its worst
+//! latency. The watch figure paces puts at 200/s. With `--check-perf`,
+//! `etcdctl check perf --load=s` runs against each target too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,22 +23,36 @@ use super::{ms, now_micros, percentile};
 
 /// One figure for every target.
 struct Figures {
-    puts_1: f64,
-    puts_64: f64,
+    puts_1: Rate,
+    puts_64: Rate,
+    shared_updates: Rate,
     ranges_64: f64,
     cas_16: f64,
     watch_p50: Duration,
     watch_p99: Duration,
 }
 
-pub async fn run(run_for: Duration, samples: usize) -> anyhow::Result<()> {
+/// Operations per second, and the latencies of those operations.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rate {
+    per_second: f64,
+    p99: Duration,
+    max: Duration,
+}
+
+pub async fn run(run_for: Duration, samples: usize, check_perf: bool) -> anyhow::Result<()> {
     println!(
-        "berth etcd API benchmark: etcd-client, {} cores, {} s per figure, 256-byte values",
+        "berth etcd API benchmark: etcd-client, {}, {} cores, {} s per figure, 256-byte values",
+        crate::process_stats::cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         run_for.as_secs()
     );
+    let mut perf = Vec::new();
     let etcd = RealEtcd::start();
     let etcd_figures = measure("etcd 3.4", &etcd.endpoint, run_for, samples).await?;
+    if check_perf {
+        perf.push(("etcd 3.4".to_owned(), check_perf_s(&etcd.endpoint)));
+    }
     drop(etcd);
     let mut rows = vec![("etcd 3.4".to_owned(), etcd_figures)];
     for (name, backend) in [
@@ -51,19 +72,31 @@ pub async fn run(run_for: Duration, samples: usize) -> anyhow::Result<()> {
             ],
             &[],
         );
-        let figures = measure(name, &server.grpc_addr.to_string(), run_for, samples).await?;
+        let endpoint = server.grpc_addr.to_string();
+        let figures = measure(name, &endpoint, run_for, samples).await?;
+        if check_perf {
+            perf.push((name.to_owned(), check_perf_s(&endpoint)));
+        }
         rows.push((name.to_owned(), figures));
     }
     println!();
     println!(
-        "{:<16} {:>10} {:>10} {:>12} {:>12} {:>10} {:>10}",
-        "target", "put/s 1", "put/s 64", "range/s 64", "cas txn/s 16", "watch p50", "watch p99"
+        "{:<16} {:>9} {:>9} {:>9} {:>12} {:>12} {:>10} {:>10}",
+        "target",
+        "put/s 1",
+        "put/s 64",
+        "shared/s",
+        "range/s 64",
+        "cas txn/s 16",
+        "watch p50",
+        "watch p99"
     );
     for (name, f) in &rows {
         println!(
-            "{name:<16} {:>10.0} {:>10.0} {:>12.0} {:>12.0} {:>10} {:>10}",
-            f.puts_1,
-            f.puts_64,
+            "{name:<16} {:>9.0} {:>9.0} {:>9.0} {:>12.0} {:>12.0} {:>10} {:>10}",
+            f.puts_1.per_second,
+            f.puts_64.per_second,
+            f.shared_updates.per_second,
             f.ranges_64,
             f.cas_16,
             ms(f.watch_p50),
@@ -73,16 +106,63 @@ pub async fn run(run_for: Duration, samples: usize) -> anyhow::Result<()> {
     let base = &rows[0].1;
     for (name, f) in &rows[1..] {
         println!(
-            "{name:<16} {:>9.2}x {:>9.2}x {:>11.2}x {:>11.2}x {:>9.2}x {:>9.2}x   (Berth/etcd; latency: lower is better)",
-            f.puts_1 / base.puts_1,
-            f.puts_64 / base.puts_64,
+            "{name:<16} {:>8.2}x {:>8.2}x {:>8.2}x {:>11.2}x {:>11.2}x {:>9.2}x {:>9.2}x   (Berth/etcd; latency: lower is better)",
+            f.puts_1.per_second / base.puts_1.per_second,
+            f.puts_64.per_second / base.puts_64.per_second,
+            f.shared_updates.per_second / base.shared_updates.per_second,
             f.ranges_64 / base.ranges_64,
             f.cas_16 / base.cas_16,
             f.watch_p50.as_secs_f64() / base.watch_p50.as_secs_f64(),
             f.watch_p99.as_secs_f64() / base.watch_p99.as_secs_f64(),
         );
     }
+    println!();
+    println!("put latency: p99 / max");
+    println!(
+        "{:<16} {:>22} {:>22} {:>22}",
+        "target", "1 client", "64 clients", "64 over 8 connections"
+    );
+    for (name, f) in &rows {
+        let both = |r: Rate| format!("{} / {}", ms(r.p99), ms(r.max));
+        println!(
+            "{name:<16} {:>22} {:>22} {:>22}",
+            both(f.puts_1),
+            both(f.puts_64),
+            both(f.shared_updates)
+        );
+    }
+    if check_perf {
+        println!();
+        println!("etcdctl check perf --load=s");
+        for (name, output) in perf {
+            println!("{name}:");
+            for line in output.lines() {
+                println!("  {line}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// What `etcdctl check perf --load=s` prints (its verdicts and figures).
+fn check_perf_s(endpoint: &str) -> String {
+    let output = berth_tests::etcd::etcdctl_with_timeout(
+        endpoint,
+        &["check", "perf", "--load=s"],
+        None,
+        Some(Duration::from_secs(120)),
+    );
+    let text = format!("{}{}", output.stdout, output.stderr);
+    text.lines()
+        .filter(|l| {
+            l.contains("PASS")
+                || l.contains("FAIL")
+                || l.contains("Slowest")
+                || l.contains("Throughput")
+                || l.contains("Stddev")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn measure(
@@ -92,19 +172,34 @@ async fn measure(
     samples: usize,
 ) -> anyhow::Result<Figures> {
     eprintln!("measuring {name} at {endpoint}");
-    let puts_1 = rate(endpoint, 1, run_for, |mut c, w, i| async move {
+    let puts_1 = rate(endpoint, 1, 1, run_for, |mut c, w, i| async move {
         c.put(format!("/bench/p1/{w}/{i}"), vec![b'v'; 256], None)
             .await
             .map(|_| ())
     })
     .await?;
-    let puts_64 = rate(endpoint, 64, run_for, |mut c, w, i| async move {
+    let puts_64 = rate(endpoint, 64, 64, run_for, |mut c, w, i| async move {
         c.put(format!("/bench/p64/{w}/{i}"), vec![b'v'; 256], None)
             .await
             .map(|_| ())
     })
     .await?;
-    let ranges_64 = rate(endpoint, 64, run_for, |mut c, w, i| async move {
+    // The key space of the shared shape, written once, so that the figure
+    // is of updates.
+    let mut filler = Client::connect([endpoint], None).await?;
+    for key in 0..SHARED_KEYS {
+        filler
+            .put(format!("/bench/shared/{key:05}"), vec![b'v'; 256], None)
+            .await?;
+    }
+    let shared_updates = rate(endpoint, 64, 8, run_for, |mut c, w, i| async move {
+        let key = (w as u64 * 7_919 + i * 104_729) % SHARED_KEYS;
+        c.put(format!("/bench/shared/{key:05}"), vec![b'u'; 256], None)
+            .await
+            .map(|_| ())
+    })
+    .await?;
+    let ranges_64 = rate(endpoint, 64, 64, run_for, |mut c, w, i| async move {
         let answer = c.get(format!("/bench/p64/{w}/{}", i % 10), None).await?;
         assert_eq!(
             answer.kvs().len(),
@@ -113,10 +208,11 @@ async fn measure(
         );
         Ok(())
     })
-    .await?;
+    .await?
+    .per_second;
     // Compare-and-swap: each client bumps its own key guarded by its
     // mod_revision; every round is a read and a txn whose compare holds.
-    let cas_16 = rate(endpoint, 16, run_for, |mut c, w, i| async move {
+    let cas_16 = rate(endpoint, 16, 16, run_for, |mut c, w, i| async move {
         let key = format!("/bench/cas/{w}");
         let current = c.get(key.clone(), None).await?;
         let revision = current.kvs().first().map_or(0, |kv| kv.mod_revision());
@@ -131,11 +227,13 @@ async fn measure(
         assert!(answer.succeeded(), "a lone client's compare-and-swap holds");
         Ok(())
     })
-    .await?;
+    .await?
+    .per_second;
     let (watch_p50, watch_p99) = watch_latency(endpoint, samples).await?;
     Ok(Figures {
         puts_1,
         puts_64,
+        shared_updates,
         ranges_64,
         cas_16,
         watch_p50,
@@ -143,44 +241,63 @@ async fn measure(
     })
 }
 
-/// Runs `op` from `clients` connections for `run_for`; returns operations/s.
-/// Each rate counts the round trips a client completes.
+/// Keys in the shared shape's key space.
+const SHARED_KEYS: u64 = 10_000;
+
+/// Runs `op` from `clients` clients sharing `connections` connections
+/// (client `w` uses connection `w % connections`) for `run_for`; returns
+/// operations/s and their latencies. Each rate counts the round trips the
+/// clients complete.
 async fn rate<F, Fut>(
     endpoint: &str,
     clients: usize,
+    connections: usize,
     run_for: Duration,
     op: F,
-) -> anyhow::Result<f64>
+) -> anyhow::Result<Rate>
 where
     F: Fn(Client, usize, u64) -> Fut + Send + Sync + Copy + 'static,
     Fut: std::future::Future<Output = Result<(), etcd_client::Error>> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let mut shared = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        shared.push(Client::connect([endpoint], None).await?);
+    }
     let mut tasks = Vec::new();
     for w in 0..clients {
-        let client = Client::connect([endpoint], None).await?;
+        let client = shared[w % connections].clone();
         let (stop, done) = (stop.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
+            let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
                 op(client.clone(), w, i).await?;
+                latencies.push(started.elapsed());
                 done.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
-            anyhow::Ok(())
+            anyhow::Ok(latencies)
         }));
     }
     let started = Instant::now();
     tokio::time::sleep(run_for).await;
     stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await??;
+        latencies.extend(task.await??);
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    latencies.sort();
+    Ok(Rate {
+        per_second: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        p99: percentile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+    })
 }
 
-/// Paced puts, one a millisecond, each carrying its send time; a watcher on
+/// Paced puts, 200 a second, each carrying its send time; a watcher on
 /// another connection measures when each arrives.
 async fn watch_latency(endpoint: &str, samples: usize) -> anyhow::Result<(Duration, Duration)> {
     let mut watcher = Client::connect([endpoint], None).await?;
@@ -208,7 +325,7 @@ async fn watch_latency(endpoint: &str, samples: usize) -> anyhow::Result<(Durati
         anyhow::Ok(latencies)
     });
     let mut writer = Client::connect([endpoint], None).await?;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
     for i in 0..samples {
         tick.tick().await;
         writer

@@ -76,9 +76,13 @@ enum Bench {
         /// Seconds each throughput figure runs for.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
-        /// Watch-latency samples per target.
+        /// Watch-latency samples per target (paced at 200 puts/s).
         #[arg(long, default_value_t = 2000)]
         samples: usize,
+        /// Also run `etcdctl check perf --load=s` against every target
+        /// (a minute each).
+        #[arg(long)]
+        check_perf: bool,
     },
     /// REST API latency under load: create, get and list from concurrent
     /// clients against `berth server` on SQLite and PostgreSQL.
@@ -203,9 +207,11 @@ async fn main() -> anyhow::Result<()> {
             samples,
             only,
         } => store_bench(Duration::from_secs(seconds), samples, only.as_deref()).await,
-        Bench::Etcd { seconds, samples } => {
-            etcd_api::run(Duration::from_secs(seconds), samples).await
-        }
+        Bench::Etcd {
+            seconds,
+            samples,
+            check_perf,
+        } => etcd_api::run(Duration::from_secs(seconds), samples, check_perf).await,
         Bench::Rest {
             backend,
             clients,
