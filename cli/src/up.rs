@@ -46,6 +46,10 @@ pub struct UpArgs {
     /// first non-loopback address by default).
     #[arg(long)]
     pub address: Option<std::net::IpAddr>,
+    /// When the local node stops taking pods, as `berth agent
+    /// --eviction-hard` takes it (its default when not given).
+    #[arg(long)]
+    pub eviction_hard: Option<String>,
 }
 
 /// The tenant `up` creates and signs the CLI in to, unless `--tenant`
@@ -249,6 +253,9 @@ fn start_agent(
     ];
     if let Some(address) = args.address {
         flags.extend(["--address".to_owned(), address.to_string()]);
+    }
+    if let Some(thresholds) = &args.eviction_hard {
+        flags.extend(["--eviction-hard".to_owned(), thresholds.clone()]);
     }
     let agent =
         Agent::try_parse_from(flags).map_err(|e| format!("the local agent's settings: {e}"))?;

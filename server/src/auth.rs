@@ -258,7 +258,7 @@ impl Subject {
         if self.platform_admin {
             return true;
         }
-        let Some(prefix) = tenant_prefix(&range.key) else {
+        let Some(prefix) = crate::keys::tenant_prefix(&range.key) else {
             return false;
         };
         let target = berth_api::objects::Kind::from_plural(&prefix.plural)
@@ -339,29 +339,7 @@ pub async fn subject_for_bearer(
 
 /// The tenant whose `/registry/{kind}/{tenant}/` prefix `key` lies in.
 pub fn key_tenant(key: &[u8]) -> Option<String> {
-    tenant_prefix(key).map(|prefix| prefix.tenant)
-}
-
-/// `/registry/{kind}/{tenant}/` at the start of a key, when it is there.
-struct TenantPrefix {
-    prefix: String,
-    plural: String,
-    tenant: String,
-}
-
-fn tenant_prefix(key: &[u8]) -> Option<TenantPrefix> {
-    let key = std::str::from_utf8(key).ok()?;
-    let rest = key.strip_prefix("/registry/")?;
-    let (kind, rest) = rest.split_once('/')?;
-    let (tenant, _) = rest.split_once('/')?;
-    if kind.is_empty() || tenant.is_empty() {
-        return None;
-    }
-    Some(TenantPrefix {
-        prefix: format!("/registry/{kind}/{tenant}/"),
-        plural: kind.to_owned(),
-        tenant: tenant.to_owned(),
-    })
+    crate::keys::tenant_prefix(key).map(|prefix| prefix.tenant)
 }
 
 /// Creates the platform admin at first start. With no password given, one is

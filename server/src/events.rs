@@ -207,7 +207,11 @@ impl EventRecorder {
             ))[..8],
         );
         let name = format!("{}.{digest}", involved.name);
-        let key = format!("/registry/events/{}/{name}", involved.tenant);
+        let key = crate::keys::object(
+            berth_api::objects::Kind::Event,
+            Some(&involved.tenant),
+            &name,
+        );
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let lease = self.lease().await?;
         // Most events are new: the first attempt creates without reading.

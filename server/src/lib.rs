@@ -47,6 +47,7 @@ pub mod controllers;
 pub mod etcd;
 pub mod events;
 pub mod http;
+pub mod keys;
 pub mod node_api;
 pub mod objects;
 pub mod pod_exec;

@@ -177,22 +177,9 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
-    /// The store key: `/registry/{plural}/{tenant}/{name}`, or
-    /// `/registry/{plural}/{name}` for cluster-scoped kinds.
+    /// The store key ([`crate::keys::object`]).
     pub fn key(&self) -> String {
-        format!(
-            "{}{}",
-            collection_prefix(self.kind, self.tenant.as_deref()),
-            self.name
-        )
-    }
-}
-
-/// The key prefix of every object of `kind` in `tenant`.
-pub fn collection_prefix(kind: Kind, tenant: Option<&str>) -> String {
-    match tenant {
-        Some(tenant) if kind.namespaced() => format!("/registry/{}/{tenant}/", kind.plural()),
-        _ => format!("/registry/{}/", kind.plural()),
+        crate::keys::object(self.kind, self.tenant.as_deref(), &self.name)
     }
 }
 
@@ -782,7 +769,7 @@ impl Objects {
         continue_token: Option<&str>,
         reveal: SecretValues,
     ) -> ObjectResult<ListPage> {
-        let prefix = format!("{}{name_prefix}", collection_prefix(kind, tenant));
+        let prefix = format!("{}{name_prefix}", crate::keys::collection(kind, tenant));
         let end = prefix_end(prefix.as_bytes());
         let (mut revision, mut start) = match continue_token {
             Some(token) => ContinueToken::decode(token, &prefix)?,
@@ -864,7 +851,7 @@ impl Objects {
                 "Secrets are read through Objects::list, which redacts their values".into(),
             ));
         }
-        let prefix = collection_prefix(kind, tenant);
+        let prefix = crate::keys::collection(kind, tenant);
         let mut items = Vec::new();
         let revision = self
             .store
@@ -882,7 +869,7 @@ impl Objects {
         tenant: Option<&str>,
         after: Revision,
     ) -> ObjectResult<Watch> {
-        let prefix = collection_prefix(kind, tenant);
+        let prefix = crate::keys::collection(kind, tenant);
         Ok(self
             .store
             .watch(WatchRequest {
@@ -1171,7 +1158,7 @@ fn redact(mut value: Value) -> Value {
 
 /// Where `key` lives, for a key under `kind`'s prefix in `tenant`.
 fn ref_from_key(kind: Kind, tenant: Option<&str>, key: &[u8]) -> ObjectRef {
-    let prefix = collection_prefix(kind, tenant);
+    let prefix = crate::keys::collection(kind, tenant);
     let name = String::from_utf8_lossy(key)
         .strip_prefix(&prefix)
         .unwrap_or_default()

@@ -17,7 +17,19 @@ async fn berth_up_serves_runs_a_docker_node_and_signs_the_cli_in() {
     docker(&["tag", TEST_IMAGE, EXAMPLE_IMAGE]);
     let terminal = Terminal::new();
     let node = unique("up-");
-    let mut up = Up::start(&terminal, &["--node-name", &node, "--address", "127.0.0.1"]);
+    // As the other Docker tests' agents: a build machine's disk may be
+    // fuller than the default thresholds allow.
+    let mut up = Up::start(
+        &terminal,
+        &[
+            "--node-name",
+            &node,
+            "--address",
+            "127.0.0.1",
+            "--eviction-hard",
+            "memory.available<100Mi",
+        ],
+    );
     let _cleanup =
         EngineCleanup::new(&node, &["default"]).with_state_dir(&up.data_dir.path().join("agent"));
     for expected in [

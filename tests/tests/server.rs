@@ -126,8 +126,9 @@ async fn the_server_starts_on_sqlite_by_default_and_answers_health_readiness_and
         "berth_store_write_duration_seconds_bucket",
         "berth_store_revision 1",
         // The node API's shared watches over pods, ConfigMaps and Secrets
-        // (three, whatever the number of nodes).
-        "berth_store_open_watches 3",
+        // (three, whatever the number of nodes), and the etcd API's on the
+        // accounts key, for its callers' cache.
+        "berth_store_open_watches 4",
         "berth_store_watch_events_sent_total 0",
         "berth_store_db_pool_connections",
         "berth_store_db_pool_idle_connections",

@@ -227,7 +227,7 @@ async fn load<K: berth_api::objects::Resource>(store: &Store, cache: &Cache<K>) 
     let mut objects = Vec::new();
     let revision = store
         .range_prefix(
-            crate::objects::collection_prefix(K::KIND, None).as_bytes(),
+            crate::keys::collection(K::KIND, None).as_bytes(),
             0,
             100,
             |kv| {

@@ -18,7 +18,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::ReferenceKind;
-use crate::objects::{Objects, collection_prefix};
+use crate::keys::collection as collection_prefix;
+use crate::objects::Objects;
 
 /// How many changes a slow stream may miss before it is told it lagged.
 const BUFFER: usize = 1024;

@@ -552,7 +552,7 @@ async fn delete_objects(state: &AppState, tenant: &str) -> Result<(), ApiError> 
         .filter(|kind| kind.namespaced())
         .map(|kind| {
             Op::Delete(DeleteRequest {
-                range: KeyRange::prefix(format!("/registry/{}/{tenant}/", kind.plural())),
+                range: KeyRange::prefix(crate::keys::collection(*kind, Some(tenant))),
                 prev_kv: false,
             })
         })

@@ -33,9 +33,20 @@ use crate::store::types::{
 };
 use crate::store::{Store, StoreError, StoreResult};
 
-const PODS: &str = "/registry/pods/";
-const NODES: &str = "/registry/nodes/";
-const VOLUMES: &str = "/registry/volumes/";
+/// Every pod's key starts with this ([`crate::keys`]).
+fn pods_prefix() -> String {
+    crate::keys::collection(berth_api::objects::Kind::Pod, None)
+}
+
+/// Every node's key starts with this.
+fn nodes_prefix() -> String {
+    crate::keys::collection(berth_api::objects::Kind::Node, None)
+}
+
+/// Every volume's key starts with this.
+fn volumes_prefix() -> String {
+    crate::keys::collection(berth_api::objects::Kind::Volume, None)
+}
 
 /// How many keys one page of the initial list reads.
 const LIST_PAGE: i64 = 1000;
@@ -325,7 +336,7 @@ impl Scheduler {
         let mut pods = self
             .store
             .watch(WatchRequest {
-                range: KeyRange::prefix(PODS),
+                range: KeyRange::prefix(pods_prefix()),
                 start_revision: revision + 1,
                 prev_kv: false,
             })
@@ -333,7 +344,7 @@ impl Scheduler {
         let mut nodes = self
             .store
             .watch(WatchRequest {
-                range: KeyRange::prefix(NODES),
+                range: KeyRange::prefix(nodes_prefix()),
                 start_revision: revision + 1,
                 prev_kv: false,
             })
@@ -341,7 +352,7 @@ impl Scheduler {
         let mut volumes = self
             .store
             .watch(WatchRequest {
-                range: KeyRange::prefix(VOLUMES),
+                range: KeyRange::prefix(volumes_prefix()),
                 start_revision: revision + 1,
                 prev_kv: false,
             })
@@ -410,20 +421,20 @@ impl Scheduler {
         let mut nodes = Vec::new();
         let revision = self
             .store
-            .range_prefix(NODES.as_bytes(), 0, LIST_PAGE, |kv| nodes.push(kv))
+            .range_prefix(nodes_prefix().as_bytes(), 0, LIST_PAGE, |kv| nodes.push(kv))
             .await?;
         for kv in nodes {
             if let (Some(name), Ok(node)) = (
-                split_key(&kv.key, NODES),
+                split_key(&kv.key, &nodes_prefix()),
                 serde_json::from_slice::<Node>(&kv.value),
             ) {
                 state.node_changed(name, Some(node));
             }
         }
         self.store
-            .range_prefix(VOLUMES.as_bytes(), revision, LIST_PAGE, |kv| {
+            .range_prefix(volumes_prefix().as_bytes(), revision, LIST_PAGE, |kv| {
                 if let (Some(key), Ok(volume)) = (
-                    split_key(&kv.key, VOLUMES),
+                    split_key(&kv.key, &volumes_prefix()),
                     serde_json::from_slice::<Volume>(&kv.value),
                 ) {
                     state.claim_changed(key, Some((volume, kv.mod_revision)));
@@ -431,9 +442,9 @@ impl Scheduler {
             })
             .await?;
         self.store
-            .range_prefix(PODS.as_bytes(), revision, LIST_PAGE, |kv| {
+            .range_prefix(pods_prefix().as_bytes(), revision, LIST_PAGE, |kv| {
                 if let (Some(key), Ok(pod)) = (
-                    split_key(&kv.key, PODS),
+                    split_key(&kv.key, &pods_prefix()),
                     serde_json::from_slice::<Pod>(&kv.value),
                 ) {
                     state.pod_changed(key, Some((pod, kv.mod_revision)));
@@ -539,7 +550,7 @@ impl Scheduler {
         node: &str,
         claims: &[(String, Revision)],
     ) -> StoreResult<bool> {
-        let store_key = format!("{PODS}{key}");
+        let store_key = format!("{}{key}", pods_prefix());
         let Some(current) = self.store.get(store_key.as_bytes(), 0).await? else {
             return Ok(false);
         };
@@ -553,7 +564,7 @@ impl Scheduler {
         set_condition(&mut value, "PodScheduled", "True", None, None, &now);
         let mut writes = vec![(store_key, revision, value)];
         for (claim, claim_revision) in claims {
-            let claim_key = format!("{VOLUMES}{claim}");
+            let claim_key = format!("{}{claim}", volumes_prefix());
             let Some(current) = self.store.get(claim_key.as_bytes(), 0).await? else {
                 return Ok(false);
             };
@@ -592,7 +603,7 @@ impl Scheduler {
         revision: Revision,
         message: &str,
     ) -> StoreResult<()> {
-        let store_key = format!("{PODS}{key}");
+        let store_key = format!("{}{key}", pods_prefix());
         if let Some(current) = self.store.get(store_key.as_bytes(), 0).await?
             && current.mod_revision == revision
         {
@@ -698,7 +709,7 @@ fn set_condition(
 }
 
 fn apply_pod_event(state: &mut State, event: &Event) {
-    let Some(key) = split_key(&event.kv.key, PODS) else {
+    let Some(key) = split_key(&event.kv.key, &pods_prefix()) else {
         return;
     };
     let pod = match event.kind {
@@ -711,7 +722,7 @@ fn apply_pod_event(state: &mut State, event: &Event) {
 }
 
 fn apply_volume_event(state: &mut State, event: &Event) {
-    let Some(key) = split_key(&event.kv.key, VOLUMES) else {
+    let Some(key) = split_key(&event.kv.key, &volumes_prefix()) else {
         return;
     };
     let volume = match event.kind {
@@ -724,7 +735,7 @@ fn apply_volume_event(state: &mut State, event: &Event) {
 }
 
 fn apply_node_event(state: &mut State, event: &Event) {
-    let Some(name) = split_key(&event.kv.key, NODES) else {
+    let Some(name) = split_key(&event.kv.key, &nodes_prefix()) else {
         return;
     };
     let node = match event.kind {

@@ -625,7 +625,7 @@ impl Db {
     pub(crate) async fn begin_write(&self) -> StoreResult<(WriteTx, Meta)> {
         match self {
             Db::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = SqliteWrite::begin(pool).await?;
                 let meta = sqlx::query_as(SELECT_META).fetch_one(&mut *tx).await?;
                 Ok((WriteTx::Sqlite(tx), meta))
             }
@@ -681,8 +681,59 @@ pub(crate) fn check_revision(revision: Revision, meta: Meta) -> StoreResult<()> 
 
 /// An open write transaction.
 pub(crate) enum WriteTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteWrite),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// SQLite's write transaction (`BEGIN IMMEDIATE`) on a pooled connection.
+/// One that does not commit (an error, a full disk) closes its connection
+/// rather than handing it back: SQLite may have ended the transaction
+/// itself, and the connection's next user must never find one open, nor
+/// sqlx's count of open transactions out of step with SQLite's.
+pub(crate) struct SqliteWrite {
+    connection: sqlx::pool::PoolConnection<Sqlite>,
+    committed: bool,
+}
+
+impl SqliteWrite {
+    async fn begin(pool: &SqlitePool) -> StoreResult<SqliteWrite> {
+        let mut connection = pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await?;
+        Ok(SqliteWrite {
+            connection,
+            committed: false,
+        })
+    }
+
+    async fn commit(mut self) -> StoreResult<()> {
+        sqlx::query("COMMIT").execute(&mut *self.connection).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for SqliteWrite {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.connection
+    }
+}
+
+impl std::ops::DerefMut for SqliteWrite {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.connection
+    }
+}
+
+impl Drop for SqliteWrite {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.connection.close_on_drop();
+        }
+    }
 }
 
 impl WriteTx {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use berth_api::objects::{Kind, Resource};
 use tokio_util::sync::CancellationToken;
 
-use crate::objects::collection_prefix;
+use crate::keys::collection as collection_prefix;
 use crate::store::types::{EventKind, KeyRange, KeyValue, Revision, WatchRequest};
 use crate::store::{Store, StoreError};
 
@@ -82,27 +82,13 @@ impl ObjectKey {
 
     /// Where an object of `kind` with this key is stored.
     pub fn store_key(&self, kind: Kind) -> String {
-        format!(
-            "{}{}",
-            collection_prefix(kind, self.tenant.as_deref()),
-            self.name
-        )
+        crate::keys::object(kind, self.tenant.as_deref(), &self.name)
     }
 
     /// The key of the object of `kind` stored at `key`; `None` for a key
     /// outside the kind's prefix.
     pub fn from_store_key(kind: Kind, key: &[u8]) -> Option<ObjectKey> {
-        let key = std::str::from_utf8(key).ok()?;
-        let rest = key.strip_prefix(&collection_prefix(kind, None))?;
-        if kind.namespaced() {
-            let (tenant, name) = rest.split_once('/')?;
-            (!tenant.is_empty() && !name.is_empty()).then(|| ObjectKey::namespaced(tenant, name))
-        } else {
-            (!rest.is_empty()).then(|| ObjectKey {
-                tenant: None,
-                name: rest.to_owned(),
-            })
-        }
+        crate::keys::parse(kind, key).map(|(tenant, name)| ObjectKey { tenant, name })
     }
 }
 
