@@ -7,7 +7,8 @@
 //! connections writing at random over a 10,000-key space that is written
 //! once before (updates). Each put figure also has its p99 and its worst
 //! latency. The watch figure paces puts at 200/s. With `--check-perf`,
-//! `etcdctl check perf --load=s` runs against each target too.
+//! `etcdctl check perf` runs against each target too, at the load
+//! `--check-perf-load` names (`s` by default).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,7 +41,11 @@ struct Rate {
     max: Duration,
 }
 
-pub async fn run(run_for: Duration, samples: usize, check_perf: bool) -> anyhow::Result<()> {
+pub async fn run(
+    run_for: Duration,
+    samples: usize,
+    check_perf: Option<String>,
+) -> anyhow::Result<()> {
     println!(
         "berth etcd API benchmark: etcd-client, {}, {} cores, {} s per figure, 256-byte values",
         crate::process_stats::cpu_model(),
@@ -50,8 +55,8 @@ pub async fn run(run_for: Duration, samples: usize, check_perf: bool) -> anyhow:
     let mut perf = Vec::new();
     let etcd = RealEtcd::start();
     let etcd_figures = measure("etcd 3.4", &etcd.endpoint, run_for, samples).await?;
-    if check_perf {
-        perf.push(("etcd 3.4".to_owned(), check_perf_s(&etcd.endpoint)));
+    if let Some(load) = &check_perf {
+        perf.push(("etcd 3.4".to_owned(), run_check_perf(&etcd.endpoint, load)));
     }
     drop(etcd);
     let mut rows = vec![("etcd 3.4".to_owned(), etcd_figures)];
@@ -74,8 +79,8 @@ pub async fn run(run_for: Duration, samples: usize, check_perf: bool) -> anyhow:
         );
         let endpoint = server.grpc_addr.to_string();
         let figures = measure(name, &endpoint, run_for, samples).await?;
-        if check_perf {
-            perf.push((name.to_owned(), check_perf_s(&endpoint)));
+        if let Some(load) = &check_perf {
+            perf.push((name.to_owned(), run_check_perf(&endpoint, load)));
         }
         rows.push((name.to_owned(), figures));
     }
@@ -131,9 +136,9 @@ pub async fn run(run_for: Duration, samples: usize, check_perf: bool) -> anyhow:
             both(f.shared_updates)
         );
     }
-    if check_perf {
+    if let Some(load) = &check_perf {
         println!();
-        println!("etcdctl check perf --load=s");
+        println!("etcdctl check perf --load={load}");
         for (name, output) in perf {
             println!("{name}:");
             for line in output.lines() {
@@ -144,13 +149,14 @@ pub async fn run(run_for: Duration, samples: usize, check_perf: bool) -> anyhow:
     Ok(())
 }
 
-/// What `etcdctl check perf --load=s` prints (its verdicts and figures).
-fn check_perf_s(endpoint: &str) -> String {
+/// What `etcdctl check perf --load=LOAD` prints (its verdicts and
+/// figures).
+fn run_check_perf(endpoint: &str, load: &str) -> String {
     let output = berth_tests::etcd::etcdctl_with_timeout(
         endpoint,
-        &["check", "perf", "--load=s"],
+        &["check", "perf", &format!("--load={load}")],
         None,
-        Some(Duration::from_secs(120)),
+        Some(Duration::from_secs(180)),
     );
     let text = format!("{}{}", output.stdout, output.stderr);
     text.lines()

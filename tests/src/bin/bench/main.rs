@@ -79,10 +79,13 @@ enum Bench {
         /// Watch-latency samples per target (paced at 200 puts/s).
         #[arg(long, default_value_t = 2000)]
         samples: usize,
-        /// Also run `etcdctl check perf --load=s` against every target
-        /// (a minute each).
+        /// Also run `etcdctl check perf` against every target (a minute
+        /// each).
         #[arg(long)]
         check_perf: bool,
+        /// The load `--check-perf` asks for: `s`, `m`, `l` or `xl`.
+        #[arg(long, default_value = "s")]
+        check_perf_load: String,
     },
     /// REST API latency under load: create, get and list from concurrent
     /// clients against `berth server` on SQLite and PostgreSQL.
@@ -211,7 +214,11 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             samples,
             check_perf,
-        } => etcd_api::run(Duration::from_secs(seconds), samples, check_perf).await,
+            check_perf_load,
+        } => {
+            let check_perf = check_perf.then_some(check_perf_load);
+            etcd_api::run(Duration::from_secs(seconds), samples, check_perf).await
+        }
         Bench::Rest {
             backend,
             clients,
