@@ -16,8 +16,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::GlobalArgs;
-use crate::client::api::{SessionTokens, http_client, json_of};
-use crate::client::config::{ConfigFile, Context};
+use crate::client::api::{http_client, json_of};
+use crate::client::session::{keep_session, open_session};
 
 /// `berth up`'s options: the server's, and the local agent's few.
 #[derive(Debug, clap::Args)]
@@ -280,16 +280,9 @@ async fn sign_in(
         }
     };
     let http = http_client().map_err(|e| e.to_string())?;
-    let response = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": settings.admin_email, "password": password}))
-        .send()
+    let session = open_session(&http, base, &settings.admin_email, &password)
         .await
         .map_err(|e| e.to_string())?;
-    let session: SessionTokens = json_of(response)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))?;
     let tenant = global
         .tenant
         .clone()
@@ -310,23 +303,17 @@ async fn sign_in(
             .map_err(|e| e.to_string())?;
         json_of(created).await.map_err(|e| e.to_string())?;
     }
-    let (path, mut file) = ConfigFile::load().map_err(|e| e.to_string())?;
     let context = global
         .context
         .clone()
         .unwrap_or_else(|| LOCAL_CONTEXT.to_owned());
-    file.contexts.insert(
-        context.clone(),
-        Context {
-            server: base.to_owned(),
-            tenant: Some(tenant.clone()),
-            email: Some(settings.admin_email.clone()),
-            token: Some(session.token),
-            expires_at: Some(session.expires_at),
-            refresh_token: Some(session.refresh_token),
-        },
-    );
-    file.current_context = Some(context.clone());
-    file.save(&path).map_err(|e| e.to_string())?;
+    keep_session(
+        &context,
+        base,
+        Some(tenant.clone()),
+        &settings.admin_email,
+        session,
+    )
+    .map_err(|e| e.to_string())?;
     Ok((context, tenant))
 }

@@ -101,4 +101,16 @@ impl EtcdCaller {
     pub fn auth(&self) -> pb::auth_client::AuthClient<Signed> {
         pb::auth_client::AuthClient::new(self.signed())
     }
+
+    /// Puts `value` at `key`; answers the revision it was written at.
+    pub async fn put(&self, key: &str, value: &str) -> Result<i64, Status> {
+        self.kv()
+            .put(pb::PutRequest {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().header.map_or(0, |h| h.revision))
+    }
 }

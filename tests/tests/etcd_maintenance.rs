@@ -10,18 +10,6 @@ use berth_tests::etcd_grpc::EtcdCaller;
 use berth_tests::process::TestServer;
 use tonic::Code;
 
-async fn put(caller: &EtcdCaller, key: &str, value: &str) -> Result<i64, tonic::Status> {
-    caller
-        .kv()
-        .put(pb::PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().header.map_or(0, |h| h.revision))
-}
-
 async fn alarm(
     caller: &EtcdCaller,
     action: pb::alarm_request::AlarmAction,
@@ -92,7 +80,7 @@ async fn alarm_scenario(endpoint: &str) -> Vec<String> {
             alarm(&caller, Activate, member, raised).await
         ));
         answers.push(format!("list {:?}", alarm(&caller, Get, 0, none).await));
-        answers.push(format!("put: {}", outcome(put(&caller, "/x", "1").await)));
+        answers.push(format!("put: {}", outcome(caller.put("/x", "1").await)));
         answers.push(format!("grant: {}", outcome(grant(caller.clone()).await)));
         answers.push(format!("delete: {}", outcome(delete(caller.clone()).await)));
         answers.push(format!("read: {}", outcome(read(caller.clone()).await)));
@@ -103,7 +91,7 @@ async fn alarm_scenario(endpoint: &str) -> Vec<String> {
         answers.push(format!("list {:?}", alarm(&caller, Get, 0, none).await));
         answers.push(format!(
             "put after: {}",
-            outcome(put(&caller, "/x", "1").await)
+            outcome(caller.put("/x", "1").await)
         ));
     }
     answers
@@ -143,8 +131,8 @@ async fn the_key_space_hash_is_equal_across_replicas_and_follows_the_data() {
     let b = TestServer::open(&db.url);
     let a = EtcdCaller::anonymous(&a.etcd_endpoint()).await;
     let b = EtcdCaller::anonymous(&b.etcd_endpoint()).await;
-    put(&a, "/h/1", "one").await.expect("a put");
-    let before = put(&b, "/h/2", "two").await.expect("a put");
+    a.put("/h/1", "one").await.expect("a put");
+    let before = b.put("/h/2", "two").await.expect("a put");
     let (hash, _) = hash_kv(&a, 0).await.expect("HashKV");
     assert_eq!(
         hash_kv(&b, 0).await.expect("HashKV").0,
@@ -161,7 +149,7 @@ async fn the_key_space_hash_is_equal_across_replicas_and_follows_the_data() {
         .hash;
     assert_eq!(whole, hash);
 
-    let after = put(&a, "/h/1", "uno").await.expect("a put");
+    let after = a.put("/h/1", "uno").await.expect("a put");
     let (changed, _) = hash_kv(&b, 0).await.expect("HashKV");
     assert_ne!(changed, hash, "a changed value must change the hash");
     assert_eq!(
@@ -190,7 +178,8 @@ async fn status_reports_the_database_size_and_defragment_gives_space_back() {
         let caller = EtcdCaller::anonymous(&berth.etcd_endpoint()).await;
         let value = "v".repeat(4096);
         for n in 0..200 {
-            put(&caller, &format!("/big/{n}"), &value)
+            caller
+                .put(&format!("/big/{n}"), &value)
                 .await
                 .expect("a put");
         }
@@ -221,7 +210,7 @@ async fn status_reports_the_database_size_and_defragment_gives_space_back() {
             })
             .await
             .expect("a delete");
-        let revision = put(&caller, "/last", "x").await.expect("a put");
+        let revision = caller.put("/last", "x").await.expect("a put");
         caller
             .kv()
             .compact(pb::CompactionRequest {
@@ -342,7 +331,7 @@ async fn a_member_removed_from_a_tenant_is_refused_within_a_second_on_every_serv
         .await
         .expect("dev signs in");
     for n in 0..20 {
-        put(&dev, &format!("/registry/configmaps/acme/c{n}"), "v")
+        dev.put(&format!("/registry/configmaps/acme/c{n}"), "v")
             .await
             .expect("a member writes in their tenant");
     }
@@ -358,7 +347,7 @@ async fn a_member_removed_from_a_tenant_is_refused_within_a_second_on_every_serv
         .await;
     assert_eq!(status, 204, "{body}");
     loop {
-        match put(&dev, "/registry/configmaps/acme/after", "v").await {
+        match dev.put("/registry/configmaps/acme/after", "v").await {
             Err(status) if status.code() == Code::PermissionDenied => break,
             Err(status) => panic!("refused for another reason: {status:?}"),
             Ok(_) => {

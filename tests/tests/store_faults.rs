@@ -371,16 +371,7 @@ async fn sqlite_on_a_full_disk_answers_errors_keeps_its_data_and_recovers_when_s
     let put = |key: String| {
         let caller = caller.clone();
         let value = value.clone();
-        async move {
-            caller
-                .kv()
-                .put(pb::PutRequest {
-                    key: key.into(),
-                    value: value.into(),
-                    ..Default::default()
-                })
-                .await
-        }
+        async move { caller.put(&key, &value).await }
     };
     let mut acked = Vec::new();
     for n in 0..100 {

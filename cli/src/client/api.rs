@@ -296,10 +296,9 @@ impl Client {
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            let message = match json_of(response).await {
-                Err(error) => error.to_string(),
-                Ok(_) => String::new(),
-            };
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            let message = api_error(status, &body).to_string();
             let mut credentials = self.credentials.lock().await;
             let renewable = matches!(
                 &*credentials,

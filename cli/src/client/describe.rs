@@ -53,10 +53,6 @@ fn joined(object: &Value, path: &str) -> String {
     view::pairs(object, path).join(", ")
 }
 
-fn quantities(object: &Value, path: &str) -> String {
-    joined(object, path)
-}
-
 /// Runs `berth describe`.
 pub async fn run(args: DescribeArgs, global: &GlobalArgs) -> Result<(), CliError> {
     let target = resources::one(&args.object)?;
@@ -262,11 +258,11 @@ fn containers(spec: &Value, statuses: Option<&Vec<Value>>, page: &mut Page, inde
                 number(status, "/restartCount").to_string(),
             );
         }
-        let requests = quantities(container, "/resources/requests");
+        let requests = joined(container, "/resources/requests");
         if !requests.is_empty() {
             page.field(indent + 2, "Requests", requests);
         }
-        let limits = quantities(container, "/resources/limits");
+        let limits = joined(container, "/resources/limits");
         if !limits.is_empty() {
             page.field(indent + 2, "Limits", limits);
         }
@@ -561,8 +557,8 @@ fn node(object: &Value, page: &mut Page) {
         .map(|a| format!("{}={}", text(a, "/type"), text(a, "/address")))
         .collect();
     page.field(0, "Addresses", addresses.join(", "));
-    page.field(0, "Capacity", quantities(object, "/status/capacity"));
-    page.field(0, "Allocatable", quantities(object, "/status/allocatable"));
+    page.field(0, "Capacity", joined(object, "/status/capacity"));
+    page.field(0, "Allocatable", joined(object, "/status/allocatable"));
     let taints: Vec<String> = object
         .pointer("/spec/taints")
         .and_then(Value::as_array)

@@ -164,29 +164,9 @@ pub async fn run(args: GetArgs, global: &GlobalArgs) -> Result<(), CliError> {
                 eprintln!("No resources found{}.", where_(&client, &requests));
             }
         }
-        Format::Name => {
-            for (kind, item) in &all_items {
-                println!(
-                    "{}",
-                    Named {
-                        kind: *kind,
-                        name: berth_web::view::name(item)
-                    }
-                );
-            }
-        }
-        Format::Yaml | Format::Json => {
+        Format::Name | Format::Yaml | Format::Json => {
             let single = requests.iter().all(|r| r.names.len() == 1) && all_items.len() == 1;
-            let value = if single {
-                all_items[0].1.clone()
-            } else {
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "List",
-                    "items": all_items.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>(),
-                })
-            };
-            print_object(&value, args.shown.output);
+            print_items(&all_items, args.shown.output, single);
         }
     }
     if args.shown.watch {
@@ -284,6 +264,27 @@ pub fn render_table(
         rows.push(row);
     }
     table(&rows)
+}
+
+/// Prints objects as `kind/name` lines, or as YAML or JSON: the one object
+/// itself when `single`, otherwise a `List` of them.
+fn print_items(items: &[(Kind, Value)], format: Format, single: bool) {
+    if format == Format::Name {
+        for (kind, item) in items {
+            let name = berth_web::view::name(item);
+            println!("{}", Named { kind: *kind, name });
+        }
+        return;
+    }
+    let value = match items {
+        [(_, item)] if single => item.clone(),
+        _ => json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": items.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>(),
+        }),
+    };
+    print_object(&value, format);
 }
 
 fn print_object(value: &Value, format: Format) {
@@ -387,52 +388,27 @@ pub async fn events(args: EventsArgs, global: &GlobalArgs) -> Result<(), CliErro
         Some(words) => Some(resources::one(std::slice::from_ref(words))?),
         None => None,
     };
-    let list = client
-        .get(&resources::collection(&client, Kind::Event)?)
-        .await?;
-    let revision = list["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|rv| rv.parse().ok());
-    let mut items: Vec<Value> = list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let events = Request {
+        kind: Kind::Event,
+        names: vec![],
+    };
+    let (items, revision) = read(&client, &events, None).await?;
+    let items: Vec<Value> = items
         .into_iter()
         .filter(|e| about.as_ref().is_none_or(|about| concerns(e, about)))
         .collect();
-    sort_events(&mut items);
     match args.shown.output {
         Format::Table | Format::Wide => {
             if items.is_empty() && !args.shown.watch {
-                eprintln!(
-                    "No events found{}.",
-                    where_(
-                        &client,
-                        &[Request {
-                            kind: Kind::Event,
-                            names: vec![]
-                        }]
-                    )
-                );
+                eprintln!("No events found{}.", where_(&client, &[events]));
             } else if !items.is_empty() {
                 print!("{}", render_table(Kind::Event, &items, false, false, false));
             }
         }
-        Format::Name => {
-            for item in &items {
-                println!(
-                    "{}",
-                    Named {
-                        kind: Kind::Event,
-                        name: berth_web::view::name(item)
-                    }
-                );
-            }
+        Format::Name | Format::Yaml | Format::Json => {
+            let items: Vec<(Kind, Value)> = items.into_iter().map(|e| (Kind::Event, e)).collect();
+            print_items(&items, args.shown.output, false);
         }
-        Format::Yaml | Format::Json => print_object(
-            &json!({"apiVersion": "v1", "kind": "List", "items": items}),
-            args.shown.output,
-        ),
     }
     if args.shown.watch {
         let wanted = |event: &Value| about.as_ref().is_none_or(|about| concerns(event, about));

@@ -55,7 +55,7 @@ fn ask(prompt: &str) -> Result<String, CliError> {
 
 /// Signs a user in and keeps the session in a context.
 pub async fn login(args: LoginArgs, global: &GlobalArgs) -> Result<(), CliError> {
-    let (path, mut file) = ConfigFile::load()?;
+    let (_, file) = ConfigFile::load()?;
     let name = global
         .context
         .clone()
@@ -108,26 +108,7 @@ pub async fn login(args: LoginArgs, global: &GlobalArgs) -> Result<(), CliError>
         server: server.clone(),
         reason: e.to_string(),
     };
-    let response = http
-        .post(format!("{server}/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .map_err(unreachable)?;
-    let session: SessionTokens = match json_of(response).await {
-        Ok(value) => serde_json::from_value(value)
-            .map_err(|e| CliError::Failed(format!("the server's session is unreadable: {e}")))?,
-        Err(CliError::Api {
-            status: 401,
-            message,
-            ..
-        }) => {
-            return Err(CliError::NotSignedIn(format!(
-                "cannot sign in to {server} as {email}: {message}"
-            )));
-        }
-        Err(error) => return Err(error),
-    };
+    let session = open_session(&http, &server, &email, &password).await?;
     let me = http
         .get(format!("{server}/api/v1/users/me"))
         .bearer_auth(&session.token)
@@ -155,19 +136,7 @@ pub async fn login(args: LoginArgs, global: &GlobalArgs) -> Result<(), CliError>
                 .filter(|t| tenants.contains(t) || me["platformAdmin"] == Value::Bool(true))
         })
         .or_else(|| (tenants.len() == 1).then(|| tenants[0].clone()));
-    file.contexts.insert(
-        name.clone(),
-        Context {
-            server: server.clone(),
-            tenant: tenant.clone(),
-            email: Some(email.clone()),
-            token: Some(session.token),
-            expires_at: Some(session.expires_at),
-            refresh_token: Some(session.refresh_token),
-        },
-    );
-    file.current_context = Some(name.clone());
-    file.save(&path)?;
+    keep_session(&name, &server, tenant.clone(), &email, session)?;
     match tenant {
         Some(tenant) => {
             println!("Signed in to {server} as {email} (context {name:?}, tenant {tenant:?}).")
@@ -178,6 +147,62 @@ pub async fn login(args: LoginArgs, global: &GlobalArgs) -> Result<(), CliError>
         ),
     }
     Ok(())
+}
+
+/// Signs `email` in at `server` (`POST /auth/login`): the session it
+/// answers; a refusal names the server and the user.
+pub async fn open_session(
+    http: &reqwest::Client,
+    server: &str,
+    email: &str,
+    password: &str,
+) -> Result<SessionTokens, CliError> {
+    let response = http
+        .post(format!("{server}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .map_err(|e| CliError::Unreachable {
+            server: server.to_owned(),
+            reason: e.to_string(),
+        })?;
+    match json_of(response).await {
+        Ok(value) => serde_json::from_value(value)
+            .map_err(|e| CliError::Failed(format!("the server's session is unreadable: {e}"))),
+        Err(CliError::Api {
+            status: 401,
+            message,
+            ..
+        }) => Err(CliError::NotSignedIn(format!(
+            "cannot sign in to {server} as {email}: {message}"
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
+/// Keeps `session` in the config file as context `name` (replacing what
+/// the context held) and makes that context the current one.
+pub fn keep_session(
+    name: &str,
+    server: &str,
+    tenant: Option<String>,
+    email: &str,
+    session: SessionTokens,
+) -> Result<(), CliError> {
+    let (path, mut file) = ConfigFile::load()?;
+    file.contexts.insert(
+        name.to_owned(),
+        Context {
+            server: server.to_owned(),
+            tenant,
+            email: Some(email.to_owned()),
+            token: Some(session.token),
+            expires_at: Some(session.expires_at),
+            refresh_token: Some(session.refresh_token),
+        },
+    );
+    file.current_context = Some(name.to_owned());
+    file.save(&path)
 }
 
 /// Ends the context's session on the server and forgets its tokens.

@@ -136,10 +136,7 @@ impl pb::maintenance_server::Maintenance for Etcd {
         }
         .map_err(convert::status)?;
         let raised = self.store.alarms().await.map_err(convert::status)?;
-        self.alarms.store(
-            super::Alarms::of(&raised) as u8,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.alarms.set(&raised);
         // etcd answers alarms without a header.
         Ok(Response::new(pb::AlarmResponse {
             header: None,

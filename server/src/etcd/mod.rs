@@ -67,7 +67,7 @@ pub(crate) struct Etcd {
     /// The alarms raised, as etcd acts on them ([`Alarms`]). Set by
     /// `Maintenance.Alarm` here and read from the store with every member
     /// heartbeat, for alarms raised through another server process.
-    alarms: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    alarms: std::sync::Arc<RaisedAlarms>,
     /// Who calls, cached until the accounts change.
     callers: callers::Callers,
 }
@@ -113,6 +113,31 @@ impl Alarms {
     }
 }
 
+/// What the raised alarms stop, shared by a process's etcd services.
+#[derive(Debug, Default)]
+pub(crate) struct RaisedAlarms(std::sync::atomic::AtomicU8);
+
+impl RaisedAlarms {
+    /// Takes the alarms raised now, as `(member, alarm)` pairs.
+    pub(crate) fn set(&self, raised: &[(i64, i32)]) {
+        self.0.store(
+            Alarms::of(raised) as u8,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// What they stop.
+    pub(crate) fn get(&self) -> Alarms {
+        const CORRUPT: u8 = Alarms::Corrupt as u8;
+        const NO_SPACE: u8 = Alarms::NoSpace as u8;
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            CORRUPT => Alarms::Corrupt,
+            NO_SPACE => Alarms::NoSpace,
+            _ => Alarms::None,
+        }
+    }
+}
+
 /// A write as the alarms judge it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Write {
@@ -126,13 +151,11 @@ pub(crate) enum Write {
 impl Etcd {
     /// Refuses a write that a raised alarm stops, with etcd's words.
     fn check_alarms(&self, write: Write) -> Result<(), Status> {
-        match self.alarms.load(std::sync::atomic::Ordering::Relaxed) {
-            x if x == Alarms::Corrupt as u8 => {
-                Err(Status::data_loss("etcdserver: corrupt cluster"))
-            }
-            x if x == Alarms::NoSpace as u8 && write == Write::Growing => Err(
-                Status::resource_exhausted("etcdserver: mvcc: database space exceeded"),
-            ),
+        match self.alarms.get() {
+            Alarms::Corrupt => Err(Status::data_loss("etcdserver: corrupt cluster")),
+            Alarms::NoSpace if write == Write::Growing => Err(Status::resource_exhausted(
+                "etcdserver: mvcc: database space exceeded",
+            )),
             _ => Ok(()),
         }
     }
@@ -257,7 +280,7 @@ pub enum ServeError {
 async fn run_member_heartbeat(
     store: Store,
     member: MemberInfo,
-    raised: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    raised: std::sync::Arc<RaisedAlarms>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(MEMBER_HEARTBEAT);
@@ -269,7 +292,7 @@ async fn run_member_heartbeat(
                     tracing::warn!(%error, "refreshing this server's member row failed");
                 }
                 if let Ok(alarms) = store.alarms().await {
-                    raised.store(Alarms::of(&alarms) as u8, std::sync::atomic::Ordering::Relaxed);
+                    raised.set(&alarms);
                 }
             }
         }
