@@ -184,27 +184,8 @@ async fn measure(
             .map(|_| ())
     })
     .await?;
-    let puts_64 = rate(endpoint, 64, 64, run_for, |mut c, w, i| async move {
-        c.put(format!("/bench/p64/{w}/{i}"), vec![b'v'; 256], None)
-            .await
-            .map(|_| ())
-    })
-    .await?;
-    // The key space of the shared shape, written once, so that the figure
-    // is of updates.
-    let mut filler = Client::connect([endpoint], None).await?;
-    for key in 0..SHARED_KEYS {
-        filler
-            .put(format!("/bench/shared/{key:05}"), vec![b'v'; 256], None)
-            .await?;
-    }
-    let shared_updates = rate(endpoint, 64, 8, run_for, |mut c, w, i| async move {
-        let key = (w as u64 * 7_919 + i * 104_729) % SHARED_KEYS;
-        c.put(format!("/bench/shared/{key:05}"), vec![b'u'; 256], None)
-            .await
-            .map(|_| ())
-    })
-    .await?;
+    let puts_64 = inserts_64(endpoint, run_for).await?;
+    let shared_updates = shared_updates(endpoint, run_for).await?;
     let ranges_64 = rate(endpoint, 64, 64, run_for, |mut c, w, i| async move {
         let answer = c.get(format!("/bench/p64/{w}/{}", i % 10), None).await?;
         assert_eq!(
@@ -249,6 +230,52 @@ async fn measure(
 
 /// Keys in the shared shape's key space.
 const SHARED_KEYS: u64 = 10_000;
+
+/// 64 clients, a connection each, each put a key of its own.
+async fn inserts_64(endpoint: &str, run_for: Duration) -> anyhow::Result<Rate> {
+    rate(endpoint, 64, 64, run_for, |mut c, w, i| async move {
+        c.put(format!("/bench/p64/{w}/{i}"), vec![b'v'; 256], None)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// 64 clients over 8 shared connections updating a 10,000-key space,
+/// written once before so that the figure is of updates.
+async fn shared_updates(endpoint: &str, run_for: Duration) -> anyhow::Result<Rate> {
+    let mut filler = Client::connect([endpoint], None).await?;
+    for key in 0..SHARED_KEYS {
+        filler
+            .put(format!("/bench/shared/{key:05}"), vec![b'v'; 256], None)
+            .await?;
+    }
+    rate(endpoint, 64, 8, run_for, |mut c, w, i| async move {
+        let key = (w as u64 * 7_919 + i * 104_729) % SHARED_KEYS;
+        c.put(format!("/bench/shared/{key:05}"), vec![b'u'; 256], None)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// `bench etcd-load`: one put shape against an endpoint already running,
+/// for `seconds`, so that a profiler can watch the server under it.
+pub async fn load(endpoint: &str, shape: &str, run_for: Duration) -> anyhow::Result<()> {
+    let figure = match shape {
+        "inserts" => inserts_64(endpoint, run_for).await?,
+        "updates" => shared_updates(endpoint, run_for).await?,
+        other => anyhow::bail!("unknown shape {other:?}: inserts or updates"),
+    };
+    println!(
+        "{shape} at {endpoint}: {:.0} puts/s, p99 {}, max {} ({})",
+        figure.per_second,
+        ms(figure.p99),
+        ms(figure.max),
+        crate::process_stats::cpu_model()
+    );
+    Ok(())
+}
 
 /// Runs `op` from `clients` clients sharing `connections` connections
 /// (client `w` uses connection `w % connections`) for `run_for`; returns

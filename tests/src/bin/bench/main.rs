@@ -9,6 +9,10 @@
 //! `bench etcd [--seconds N]` drives the etcd API with `etcd-client` against
 //! a real etcd 3.4 and against `berth server` on SQLite and PostgreSQL.
 //!
+//! `bench etcd-load --endpoint HOST:PORT [--shape inserts|updates]
+//! [--seconds N]` runs one of those put shapes against a server already
+//! running, so that a profiler can watch it.
+//!
 //! `bench rest [--backend sqlite|postgres|both] [--clients 32] [--seconds N]`
 //! measures REST API latency under load against `berth server` on a fresh
 //! database: create, get and a 100-object list from concurrent clients, with
@@ -86,6 +90,18 @@ enum Bench {
         /// The load `--check-perf` asks for: `s`, `m`, `l` or `xl`.
         #[arg(long, default_value = "s")]
         check_perf_load: String,
+    },
+    /// One put shape of `bench etcd` (`inserts`: 64 clients, a connection
+    /// and new keys each; `updates`: 64 clients over 8 connections on a
+    /// 10,000-key space) against an etcd API already running at
+    /// `--endpoint`, to profile the server under it.
+    EtcdLoad {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long, default_value = "updates")]
+        shape: String,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// REST API latency under load: create, get and list from concurrent
     /// clients against `berth server` on SQLite and PostgreSQL.
@@ -219,6 +235,11 @@ async fn main() -> anyhow::Result<()> {
             let check_perf = check_perf.then_some(check_perf_load);
             etcd_api::run(Duration::from_secs(seconds), samples, check_perf).await
         }
+        Bench::EtcdLoad {
+            endpoint,
+            shape,
+            seconds,
+        } => etcd_api::load(&endpoint, &shape, Duration::from_secs(seconds)).await,
         Bench::Rest {
             backend,
             clients,
