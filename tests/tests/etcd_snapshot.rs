@@ -49,7 +49,7 @@ async fn etcdctl_snapshot_save_works_against_berth_as_against_etcd() {
     use sha2::Digest;
     let (content, trailer) = file.split_at(file.len() - 32);
     assert_eq!(sha2::Sha256::digest(content)[..], *trailer);
-    assert!(content.starts_with(b"berth-snapshot 1\n"));
+    assert!(content.starts_with(b"berth-snapshot 2\n"));
 }
 
 async fn range_at(

@@ -1222,6 +1222,332 @@ async fn concurrent_writers_get_distinct_gap_free_revisions(backend: TestBackend
 }
 
 /// Runs each test body once per backend.
+/// A key's state in the model of [`every_past_revision_reads_as_a_model_of_the_history_says`]:
+/// value, create revision, mod revision, version.
+type ModelKv = (String, Revision, Revision, i64);
+
+/// A small deterministic generator, so that a failure replays.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn model_of(kvs: &[KeyValue]) -> std::collections::BTreeMap<String, ModelKv> {
+    kvs.iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                (
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                    kv.create_revision,
+                    kv.mod_revision,
+                    kv.version,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Puts, deletes and transactions of several writes at random over eight
+/// keys, kept in a model; then every revision read back (whole range, one
+/// key, a sub-range, counts), every watch event's previous version, and the
+/// same after a compaction.
+async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestBackend) {
+    use std::collections::BTreeMap;
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let mut random = Lcg(0x5eed);
+    let key = |i: u64| format!("/m/{i}");
+    // history[r] is the state at revision r.
+    let mut history: Vec<BTreeMap<String, ModelKv>> = vec![BTreeMap::new(), BTreeMap::new()];
+    for step in 0..300 {
+        let mut state = history.last().expect("a state").clone();
+        // Distinct keys, as etcd requires within one transaction.
+        let mut keys: Vec<u64> = Vec::new();
+        while keys.len() < 1 + random.below(3) as usize {
+            let k = random.below(8);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        let next = history.len() as Revision;
+        let mut ops = Vec::new();
+        for k in &keys {
+            let name = key(*k);
+            if random.below(3) == 0 {
+                ops.push(Op::Delete(DeleteRequest {
+                    range: KeyRange::single(name.clone()),
+                    prev_kv: false,
+                }));
+                state.remove(&name);
+            } else {
+                let value = format!("v{step}");
+                ops.push(Op::Put(put(&name, &value)));
+                let (create, version) = match state.get(&name) {
+                    Some((_, create, _, version)) => (*create, version + 1),
+                    None => (next, 1),
+                };
+                state.insert(name, (value, create, next, version));
+            }
+        }
+        let wrote = state != *history.last().expect("a state")
+            || ops.iter().any(|op| matches!(op, Op::Put(_)));
+        let answer = store
+            .txn(TxnRequest {
+                success: ops,
+                ..TxnRequest::default()
+            })
+            .await
+            .expect("txn");
+        if wrote {
+            assert_eq!(answer.revision, next, "step {step}");
+            history.push(state);
+        } else {
+            assert_eq!(answer.revision, next - 1, "step {step} wrote nothing");
+        }
+    }
+    let last = history.len() as Revision - 1;
+    let check = |from: Revision| {
+        let store = &store;
+        let history = &history;
+        async move {
+            for revision in from..=last {
+                let want = &history[revision as usize];
+                let read = |range: KeyRange| RangeRequest {
+                    range,
+                    revision,
+                    ..RangeRequest::default()
+                };
+                let all = store.range(read(KeyRange::prefix("/m/"))).await.expect("range");
+                assert_eq!(model_of(&all.kvs), *want, "the whole range at {revision}");
+                assert_eq!(all.count, want.len() as i64, "the count at {revision}");
+                let part = store
+                    .range(read(KeyRange::between("/m/2", "/m/5")))
+                    .await
+                    .expect("range");
+                let want_part: BTreeMap<_, _> = want
+                    .range("/m/2".to_owned().."/m/5".to_owned())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(model_of(&part.kvs), want_part, "/m/2../m/5 at {revision}");
+                let one = store.range(read(KeyRange::single("/m/3"))).await.expect("get");
+                assert_eq!(
+                    model_of(&one.kvs).get("/m/3"),
+                    want.get("/m/3"),
+                    "/m/3 at {revision}"
+                );
+                let limited = store
+                    .range(RangeRequest {
+                        limit: 2,
+                        ..read(KeyRange::prefix("/m/"))
+                    })
+                    .await
+                    .expect("range");
+                assert_eq!(limited.count, want.len() as i64, "count beyond a limit at {revision}");
+                assert_eq!(limited.more, want.len() > 2, "more at {revision}");
+            }
+        }
+    };
+    check(1).await;
+    // Every event carries the version it replaced.
+    let mut watch = store
+        .watch(WatchRequest {
+            range: KeyRange::prefix("/m/"),
+            start_revision: 2,
+            prev_kv: true,
+            ..WatchRequest::default()
+        })
+        .await
+        .expect("watch");
+    let changes: usize = (2..=last)
+        .map(|r| {
+            let (before, after) = (&history[r as usize - 1], &history[r as usize]);
+            before
+                .keys()
+                .chain(after.keys())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter(|k| before.get(*k) != after.get(*k) || after.get(*k).is_some_and(|v| v.2 == r))
+                .count()
+        })
+        .sum();
+    let events = collect(&mut watch, changes).await;
+    for event in &events {
+        let name = String::from_utf8_lossy(&event.kv.key).into_owned();
+        let before = &history[event.kv.mod_revision as usize - 1];
+        let prev = event.prev_kv.as_ref().map(|kv| model_of(std::slice::from_ref(kv)));
+        assert_eq!(
+            prev.as_ref().and_then(|p| p.get(&name)),
+            before.get(&name),
+            "prev_kv of {name} at {}",
+            event.kv.mod_revision
+        );
+    }
+    // After a compaction, what is left still reads as before.
+    let compact_at = last / 2;
+    store.compact(compact_at).await.expect("compact");
+    check(compact_at).await;
+    assert!(matches!(
+        store.get(b"/m/1", compact_at - 1).await,
+        Err(StoreError::Compacted { .. })
+    ));
+}
+
+/// A store written before the log lost its (key, revision) index: the
+/// upgrade points every row at the version it replaced and every live key at
+/// its row, so reads, past reads, watches and new writes go on as before.
+async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade(
+    backend: TestBackend,
+) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(match backend {
+            TestBackend::Sqlite => "sqlite",
+            TestBackend::Postgres => "postgres",
+        });
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        if name.as_str() < "0011" {
+            std::fs::copy(&path, dir.path().join(&name)).expect("copy");
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .expect("migrations");
+    // Revision 2 puts /a and /b, 3 puts /a, 4 deletes /b and puts /c, 5
+    // puts /b anew and /c again (its second write, sub 1).
+    let rows = "INSERT INTO kv_log (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) VALUES \
+        (2, 0, '/a', 2, 0, 1, 0, 'a1', false), (2, 1, '/b', 2, 0, 1, 0, 'b1', false), \
+        (3, 0, '/a', 2, 2, 2, 0, 'a2', false), \
+        (4, 0, '/b', 0, 2, 0, 0, '', true), (4, 1, '/c', 4, 0, 1, 0, 'c1', false), \
+        (5, 0, '/b', 5, 0, 1, 0, 'b2', false), (5, 1, '/c', 4, 4, 2, 0, 'c2', false)";
+    let current = "INSERT INTO kv_current (key, mod_revision, lease) VALUES ('/a', 3, 0), ('/b', 5, 0), ('/c', 5, 0)";
+    let meta = "UPDATE store_meta SET revision = 5 WHERE id = 1";
+    match backend {
+        TestBackend::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db.url.trim_start_matches("sqlite://"))
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.expect("sqlite");
+            migrator.run(&pool).await.expect("old schema");
+            // SQLite keeps these as text: make them blobs, as Berth writes them.
+            for sql in [rows, current, meta] {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("old rows");
+            }
+            for table in ["kv_log", "kv_current"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET key = CAST(key AS BLOB)"
+                )))
+                .execute(&pool)
+                .await
+                .expect("blob keys");
+            }
+            sqlx::query("UPDATE kv_log SET value = CAST(value AS BLOB)")
+                .execute(&pool)
+                .await
+                .expect("blob values");
+            pool.close().await;
+        }
+        TestBackend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+            migrator.run(&pool).await.expect("old schema");
+            let bytes = |sql: &str| {
+                // Every quoted literal is bytes in this schema.
+                let mut out = String::new();
+                let mut parts = sql.split('\'');
+                out.push_str(parts.next().unwrap_or_default());
+                for (i, part) in parts.enumerate() {
+                    if i % 2 == 0 {
+                        out.push_str(&format!("convert_to('{part}', 'UTF8')"));
+                    } else {
+                        out.push_str(part);
+                    }
+                }
+                out
+            };
+            for sql in [bytes(rows), bytes(current), meta.to_owned()] {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("old rows");
+            }
+            pool.close().await;
+        }
+    }
+    let store = db.open().await;
+    let latest = store
+        .range(RangeRequest {
+            range: KeyRange::prefix("/"),
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range");
+    let want = |entries: &[(&str, &str, Revision, Revision, i64)]| {
+        entries
+            .iter()
+            .map(|(k, v, c, m, ver)| (k.to_string(), (v.to_string(), *c, *m, *ver)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        model_of(&latest.kvs),
+        want(&[("/a", "a2", 2, 3, 2), ("/b", "b2", 5, 5, 1), ("/c", "c2", 4, 5, 2)])
+    );
+    let at = |revision| {
+        let store = &store;
+        async move {
+            let answer = store
+                .range(RangeRequest {
+                    range: KeyRange::prefix("/"),
+                    revision,
+                    ..RangeRequest::default()
+                })
+                .await
+                .expect("range");
+            model_of(&answer.kvs)
+        }
+    };
+    assert_eq!(at(2).await, want(&[("/a", "a1", 2, 2, 1), ("/b", "b1", 2, 2, 1)]));
+    assert_eq!(at(4).await, want(&[("/a", "a2", 2, 3, 2), ("/c", "c1", 4, 4, 1)]));
+    let mut watch = store
+        .watch(WatchRequest {
+            range: KeyRange::prefix("/"),
+            start_revision: 3,
+            prev_kv: true,
+            ..WatchRequest::default()
+        })
+        .await
+        .expect("watch");
+    assert_eq!(put_ok(&store, "/c", "c3").await, 6);
+    let events = collect(&mut watch, 6).await;
+    let prev: Vec<Option<(String, Revision)>> = events
+        .iter()
+        .map(|e| {
+            e.prev_kv.as_ref().map(|kv| {
+                (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision)
+            })
+        })
+        .collect();
+    assert_eq!(
+        prev,
+        vec![
+            Some(("a1".into(), 2)),
+            Some(("b1".into(), 2)),
+            None,
+            None,
+            Some(("c1".into(), 4)),
+            Some(("c2".into(), 5)),
+        ],
+        "each event's previous version, through the upgraded pointers"
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1262,4 +1588,6 @@ conformance!(
     leases_are_kept_alive_revoked_and_outlive_a_restart,
     a_lease_serves_only_its_owner_when_one_is_required,
     concurrent_writers_get_distinct_gap_free_revisions,
+    every_past_revision_reads_as_a_model_of_the_history_says,
+    a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade,
 );

@@ -3,6 +3,7 @@
 //! are written once and run on either through [`on_db!`].
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -91,6 +92,30 @@ impl From<KvRow> for KeyValue {
     }
 }
 
+/// A live key's newest version with where it sits in the log: its
+/// revision is `kv.mod_revision`, its place within the revision `sub`.
+#[derive(Clone, Debug)]
+pub(crate) struct Latest {
+    pub kv: KeyValue,
+    pub sub: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct LatestSubRow {
+    #[sqlx(flatten)]
+    kv: KvRow,
+    sub: i32,
+}
+
+impl From<LatestSubRow> for Latest {
+    fn from(row: LatestSubRow) -> Self {
+        Latest {
+            kv: row.kv.into(),
+            sub: row.sub,
+        }
+    }
+}
+
 /// A latest-version row joined with the counters (all key columns NULL when
 /// nothing matched).
 #[derive(sqlx::FromRow)]
@@ -144,10 +169,25 @@ pub(crate) struct LogRow {
     pub key: Vec<u8>,
     pub create_revision: i64,
     pub prev_revision: i64,
+    pub prev_sub: i32,
     pub version: i64,
     pub lease: i64,
     pub value: Vec<u8>,
     pub deleted: bool,
+}
+
+impl LogRow {
+    /// The version a put row wrote.
+    pub(crate) fn version_written(&self) -> KeyValue {
+        KeyValue {
+            key: self.key.clone(),
+            create_revision: self.create_revision,
+            mod_revision: self.revision,
+            version: self.version,
+            lease: self.lease,
+            value: self.value.clone(),
+        }
+    }
 }
 
 /// The store's revision counters.
@@ -176,8 +216,8 @@ macro_rules! two_forms {
 
 const RANGE_LATEST: [&str; 2] = two_forms!(
     "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $3) AS value \
-     FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ",
+     l.version, l.lease, substr(l.value, 1, $3) AS value, l.sub \
+     FROM kv_current c JOIN kv_log l ON l.revision = c.mod_revision AND l.sub = c.mod_sub WHERE ",
     "c.key",
     " ORDER BY c.key {limit}"
 );
@@ -190,30 +230,49 @@ const RANGE_LATEST_WITH_META: [&str; 2] = two_forms!(
      r.key, r.create_revision, r.mod_revision, r.version, r.lease, r.value \
      FROM store_meta m LEFT JOIN (SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
      l.version, l.lease, substr(l.value, 1, $3) AS value \
-     FROM kv_current c JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE ",
+     FROM kv_current c JOIN kv_log l ON l.revision = c.mod_revision AND l.sub = c.mod_sub WHERE ",
     "c.key",
     " ORDER BY c.key {limit}) r ON 1 = 1 WHERE m.id = 1 ORDER BY r.key"
 );
 
 const COUNT_LATEST: [&str; 2] = two_forms!("SELECT COUNT(*) FROM kv_current WHERE ", "key", "");
 
-// A key's version as of revision $3 is its newest log row at or below $3,
-// unless that row is a delete.
-const RANGE_AT: [&str; 2] = two_forms!(
-    "SELECT l.key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, substr(l.value, 1, $4) AS value FROM kv_log l WHERE ",
-    "l.key",
-    " AND l.revision <= $3 AND NOT l.deleted \
-     AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3) \
-     ORDER BY l.key {limit}"
-);
+// A key's version as of revision $3: a key that has not changed since is as
+// kv_current has it; one that has, is what its first change after $3
+// replaced (absent when that change created it). Found through primary keys
+// from the log's tail and kv_current, never through a key index of the log.
+fn at_revision(form: usize, select: &str, tail: &str) -> String {
+    let bound = |column: &str| match form {
+        0 => format!("{column} >= $1 AND {column} < $2"),
+        _ => format!("{column} >= $1 AND $2 IS NULL"),
+    };
+    format!(
+        "WITH later AS (SELECT key, prev_revision, prev_sub, \
+         ROW_NUMBER() OVER (PARTITION BY key ORDER BY revision) AS n \
+         FROM kv_log WHERE revision > $3 AND {later}), \
+         first_change AS (SELECT key, prev_revision, prev_sub FROM later WHERE n = 1), \
+         at AS (SELECT c.mod_revision AS revision, c.mod_sub AS sub FROM kv_current c \
+         WHERE {current} AND NOT EXISTS (SELECT 1 FROM first_change f WHERE f.key = c.key) \
+         UNION ALL SELECT prev_revision, prev_sub FROM first_change WHERE prev_revision > 0) \
+         {select} FROM at JOIN kv_log l ON l.revision = at.revision AND l.sub = at.sub{tail}",
+        later = bound("key"),
+        current = bound("c.key"),
+    )
+}
 
-const COUNT_AT: [&str; 2] = two_forms!(
-    "SELECT COUNT(*) FROM kv_log l WHERE ",
-    "l.key",
-    " AND l.revision <= $3 AND NOT l.deleted \
-     AND NOT EXISTS (SELECT 1 FROM kv_log n WHERE n.key = l.key AND n.revision > l.revision AND n.revision <= $3)"
-);
+static RANGE_AT: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [0, 1].map(|form| {
+        at_revision(
+            form,
+            "SELECT l.key, l.create_revision, l.revision AS mod_revision, \
+             l.version, l.lease, substr(l.value, 1, $4) AS value",
+            " ORDER BY l.key {limit}",
+        )
+    })
+});
+
+static COUNT_AT: LazyLock<[String; 2]> =
+    LazyLock::new(|| [0, 1].map(|form| at_revision(form, "SELECT COUNT(*)", "")));
 
 /// A range statement with its `{limit}` filled in. The limit is written into
 /// the statement rather than bound: SQLite re-plans a statement whenever a
@@ -237,30 +296,31 @@ fn bounds(range: &KeyRange) -> (usize, Vec<u8>, Option<Vec<u8>>) {
 const LOG_EVENTS: &str = "SELECT l.revision, l.key, l.create_revision, l.version, l.lease, l.value, l.deleted, \
      p.create_revision AS prev_create_revision, p.revision AS prev_mod_revision, \
      p.version AS prev_version, p.lease AS prev_lease, p.value AS prev_value \
-     FROM kv_log l LEFT JOIN kv_log p ON $5 AND p.key = l.key AND p.revision = l.prev_revision \
+     FROM kv_log l LEFT JOIN kv_log p ON $5 AND p.revision = l.prev_revision AND p.sub = l.prev_sub \
      WHERE l.revision >= $1 AND l.revision <= $2 AND l.key >= $3 AND ($4 IS NULL OR l.key < $4) \
      ORDER BY l.revision, l.sub";
 
 const CURRENT_BY_KEYS_PG: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, l.value FROM kv_current c \
-     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.key = ANY($1)";
+     l.version, l.lease, l.value, l.sub FROM kv_current c \
+     JOIN kv_log l ON l.revision = c.mod_revision AND l.sub = c.mod_sub WHERE c.key = ANY($1)";
 
 // SQLite has no array parameters. A batch's rows travel as one JSON array
 // (bytes as hex) so that each statement is prepared once and runs once per
 // batch, whatever the batch's size.
 const CURRENT_BY_KEYS_SQLITE: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, l.value FROM kv_current c \
-     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision \
+     l.version, l.lease, l.value, l.sub FROM kv_current c \
+     JOIN kv_log l ON l.revision = c.mod_revision AND l.sub = c.mod_sub \
      WHERE c.key IN (SELECT unhex(value) FROM json_each($1))";
 
 const INSERT_LOG_SQLITE: &str = "INSERT INTO kv_log \
-     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted, prev_sub) \
      SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4, \
-     value ->> 5, value ->> 6, unhex(value ->> 7), value ->> 8 FROM json_each($1) WHERE true";
+     value ->> 5, value ->> 6, unhex(value ->> 7), value ->> 8, value ->> 9 FROM json_each($1) WHERE true";
 
-const UPSERT_CURRENT_SQLITE: &str = "INSERT INTO kv_current (key, mod_revision, lease) \
-     SELECT unhex(value ->> 0), value ->> 1, value ->> 2 FROM json_each($1) WHERE true \
-     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease";
+const UPSERT_CURRENT_SQLITE: &str = "INSERT INTO kv_current (key, mod_revision, mod_sub, lease) \
+     SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true \
+     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, \
+     mod_sub = excluded.mod_sub, lease = excluded.lease";
 
 const DELETE_CURRENT_SQLITE: &str =
     "DELETE FROM kv_current WHERE key IN (SELECT unhex(value) FROM json_each($1))";
@@ -281,58 +341,83 @@ fn json(value: &impl serde::Serialize) -> StoreResult<String> {
 }
 
 const CURRENT_BY_LEASE: &str = "SELECT c.key AS key, l.create_revision, l.revision AS mod_revision, \
-     l.version, l.lease, l.value FROM kv_current c \
-     JOIN kv_log l ON l.key = c.key AND l.revision = c.mod_revision WHERE c.lease = $1 ORDER BY c.key";
+     l.version, l.lease, l.value, l.sub FROM kv_current c \
+     JOIN kv_log l ON l.revision = c.mod_revision AND l.sub = c.mod_sub WHERE c.lease = $1 ORDER BY c.key";
 
 const INSERT_LOG_PG: &str = "INSERT INTO kv_log \
-     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted, prev_sub) \
      SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::bytea[], $4::int8[], $5::int8[], \
-     $6::int8[], $7::int8[], $8::bytea[], $9::bool[])";
+     $6::int8[], $7::int8[], $8::bytea[], $9::bool[], $10::int4[])";
 
 // The end of a PostgreSQL batch as one statement (one round trip): data-
 // modifying CTEs all run, each on rows the others do not touch.
 const FINISH_BATCH_PG: &str = "WITH log AS (INSERT INTO kv_log \
-     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted) \
+     (revision, sub, key, create_revision, prev_revision, version, lease, value, deleted, prev_sub) \
      SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::bytea[], $4::int8[], $5::int8[], \
-     $6::int8[], $7::int8[], $8::bytea[], $9::bool[])), \
-     live AS (INSERT INTO kv_current (key, mod_revision, lease) \
-     SELECT * FROM UNNEST($10::bytea[], $11::int8[], $12::int8[]) \
-     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease), \
-     gone AS (DELETE FROM kv_current WHERE key = ANY($13::bytea[])), \
-     meta AS (UPDATE store_meta SET revision = $14, compact_revision = $15 WHERE id = 1) \
-     SELECT pg_notify($16, $17) WHERE $17::text IS NOT NULL";
+     $6::int8[], $7::int8[], $8::bytea[], $9::bool[], $10::int4[])), \
+     live AS (INSERT INTO kv_current (key, mod_revision, mod_sub, lease) \
+     SELECT * FROM UNNEST($11::bytea[], $12::int8[], $13::int4[], $14::int8[]) \
+     ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, \
+     mod_sub = excluded.mod_sub, lease = excluded.lease), \
+     gone AS (DELETE FROM kv_current WHERE key = ANY($15::bytea[])), \
+     meta AS (UPDATE store_meta SET revision = $16, compact_revision = $17 WHERE id = 1) \
+     SELECT pg_notify($18, $19) WHERE $19::text IS NOT NULL";
 
 // Compaction keeps, for every key, its newest version at or below the
 // compaction point unless that version is a delete (a delete at exactly the
 // compaction point goes too, as in etcd: a watch from there starts after it).
-const COMPACT: &str = "DELETE FROM kv_log WHERE revision <= $1 AND (deleted OR EXISTS \
-     (SELECT 1 FROM kv_log n WHERE n.key = kv_log.key AND n.revision > kv_log.revision AND n.revision <= $1))";
+// A version is superseded at or below $1 when a row at or below $1 names it
+// as the version it replaced.
+const COMPACT: &str = "DELETE FROM kv_log WHERE revision <= $1 AND (deleted OR (revision, sub) IN \
+     (SELECT prev_revision, prev_sub FROM kv_log WHERE revision <= $1 AND prev_revision > 0))";
+
+/// How every SQLite connection is opened.
+fn sqlite_options(url: &str) -> StoreResult<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::InvalidRequest(format!("database url: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // An acknowledged write must survive power loss, not only a process
+        // crash.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        // Statement journals of multi-row writes stay in memory.
+        .pragma("temp_store", "memory")
+        // B-tree pages stay cached rather than being read back through
+        // system calls.
+        .pragma("cache_size", "-16384")
+        .pragma("mmap_size", "268435456")
+        .foreign_keys(true))
+}
 
 impl Db {
+    /// The handle the writer task commits through. On SQLite, a connection
+    /// of its own: each write transaction then finds the pages the last one
+    /// wrote still in its cache, where a pooled connection that others
+    /// wrote behind would throw its cache away and read them again. On
+    /// PostgreSQL, the shared pool.
+    pub(crate) async fn for_writer(&self, url: &str) -> StoreResult<Db> {
+        match self {
+            Db::Sqlite(_) => Ok(Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(sqlite_options(url)?)
+                    .await?,
+            )),
+            Db::Postgres(_) => Ok(self.clone()),
+        }
+    }
+
     /// Connects to `url`, creating the SQLite file if needed, and brings the
     /// schema up to date.
     pub(crate) async fn connect(url: &str, max_connections: u32) -> StoreResult<Db> {
         let db = match Backend::of_url(url) {
             Some(Backend::Sqlite) => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::InvalidRequest(format!("database url: {e}")))?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // An acknowledged write must survive power loss, not only
-                    // a process crash.
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(10))
-                    // Statement journals of multi-row writes stay in memory.
-                    .pragma("temp_store", "memory")
-                    // B-tree pages stay cached rather than being read back
-                    // through system calls.
-                    .pragma("cache_size", "-16384")
-                    .pragma("mmap_size", "268435456")
-                    .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
+                    .connect_with(sqlite_options(url)?)
                     .await?;
                 sqlx::migrate!("../migrations/sqlite")
                     .run(&pool)
@@ -448,11 +533,11 @@ impl Db {
                 (kvs, count)
             } else {
                 let kvs: Vec<KvRow> = if count_only { Vec::new() } else {
-                    sqlx::query_as(with_limit(RANGE_AT[form], fetch)).bind(&start).bind(&end).bind(revision).bind(value_len)
+                    sqlx::query_as(with_limit(&RANGE_AT[form], fetch)).bind(&start).bind(&end).bind(revision).bind(value_len)
                         .fetch_all(&mut *tx).await?
                 };
                 let count = if count_only || limit.is_some_and(|l| kvs.len() as i64 > l) {
-                    sqlx::query_scalar(COUNT_AT[form]).bind(&start).bind(&end).bind(revision).fetch_one(&mut *tx).await?
+                    sqlx::query_scalar(COUNT_AT[form].as_str()).bind(&start).bind(&end).bind(revision).fetch_one(&mut *tx).await?
                 } else {
                     kvs.len() as i64
                 };
@@ -738,8 +823,8 @@ impl Drop for SqliteWrite {
 
 impl WriteTx {
     /// The latest versions of `keys` that exist.
-    pub(crate) async fn current_by_keys(&mut self, keys: &[Vec<u8>]) -> StoreResult<Vec<KeyValue>> {
-        let rows: Vec<KvRow> = match self {
+    pub(crate) async fn current_by_keys(&mut self, keys: &[Vec<u8>]) -> StoreResult<Vec<Latest>> {
+        let rows: Vec<LatestSubRow> = match self {
             WriteTx::Sqlite(tx) => {
                 let keys: Vec<String> = keys.iter().map(|k| hex(k)).collect();
                 sqlx::query_as(CURRENT_BY_KEYS_SQLITE)
@@ -754,16 +839,16 @@ impl WriteTx {
                     .await?
             }
         };
-        Ok(rows.into_iter().map(KeyValue::from).collect())
+        Ok(rows.into_iter().map(Latest::from).collect())
     }
 
     /// The latest versions of the live keys in `range`, in key order.
-    pub(crate) async fn current_range(&mut self, range: &KeyRange) -> StoreResult<Vec<KeyValue>> {
+    pub(crate) async fn current_range(&mut self, range: &KeyRange) -> StoreResult<Vec<Latest>> {
         let (form, start, end) = bounds(range);
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(with_limit(RANGE_LATEST[form], None))
+        let rows: Vec<LatestSubRow> = on_tx!(self, tx => sqlx::query_as(with_limit(RANGE_LATEST[form], None))
             .bind(&start).bind(&end).bind(WHOLE_VALUE)
             .fetch_all(&mut **tx).await?);
-        Ok(rows.into_iter().map(KeyValue::from).collect())
+        Ok(rows.into_iter().map(Latest::from).collect())
     }
 
     /// The versions of the live keys in `range` as of `revision`, read
@@ -774,16 +859,16 @@ impl WriteTx {
         revision: Revision,
     ) -> StoreResult<Vec<KeyValue>> {
         let (form, start, end) = bounds(range);
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(with_limit(RANGE_AT[form], None))
+        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(with_limit(&RANGE_AT[form], None))
             .bind(&start).bind(&end).bind(revision).bind(WHOLE_VALUE)
             .fetch_all(&mut **tx).await?);
         Ok(rows.into_iter().map(KeyValue::from).collect())
     }
 
     /// The latest versions of the keys attached to `lease`.
-    pub(crate) async fn current_by_lease(&mut self, lease: i64) -> StoreResult<Vec<KeyValue>> {
-        let rows: Vec<KvRow> = on_tx!(self, tx => sqlx::query_as(CURRENT_BY_LEASE).bind(lease).fetch_all(&mut **tx).await?);
-        Ok(rows.into_iter().map(KeyValue::from).collect())
+    pub(crate) async fn current_by_lease(&mut self, lease: i64) -> StoreResult<Vec<Latest>> {
+        let rows: Vec<LatestSubRow> = on_tx!(self, tx => sqlx::query_as(CURRENT_BY_LEASE).bind(lease).fetch_all(&mut **tx).await?);
+        Ok(rows.into_iter().map(Latest::from).collect())
     }
 
     /// The lease's (ttl, deadline, owner), if it exists.
@@ -841,14 +926,14 @@ impl WriteTx {
     }
 
     /// Ends a batch: appends `rows` to the log, points the live-key index at
-    /// the newest versions (`live`: key, mod_revision, lease of keys that
+    /// the newest versions (`live`: key, mod_revision, sub, lease of keys that
     /// exist; `gone`: keys that don't), stores the counters and commits. On
     /// PostgreSQL all of it is one statement, and the commit also wakes the
     /// other server processes with `notify_payload`.
     pub(crate) async fn finish(
         self,
         rows: &[LogRow],
-        live: &[(Vec<u8>, i64, i64)],
+        live: &[(Vec<u8>, i64, i32, i64)],
         gone: &[Vec<u8>],
         meta: Meta,
         notify_payload: Option<String>,
@@ -864,7 +949,7 @@ impl WriteTx {
                 if !live.is_empty() {
                     let live: Vec<_> = live
                         .iter()
-                        .map(|(key, revision, lease)| (hex(key), revision, lease))
+                        .map(|(key, revision, sub, lease)| (hex(key), revision, sub, lease))
                         .collect();
                     sqlx::query(UPSERT_CURRENT_SQLITE)
                         .bind(json(&live)?)
@@ -893,7 +978,8 @@ impl WriteTx {
                     .bind(sqlx::query(FINISH_BATCH_PG))
                     .bind(live.iter().map(|l| l.0.as_slice()).collect::<Vec<&[u8]>>())
                     .bind(live.iter().map(|l| l.1).collect::<Vec<i64>>())
-                    .bind(live.iter().map(|l| l.2).collect::<Vec<i64>>())
+                    .bind(live.iter().map(|l| l.2).collect::<Vec<i32>>())
+                    .bind(live.iter().map(|l| l.3).collect::<Vec<i64>>())
                     .bind(gone)
                     .bind(meta.revision)
                     .bind(meta.compact_revision)
@@ -924,6 +1010,7 @@ fn sqlite_log_rows(rows: &[LogRow]) -> StoreResult<String> {
                 r.lease,
                 value,
                 r.deleted,
+                r.prev_sub,
             )
         })
         .collect();
@@ -941,10 +1028,11 @@ struct PgLogColumns<'a> {
     lease: Vec<i64>,
     value: Vec<&'a [u8]>,
     deleted: Vec<bool>,
+    prev_sub: Vec<i32>,
 }
 
 impl<'a> PgLogColumns<'a> {
-    /// Binds the columns as `$1`…`$9`.
+    /// Binds the columns as `$1`…`$10`.
     fn bind<'q>(
         &'q self,
         query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
@@ -959,6 +1047,7 @@ impl<'a> PgLogColumns<'a> {
             .bind(&self.lease)
             .bind(&self.value)
             .bind(&self.deleted)
+            .bind(&self.prev_sub)
     }
 
     fn of(rows: &'a [LogRow]) -> Self {
@@ -972,6 +1061,7 @@ impl<'a> PgLogColumns<'a> {
             lease: rows.iter().map(|r| r.lease).collect(),
             value: rows.iter().map(|r| r.value.as_slice()).collect(),
             deleted: rows.iter().map(|r| r.deleted).collect(),
+            prev_sub: rows.iter().map(|r| r.prev_sub).collect(),
         }
     }
 }
@@ -1023,12 +1113,18 @@ const SNAPSHOT_TABLES: &[SnapshotTable] = {
                 ("lease", Int),
                 ("value", Bytes),
                 ("deleted", Bool),
+                ("prev_sub", Int),
             ],
             "revision, sub",
         ),
         (
             "kv_current",
-            &[("key", Bytes), ("mod_revision", Int), ("lease", Int)],
+            &[
+                ("key", Bytes),
+                ("mod_revision", Int),
+                ("mod_sub", Int),
+                ("lease", Int),
+            ],
             "key",
         ),
         (

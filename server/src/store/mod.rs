@@ -115,7 +115,7 @@ impl Store {
 
         let mut tasks = Vec::new();
         let writer = Writer {
-            db: db.clone(),
+            db: db.for_writer(url).await?,
             queue,
             publisher: publisher.clone(),
             metrics: metrics.clone(),

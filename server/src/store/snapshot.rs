@@ -14,7 +14,9 @@ use super::db::Db;
 use super::error::{StoreError, StoreResult};
 
 /// The first line of every snapshot.
-pub const SNAPSHOT_MAGIC: &[u8] = b"berth-snapshot 1\n";
+/// (Format 2 added where each row sits in its revision: `prev_sub`,
+/// `mod_sub`.)
+pub const SNAPSHOT_MAGIC: &[u8] = b"berth-snapshot 2\n";
 
 /// What a restore brought back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,9 +55,17 @@ pub fn snapshot_rows(file: &[u8]) -> StoreResult<&[u8]> {
             "its SHA-256 does not match its trailer (cut short or changed)",
         ));
     }
-    content
-        .strip_prefix(SNAPSHOT_MAGIC)
-        .ok_or_else(|| invalid("it does not start with \"berth-snapshot 1\""))
+    if let Some(rest) = content.strip_prefix(SNAPSHOT_MAGIC) {
+        return Ok(rest);
+    }
+    let first_line = content.split(|b| *b == b'\n').next().unwrap_or_default();
+    Err(match first_line.strip_prefix(b"berth-snapshot ") {
+        Some(format) => invalid(&format!(
+            "it is in format {}, and this Berth reads format 2",
+            String::from_utf8_lossy(format)
+        )),
+        None => invalid("it does not start with \"berth-snapshot 2\""),
+    })
 }
 
 /// Makes the store at `url` (which must be new: no revision, user or

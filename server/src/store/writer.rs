@@ -7,7 +7,7 @@
 //! request still gets its own revision and its own answer; a request that
 //! fails (a lost compare, an unknown lease) leaves no trace in the batch.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::db::{Db, LogRow, Meta, WriteTx, check_revision};
+use super::db::{Db, Latest, LogRow, Meta, WriteTx, check_revision};
 use super::error::{StoreError, StoreResult};
 use super::metrics::StoreMetrics;
 use super::types::*;
@@ -97,6 +97,10 @@ impl Writer {
             }
             self.commit_batch(batch).await;
         }
+        if self.db.backend() == super::db::Backend::Sqlite {
+            // Its own connection (the shared pool is closed by the store).
+            self.db.close().await;
+        }
         tracing::debug!("store writer stopped");
     }
 
@@ -177,7 +181,7 @@ impl Writer {
         let mut gone = Vec::new();
         for key in &batch.touched {
             match batch.cache.get(key).and_then(Option::as_ref) {
-                Some(kv) => live.push((key.clone(), kv.mod_revision, kv.lease)),
+                Some(l) => live.push((key.clone(), l.kv.mod_revision, l.sub, l.kv.lease)),
                 None => gone.push(key.clone()),
             }
         }
@@ -246,7 +250,7 @@ struct Mark {
 struct Undo {
     key: Vec<u8>,
     /// The cache entry before (None: the key was not cached).
-    before: Option<Option<KeyValue>>,
+    before: Option<Option<Latest>>,
     /// Whether the key was already written earlier in the batch.
     was_touched: bool,
 }
@@ -259,8 +263,8 @@ struct Batch {
     /// committed and readable from the database.
     base_revision: Revision,
     /// The latest state of every key the batch has looked at:
-    /// `Some(None)` known absent, `Some(Some(kv))` known present.
-    cache: HashMap<Vec<u8>, Option<KeyValue>>,
+    /// `Some(None)` known absent, `Some(Some(latest))` known present.
+    cache: HashMap<Vec<u8>, Option<Latest>>,
     /// Keys written in this batch; for these the cache is the truth, for
     /// all others the database is.
     touched: BTreeSet<Vec<u8>>,
@@ -294,8 +298,8 @@ impl Batch {
     async fn prefetch(&mut self, tx: &mut WriteTx, mut keys: Vec<Vec<u8>>) -> StoreResult<()> {
         keys.sort_unstable();
         keys.dedup();
-        for kv in tx.current_by_keys(&keys).await? {
-            self.cache.insert(kv.key.clone(), Some(kv));
+        for latest in tx.current_by_keys(&keys).await? {
+            self.cache.insert(latest.kv.key.clone(), Some(latest));
         }
         for key in keys {
             self.cache.entry(key).or_insert(None);
@@ -424,22 +428,22 @@ impl Batch {
         }
         // The keys on the lease: the database's, minus those this batch has
         // rewritten, plus those this batch attached.
-        let mut attached: Vec<KeyValue> = tx
+        let mut attached: Vec<Latest> = tx
             .current_by_lease(id)
             .await?
             .into_iter()
-            .filter(|kv| !self.touched.contains(&kv.key))
+            .filter(|l| !self.touched.contains(&l.kv.key))
             .collect();
         for key in &self.touched {
-            if let Some(Some(kv)) = self.cache.get(key)
-                && kv.lease == id
+            if let Some(Some(l)) = self.cache.get(key)
+                && l.kv.lease == id
             {
-                attached.push(kv.clone());
+                attached.push(l.clone());
             }
         }
-        attached.sort_by(|a, b| a.key.cmp(&b.key));
-        for kv in attached {
-            self.write(kv.key.clone(), None, Some(kv));
+        attached.sort_by(|a, b| a.kv.key.cmp(&b.kv.key));
+        for l in attached {
+            self.write(l.kv.key.clone(), None, Some(l));
         }
         tx.delete_lease(id).await?;
         self.leases.insert(id, None);
@@ -492,7 +496,7 @@ impl Batch {
     }
 
     async fn compare(&mut self, tx: &mut WriteTx, compare: &Compare) -> StoreResult<bool> {
-        let kvs = if compare.range.is_single() {
+        let kvs: Vec<Latest> = if compare.range.is_single() {
             self.get(tx, &compare.range.key)
                 .await?
                 .into_iter()
@@ -508,11 +512,11 @@ impl Batch {
                 _ => compare_kv(compare, &KeyValue::default()),
             });
         }
-        Ok(kvs.iter().all(|kv| compare_kv(compare, kv)))
+        Ok(kvs.iter().all(|l| compare_kv(compare, &l.kv)))
     }
 
     /// The latest version of one key, as this batch sees it.
-    async fn get(&mut self, tx: &mut WriteTx, key: &[u8]) -> StoreResult<Option<KeyValue>> {
+    async fn get(&mut self, tx: &mut WriteTx, key: &[u8]) -> StoreResult<Option<Latest>> {
         if let Some(known) = self.cache.get(key) {
             return Ok(known.clone());
         }
@@ -527,24 +531,24 @@ impl Batch {
         &mut self,
         tx: &mut WriteTx,
         range: &KeyRange,
-    ) -> StoreResult<Vec<KeyValue>> {
-        let mut kvs: Vec<KeyValue> = tx
+    ) -> StoreResult<Vec<Latest>> {
+        let mut kvs: Vec<Latest> = tx
             .current_range(range)
             .await?
             .into_iter()
-            .filter(|kv| !self.touched.contains(&kv.key))
+            .filter(|l| !self.touched.contains(&l.kv.key))
             .collect();
         let start = Bound::Included(range.start_bound().to_vec());
         let end = range.end_bound().map_or(Bound::Unbounded, Bound::Excluded);
         let mut overlaid = false;
         for key in self.touched.range((start, end)) {
-            if let Some(Some(kv)) = self.cache.get(key) {
-                kvs.push(kv.clone());
+            if let Some(Some(l)) = self.cache.get(key) {
+                kvs.push(l.clone());
                 overlaid = true;
             }
         }
         if overlaid {
-            kvs.sort_by(|a, b| a.key.cmp(&b.key));
+            kvs.sort_by(|a, b| a.kv.key.cmp(&b.kv.key));
         }
         Ok(kvs)
     }
@@ -559,7 +563,7 @@ impl Batch {
         } else {
             self.meta.revision
         };
-        let mut kvs = if request.revision == 0 || request.revision >= current {
+        let mut kvs: Vec<KeyValue> = if request.revision == 0 || request.revision >= current {
             check_revision(
                 request.revision,
                 Meta {
@@ -567,21 +571,39 @@ impl Batch {
                     ..self.meta
                 },
             )?;
-            if request.range.is_single() {
+            let latest: Vec<Latest> = if request.range.is_single() {
                 self.get(tx, &request.range.key)
                     .await?
                     .into_iter()
                     .collect()
             } else {
                 self.latest_range(tx, &request.range).await?
-            }
-        } else {
-            // A past revision, read through the transaction: when it is one
-            // of this batch's, the batch's completed writes must be in it.
+            };
+            latest.into_iter().map(|l| l.kv).collect()
+        } else if request.revision > self.base_revision {
+            // One of this batch's own revisions: the database as of the
+            // batch's start with the batch's completed writes up to it.
             check_revision(request.revision, self.meta)?;
-            if request.revision > self.base_revision {
-                self.flush_log(tx).await?;
+            let mut at: BTreeMap<Vec<u8>, KeyValue> = tx
+                .current_range(&request.range)
+                .await?
+                .into_iter()
+                .map(|l| (l.kv.key.clone(), l.kv))
+                .collect();
+            let written = self.log[..self.request_start]
+                .iter()
+                .filter(|row| row.revision <= request.revision)
+                .filter(|row| request.range.contains(&row.key));
+            for row in written {
+                if row.deleted {
+                    at.remove(&row.key);
+                } else {
+                    at.insert(row.key.clone(), row.version_written());
+                }
             }
+            at.into_values().collect()
+        } else {
+            check_revision(request.revision, self.meta)?;
             tx.range_at(&request.range, request.revision).await?
         };
         let count = kvs.len() as i64;
@@ -613,7 +635,7 @@ impl Batch {
             });
         }
         let lease = match (&prev, put.ignore_lease) {
-            (Some(prev), true) => prev.lease,
+            (Some(prev), true) => prev.kv.lease,
             _ => put.lease,
         };
         // A lease kept by `ignore_lease` was attached before and stays.
@@ -630,23 +652,25 @@ impl Batch {
             }
         }
         let value = match (&prev, put.ignore_value) {
-            (Some(prev), true) => prev.value.clone(),
+            (Some(prev), true) => prev.kv.value.clone(),
             _ => put.value.clone(),
         };
         let revision = self.write_revision();
         let kv = KeyValue {
             key: put.key.clone(),
-            create_revision: prev.as_ref().map_or(revision, |p| p.create_revision),
+            create_revision: prev.as_ref().map_or(revision, |p| p.kv.create_revision),
             mod_revision: revision,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            version: prev.as_ref().map_or(1, |p| p.kv.version + 1),
             value,
             lease,
         };
-        self.write(put.key.clone(), Some(kv), prev.clone());
-        Ok(PutResponse {
-            revision,
-            prev_kv: if put.prev_kv { prev } else { None },
-        })
+        let prev_kv = if put.prev_kv {
+            prev.as_ref().map(|p| p.kv.clone())
+        } else {
+            None
+        };
+        self.write(put.key.clone(), Some(kv), prev);
+        Ok(PutResponse { revision, prev_kv })
     }
 
     async fn delete(
@@ -654,14 +678,14 @@ impl Batch {
         tx: &mut WriteTx,
         delete: &DeleteRequest,
     ) -> StoreResult<DeleteResponse> {
-        let existing = if delete.range.is_single() {
+        let existing: Vec<Latest> = if delete.range.is_single() {
             self.get(tx, &delete.range.key).await?.into_iter().collect()
         } else {
             self.latest_range(tx, &delete.range).await?
         };
         let deleted = existing.len() as i64;
-        for kv in &existing {
-            self.write(kv.key.clone(), None, Some(kv.clone()));
+        for l in &existing {
+            self.write(l.kv.key.clone(), None, Some(l.clone()));
         }
         let revision = if deleted > 0 {
             self.write_revision()
@@ -671,12 +695,16 @@ impl Batch {
         Ok(DeleteResponse {
             revision,
             deleted,
-            prev_kvs: if delete.prev_kv { existing } else { Vec::new() },
+            prev_kvs: if delete.prev_kv {
+                existing.into_iter().map(|l| l.kv).collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 
     /// Records one change: a log row, an event, and the batch's new view.
-    fn write(&mut self, key: Vec<u8>, new: Option<KeyValue>, prev: Option<KeyValue>) {
+    fn write(&mut self, key: Vec<u8>, new: Option<KeyValue>, prev: Option<Latest>) {
         let revision = self.write_revision();
         let sub = (self.log.len() - self.request_start) as i32;
         self.log.push(LogRow {
@@ -684,12 +712,14 @@ impl Batch {
             sub,
             key: key.clone(),
             create_revision: new.as_ref().map_or(0, |kv| kv.create_revision),
-            prev_revision: prev.as_ref().map_or(0, |kv| kv.mod_revision),
+            prev_revision: prev.as_ref().map_or(0, |p| p.kv.mod_revision),
+            prev_sub: prev.as_ref().map_or(0, |p| p.sub),
             version: new.as_ref().map_or(0, |kv| kv.version),
             lease: new.as_ref().map_or(0, |kv| kv.lease),
             value: new.as_ref().map_or_else(Vec::new, |kv| kv.value.clone()),
             deleted: new.is_none(),
         });
+        let prev = prev.map(|p| p.kv);
         let event = match &new {
             Some(kv) => Event {
                 kind: EventKind::Put,
@@ -708,7 +738,9 @@ impl Batch {
         };
         self.events.push(event);
         let was_touched = !self.touched.insert(key.clone());
-        let before = self.cache.insert(key.clone(), new);
+        let before = self
+            .cache
+            .insert(key.clone(), new.map(|kv| Latest { kv, sub }));
         self.undo.push(Undo {
             key,
             before,
