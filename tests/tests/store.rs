@@ -1325,7 +1325,10 @@ async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestB
                     revision,
                     ..RangeRequest::default()
                 };
-                let all = store.range(read(KeyRange::prefix("/m/"))).await.expect("range");
+                let all = store
+                    .range(read(KeyRange::prefix("/m/")))
+                    .await
+                    .expect("range");
                 assert_eq!(model_of(&all.kvs), *want, "the whole range at {revision}");
                 assert_eq!(all.count, want.len() as i64, "the count at {revision}");
                 let part = store
@@ -1337,7 +1340,10 @@ async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestB
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 assert_eq!(model_of(&part.kvs), want_part, "/m/2../m/5 at {revision}");
-                let one = store.range(read(KeyRange::single("/m/3"))).await.expect("get");
+                let one = store
+                    .range(read(KeyRange::single("/m/3")))
+                    .await
+                    .expect("get");
                 assert_eq!(
                     model_of(&one.kvs).get("/m/3"),
                     want.get("/m/3"),
@@ -1350,7 +1356,11 @@ async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestB
                     })
                     .await
                     .expect("range");
-                assert_eq!(limited.count, want.len() as i64, "count beyond a limit at {revision}");
+                assert_eq!(
+                    limited.count,
+                    want.len() as i64,
+                    "count beyond a limit at {revision}"
+                );
                 assert_eq!(limited.more, want.len() > 2, "more at {revision}");
             }
         }
@@ -1362,7 +1372,6 @@ async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestB
             range: KeyRange::prefix("/m/"),
             start_revision: 2,
             prev_kv: true,
-            ..WatchRequest::default()
         })
         .await
         .expect("watch");
@@ -1374,7 +1383,9 @@ async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestB
                 .chain(after.keys())
                 .collect::<HashSet<_>>()
                 .into_iter()
-                .filter(|k| before.get(*k) != after.get(*k) || after.get(*k).is_some_and(|v| v.2 == r))
+                .filter(|k| {
+                    before.get(*k) != after.get(*k) || after.get(*k).is_some_and(|v| v.2 == r)
+                })
                 .count()
         })
         .sum();
@@ -1382,7 +1393,10 @@ async fn every_past_revision_reads_as_a_model_of_the_history_says(backend: TestB
     for event in &events {
         let name = String::from_utf8_lossy(&event.kv.key).into_owned();
         let before = &history[event.kv.mod_revision as usize - 1];
-        let prev = event.prev_kv.as_ref().map(|kv| model_of(std::slice::from_ref(kv)));
+        let prev = event
+            .prev_kv
+            .as_ref()
+            .map(|kv| model_of(std::slice::from_ref(kv)));
         assert_eq!(
             prev.as_ref().and_then(|p| p.get(&name)),
             before.get(&name),
@@ -1416,7 +1430,11 @@ async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade
         });
     for entry in std::fs::read_dir(&source).expect("migrations") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         if name.as_str() < "0011" {
             std::fs::copy(&path, dir.path().join(&name)).expect("copy");
         }
@@ -1438,11 +1456,16 @@ async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(db.url.trim_start_matches("sqlite://"))
                 .create_if_missing(true);
-            let pool = sqlx::SqlitePool::connect_with(options).await.expect("sqlite");
+            let pool = sqlx::SqlitePool::connect_with(options)
+                .await
+                .expect("sqlite");
             migrator.run(&pool).await.expect("old schema");
             // SQLite keeps these as text: make them blobs, as Berth writes them.
             for sql in [rows, current, meta] {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("old rows");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .expect("old rows");
             }
             for table in ["kv_log", "kv_current"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1476,7 +1499,10 @@ async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade
                 out
             };
             for sql in [bytes(rows), bytes(current), meta.to_owned()] {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("old rows");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .expect("old rows");
             }
             pool.close().await;
         }
@@ -1497,7 +1523,11 @@ async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade
     };
     assert_eq!(
         model_of(&latest.kvs),
-        want(&[("/a", "a2", 2, 3, 2), ("/b", "b2", 5, 5, 1), ("/c", "c2", 4, 5, 2)])
+        want(&[
+            ("/a", "a2", 2, 3, 2),
+            ("/b", "b2", 5, 5, 1),
+            ("/c", "c2", 4, 5, 2)
+        ])
     );
     let at = |revision| {
         let store = &store;
@@ -1513,14 +1543,19 @@ async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade
             model_of(&answer.kvs)
         }
     };
-    assert_eq!(at(2).await, want(&[("/a", "a1", 2, 2, 1), ("/b", "b1", 2, 2, 1)]));
-    assert_eq!(at(4).await, want(&[("/a", "a2", 2, 3, 2), ("/c", "c1", 4, 4, 1)]));
+    assert_eq!(
+        at(2).await,
+        want(&[("/a", "a1", 2, 2, 1), ("/b", "b1", 2, 2, 1)])
+    );
+    assert_eq!(
+        at(4).await,
+        want(&[("/a", "a2", 2, 3, 2), ("/c", "c1", 4, 4, 1)])
+    );
     let mut watch = store
         .watch(WatchRequest {
             range: KeyRange::prefix("/"),
             start_revision: 3,
             prev_kv: true,
-            ..WatchRequest::default()
         })
         .await
         .expect("watch");
@@ -1530,7 +1565,10 @@ async fn a_store_from_before_the_key_index_went_reads_the_same_after_the_upgrade
         .iter()
         .map(|e| {
             e.prev_kv.as_ref().map(|kv| {
-                (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision)
+                (
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                    kv.mod_revision,
+                )
             })
         })
         .collect();

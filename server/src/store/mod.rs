@@ -141,6 +141,13 @@ impl Store {
             writes.clone(),
             shutdown.clone(),
         )));
+        if db.backend() == Backend::Sqlite {
+            tasks.push(tokio::spawn(run_checkpointer(
+                db.clone(),
+                hub.clone(),
+                shutdown.clone(),
+            )));
+        }
         let health = Arc::new(health::Health::default());
         if Backend::of_url(url) == Some(Backend::Postgres) {
             tasks.push(tokio::spawn(health::run_monitor(
@@ -618,6 +625,31 @@ impl Store {
 
 /// How many writes may wait for the writer before callers wait to enqueue.
 const MAX_QUEUED_WRITES: usize = 16 * 1024;
+
+/// How often SQLite's write-ahead log is copied into the database file
+/// while writes go on.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Checkpoints SQLite's write-ahead log beside the writer, until
+/// `shutdown`: the copying and its `fsync` of the database file happen on
+/// another connection instead of inside some unlucky write's commit.
+async fn run_checkpointer(db: db::Db, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut checkpointed = hub.published();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+        }
+        let published = hub.published();
+        if published == checkpointed {
+            continue;
+        }
+        match db.checkpoint().await {
+            Ok(()) => checkpointed = published,
+            Err(error) => tracing::debug!(%error, "write-ahead log checkpoint failed"),
+        }
+    }
+}
 
 /// Ends leases past their deadline, until `shutdown`.
 async fn run_lease_expiry(
