@@ -660,7 +660,7 @@ impl NodeApi {
         };
         let mut event = pb::PodEvent {
             r#type: r#type.into(),
-            pod_json: pod.json(),
+            pod_json: pod.json().to_string(),
             resource_version: revision,
             ..pb::PodEvent::default()
         };

@@ -110,6 +110,38 @@ struct Subscriber {
     sender: mpsc::Sender<NodePodEvent>,
 }
 
+/// A recent event as the window keeps it for subscribers that resume: the
+/// pod as the JSON its node got, not the decoded pod, so that the window
+/// does not keep every old version of a pod alive (text takes a fraction
+/// of the memory).
+struct Recent {
+    node: String,
+    kind: ChangeKind,
+    json: Arc<str>,
+    revision: Revision,
+}
+
+impl Recent {
+    /// The event again, decoded; `None` (logged) if its text is not a pod.
+    fn event(&self) -> Option<NodePodEvent> {
+        match berth_api::objects::from_slice::<Pod>(self.json.as_bytes()) {
+            Ok(pod) => Some(NodePodEvent::Change {
+                kind: self.kind,
+                pod: PodDoc {
+                    pod: Arc::new(pod),
+                    revision: self.revision,
+                    json: Some(self.json.clone()),
+                },
+                revision: self.revision,
+            }),
+            Err(errors) => {
+                tracing::warn!(?errors, "a recent pod event cannot be read again");
+                None
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Index {
     /// Every event up to this revision is applied.
@@ -119,7 +151,7 @@ struct Index {
     /// Node → its pods by key.
     by_node: HashMap<String, HashMap<String, PodDoc>>,
     /// Recent events, oldest first, with the node each went to.
-    window: VecDeque<(String, NodePodEvent)>,
+    window: VecDeque<Recent>,
     /// The window holds every event after this revision.
     window_floor: Revision,
     subscribers: HashMap<String, Vec<Subscriber>>,
@@ -174,8 +206,8 @@ impl PodsByNode {
             let replay = index
                 .window
                 .iter()
-                .filter(|(n, event)| n == node && event.revision() > resource_version)
-                .map(|(_, event)| event.clone())
+                .filter(|recent| recent.node == node && recent.revision > resource_version)
+                .filter_map(Recent::event)
                 .collect();
             (replay, resource_version.max(index.revision))
         } else {
@@ -261,6 +293,9 @@ pub struct PodDoc {
     /// The revision of this version of the pod (of its deletion, for a
     /// pod that is gone).
     pub revision: Revision,
+    /// Its JSON, once printed for an event (kept with the event, not in
+    /// the index).
+    json: Option<Arc<str>>,
 }
 
 impl PartialEq for PodDoc {
@@ -274,12 +309,23 @@ impl PodDoc {
     /// `pod` at the revision its `resourceVersion` names.
     pub fn of(pod: Arc<Pod>) -> PodDoc {
         let revision = read_revision(&*pod).unwrap_or_default();
-        PodDoc { pod, revision }
+        PodDoc {
+            pod,
+            revision,
+            json: None,
+        }
     }
 
     /// The pod as its node gets it: JSON, with `metadata.resourceVersion`
     /// set to `revision`.
-    pub fn json(&self) -> String {
+    pub fn json(&self) -> Arc<str> {
+        match &self.json {
+            Some(json) => json.clone(),
+            None => self.print().into(),
+        }
+    }
+
+    fn print(&self) -> String {
         let revision = self.revision.to_string();
         let text = if self.pod.metadata.resource_version.as_deref() == Some(revision.as_str()) {
             serde_json::to_string(&*self.pod)
@@ -316,6 +362,7 @@ impl Index {
                     let last = PodDoc {
                         pod: last.pod,
                         revision,
+                        json: None,
                     };
                     self.emit(&old, ChangeKind::Deleted, last, revision);
                 }
@@ -368,9 +415,14 @@ impl Index {
     /// Records an event in the window and hands it to the node's
     /// subscribers; a subscriber that cannot take it is dropped.
     fn emit(&mut self, node: &str, kind: ChangeKind, pod: PodDoc, revision: Revision) {
+        // Printed once, for the node and for the window.
+        let json = pod.json();
         let event = NodePodEvent::Change {
             kind,
-            pod,
+            pod: PodDoc {
+                json: Some(json.clone()),
+                ..pod
+            },
             revision,
         };
         if let Some(subscribers) = self.subscribers.get_mut(node) {
@@ -379,10 +431,15 @@ impl Index {
                 self.subscribers.remove(node);
             }
         }
-        self.window.push_back((node.to_owned(), event));
+        self.window.push_back(Recent {
+            node: node.to_owned(),
+            kind,
+            json,
+            revision,
+        });
         while self.window.len() > WINDOW {
-            if let Some((_, dropped)) = self.window.pop_front() {
-                self.window_floor = self.window_floor.max(dropped.revision());
+            if let Some(dropped) = self.window.pop_front() {
+                self.window_floor = self.window_floor.max(dropped.revision);
             }
         }
     }
