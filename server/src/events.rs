@@ -16,10 +16,12 @@ use serde_json::json;
 use sha2::Digest;
 use tokio::sync::Mutex;
 
-use crate::store::types::{
-    Compare, CompareOp, CompareTarget, KeyRange, LeaseOwner, Op, PutRequest, TxnRequest,
-};
-use crate::store::{Store, StoreResult};
+use berth_api::objects::Kind;
+
+use crate::controllers::runtime::clock::format_time;
+use crate::objects::{ObjectError, ObjectRef, Objects, Replacement};
+use crate::store::types::LeaseOwner;
+use crate::store::{StoreError, StoreResult};
 
 /// How long an event is kept after it was last written, unless told
 /// otherwise.
@@ -87,30 +89,30 @@ impl Involved {
 }
 
 /// Writes events on behalf of one component (`scheduler`,
-/// `deployment-controller`, …).
+/// `deployment-controller`, …), through [`Objects`]: a recorder over
+/// fenced objects writes only while its process leads.
 #[derive(Clone)]
 pub struct EventRecorder {
-    store: Store,
+    objects: Objects,
     component: String,
     /// The node the component runs on (`source.host`), for agents.
     host: Option<String>,
     ttl: Duration,
     lease: Arc<Mutex<Option<(i64, Instant)>>>,
-    extra_compares: Vec<Compare>,
     background: Arc<tokio::sync::Semaphore>,
     similar: Arc<std::sync::Mutex<std::collections::HashMap<String, Similar>>>,
 }
 
 impl EventRecorder {
-    /// A recorder for `component`, keeping events for `ttl`.
-    pub fn new(store: Store, component: &str, ttl: Duration) -> EventRecorder {
+    /// A recorder for `component` writing through `objects` (fenced, for
+    /// the control plane), keeping events for `ttl`.
+    pub fn new(objects: Objects, component: &str, ttl: Duration) -> EventRecorder {
         EventRecorder {
-            store,
+            objects,
             component: component.to_owned(),
             host: None,
             ttl,
             lease: Arc::new(Mutex::new(None)),
-            extra_compares: Vec::new(),
             background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_WRITES)),
             similar: Arc::default(),
         }
@@ -175,13 +177,6 @@ impl EventRecorder {
         self
     }
 
-    /// The same recorder, whose writes also require `compares` to hold (a
-    /// leader's fence).
-    pub fn fenced(mut self, compares: Vec<Compare>) -> EventRecorder {
-        self.extra_compares = compares;
-        self
-    }
-
     /// Records an event, or counts a repeat of the same one.
     #[tracing::instrument(skip_all, fields(reason, object = %involved.name))]
     pub async fn record(
@@ -207,45 +202,18 @@ impl EventRecorder {
             ))[..8],
         );
         let name = format!("{}.{digest}", involved.name);
-        let key = crate::keys::object(
-            berth_api::objects::Kind::Event,
-            Some(&involved.tenant),
-            &name,
-        );
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let at = ObjectRef {
+            kind: Kind::Event,
+            tenant: Some(involved.tenant.clone()),
+            name: name.clone(),
+        };
+        let now = format_time(self.objects.now());
         let lease = self.lease().await?;
-        // Most events are new: the first attempt creates without reading.
-        // A repeat is a read-modify-write; two recorders racing on one event
-        // lose a count at worst, so one retry is enough.
-        for attempt in 0..3 {
-            let current = match attempt {
-                0 => None,
-                _ => self.store.get(key.as_bytes(), 0).await?,
-            };
-            let (count, first, uid, guard) = match &current {
-                Some(kv) => {
-                    let old: serde_json::Value =
-                        serde_json::from_slice(&kv.value).unwrap_or_default();
-                    (
-                        old["count"].as_i64().unwrap_or(1) + 1,
-                        old["firstTimestamp"].as_str().unwrap_or(&now).to_owned(),
-                        old["metadata"]["uid"].as_str().map(str::to_owned),
-                        CompareTarget::ModRevision(kv.mod_revision),
-                    )
-                }
-                None => (1, now.clone(), None, CompareTarget::CreateRevision(0)),
-            };
-            let uid = uid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let event = json!({
+        let event = |count: i64, first: &str| {
+            json!({
                 "apiVersion": "v1",
                 "kind": "Event",
-                "metadata": {
-                    "name": name,
-                    "tenant": involved.tenant,
-                    "uid": uid,
-                    "creationTimestamp": first,
-                    "generation": 1,
-                },
+                "metadata": {"name": name, "tenant": involved.tenant},
                 "involvedObject": {
                     "kind": involved.kind,
                     "name": involved.name,
@@ -262,28 +230,40 @@ impl EventRecorder {
                     None => json!({"component": self.component}),
                 },
                 "reportingComponent": self.component,
-            });
-            let mut compares = self.extra_compares.clone();
-            compares.push(Compare {
-                range: KeyRange::single(key.clone()),
-                op: CompareOp::Equal,
-                target: guard,
-            });
-            let response = self
-                .store
-                .txn(TxnRequest {
-                    compares,
-                    success: vec![Op::Put(PutRequest {
-                        key: key.clone().into_bytes(),
-                        value: event.to_string().into_bytes(),
-                        lease,
-                        ..PutRequest::default()
-                    })],
-                    failure: vec![],
-                })
-                .await?;
-            if response.succeeded {
+            })
+        };
+        // Most events are new: the first attempt creates without reading.
+        // A repeat is a read-modify-write; two recorders racing on one event
+        // lose a count at worst, so one retry is enough.
+        let created = self
+            .objects
+            .create_checked(Kind::Event, event(1, &now), lease)
+            .await;
+        match created {
+            Err(ObjectError::AlreadyExists { .. }) => {}
+            other => return other.map(drop).map_err(store_error),
+        }
+        for _ in 0..2 {
+            let Some(kv) = self.objects.store().get(at.key().as_bytes(), 0).await? else {
                 return Ok(());
+            };
+            let old: serde_json::Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            let first = old["firstTimestamp"].as_str().unwrap_or(&now).to_owned();
+            let mut repeat = event(old["count"].as_i64().unwrap_or(1) + 1, &first);
+            // The server's fields stay as the create set them.
+            repeat["metadata"] = old["metadata"].clone();
+            let replaced = self
+                .objects
+                .replace_all(vec![Replacement {
+                    at: at.clone(),
+                    object: repeat,
+                    expected: kv.mod_revision,
+                    lease: Some(lease),
+                }])
+                .await;
+            match replaced {
+                Err(ObjectError::Conflict(_)) => continue,
+                other => return other.map(drop).map_err(store_error),
             }
         }
         Ok(())
@@ -300,7 +280,8 @@ impl EventRecorder {
         let ttl = (self.ttl + LEASE_BUCKET).as_secs() as i64;
         let id = rand::random::<i64>().abs().max(1);
         let granted = self
-            .store
+            .objects
+            .store()
             .lease_grant(id, ttl, LeaseOwner::Platform)
             .await?;
         *current = Some((granted.id, Instant::now()));
@@ -308,15 +289,32 @@ impl EventRecorder {
     }
 }
 
+/// An event write that failed, as the recorder reports it.
+fn store_error(error: ObjectError) -> StoreError {
+    match error {
+        ObjectError::Store(error) => error,
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use crate::store::types::KeyRange;
+
+    fn objects(store: &Store) -> Objects {
+        Objects::new(
+            store.clone(),
+            crate::secrets::EncryptionKey::from_bytes([7; 32]),
+        )
+    }
 
     #[tokio::test]
     async fn similar_events_past_ten_are_counted_in_one_combined_event() {
         let (_dir, store) = crate::store::temporary().await;
         let recorder =
-            EventRecorder::new(store.clone(), "replicaset-controller", DEFAULT_EVENT_TTL);
+            EventRecorder::new(objects(&store), "replicaset-controller", DEFAULT_EVENT_TTL);
         let web = Involved {
             kind: "ReplicaSet".into(),
             tenant: "acme".into(),

@@ -6,14 +6,23 @@
 //!
 //! Objects are stored as their normalised JSON without `resourceVersion`,
 //! which is the key's mod revision and is filled in on every read.
+//!
+//! Every writer goes through here: the REST routes, the node API, and the
+//! control plane (the controllers' `FencedWriter`, the scheduler's
+//! bindings and the `EventRecorder`), so the server-managed fields are set
+//! in one place ([`stamp_new`]). An `Objects` given a [`Fence`] has every
+//! write also compare the leader key, so a process that lost leadership
+//! has all of them refused.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use berth_api::labels::Selector;
 use berth_api::objects::pod::Pod;
 use berth_api::objects::{FieldError, Kind};
 use serde_json::{Map, Value, json};
 
+use crate::controllers::runtime::clock::{Clock, SystemClock, format_time};
 use crate::secrets::EncryptionKey;
 use crate::service_allocation::{
     AllocationError, AllocationPlan, ServiceAllocator, ServiceRanges, drop_node_ports_for_type,
@@ -99,6 +108,13 @@ pub enum ObjectError {
     /// A stored Secret value cannot be opened (wrong key, or tampered).
     #[error("a stored secret value cannot be decrypted: {0}")]
     Sealing(String),
+    /// This process no longer holds the leadership its writes are fenced
+    /// by; nothing was written.
+    #[error("leadership was lost (fencing token {token}); the write was refused")]
+    LostLeadership {
+        /// The fencing token the write carried.
+        token: Revision,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -146,12 +162,50 @@ pub type ObjectResult<T> = Result<T, ObjectError>;
 /// what it planned for in between.
 const ALLOCATION_ATTEMPTS: usize = 16;
 
+/// Proof of leadership: the leader key and the revision at which this
+/// process created it. Writes fenced by it hold only while the leader key
+/// is still that incarnation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The leader key.
+    pub key: String,
+    /// Its create revision when this process took it: the fencing token.
+    pub create_revision: Revision,
+}
+
+impl Fence {
+    /// The compare a fenced transaction carries.
+    pub fn compare(&self) -> Compare {
+        Compare {
+            range: KeyRange::single(self.key.clone()),
+            op: CompareOp::Equal,
+            target: CompareTarget::CreateRevision(self.create_revision),
+        }
+    }
+}
+
 /// The one write an [`Objects`] transaction makes to the object's key.
 enum Write {
-    /// The new stored value, with the lease it keeps.
-    Put { value: Vec<u8>, lease: i64 },
+    /// The new stored value, with its lease (`None`: whatever lease the
+    /// stored object has stays).
+    Put { value: Vec<u8>, lease: Option<i64> },
     /// The object goes.
     Delete,
+}
+
+/// An object the control plane writes over its stored version
+/// ([`Objects::replace_all`]).
+#[derive(Clone, Debug)]
+pub struct Replacement {
+    /// Where it lives.
+    pub at: ObjectRef,
+    /// The whole object, every field decided by the writer (its
+    /// `resourceVersion`, if any, is not stored).
+    pub object: Value,
+    /// The revision the writer read it at.
+    pub expected: Revision,
+    /// The lease it goes on; `None` keeps the one it has.
+    pub lease: Option<i64>,
 }
 
 /// What became of a transaction.
@@ -276,6 +330,10 @@ pub struct Objects {
     store: Store,
     key: EncryptionKey,
     allocator: ServiceAllocator,
+    /// When set, every write also requires the leader key to carry it.
+    fence: Option<Fence>,
+    /// Where creation and deletion times come from.
+    clock: Arc<dyn Clock>,
 }
 
 /// The largest page a list reads from the store at once.
@@ -290,7 +348,34 @@ impl Objects {
             allocator: ServiceAllocator::new(store.clone(), ServiceRanges::default()),
             store,
             key,
+            fence: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same objects, every write of which is fenced by `fence`: once
+    /// the leader key is no longer that incarnation, each is refused with
+    /// [`ObjectError::LostLeadership`].
+    pub fn fenced(self, fence: Fence) -> Objects {
+        Objects {
+            fence: Some(fence),
+            ..self
+        }
+    }
+
+    /// The same objects, with times read from `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Objects {
+        Objects { clock, ..self }
+    }
+
+    /// The fence every write carries, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
+
+    /// The current time, as this writer's clock tells it.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// The same objects, with Services' addresses and node ports from
@@ -341,18 +426,6 @@ impl Objects {
         };
         set_tenant(kind, tenant, &mut object);
         self.admit(kind, tenant, &name, &object, None).await?;
-        let metadata = metadata_mut(&mut object);
-        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        metadata.insert("generation".into(), json!(1));
-        metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        metadata.remove("resourceVersion");
-        metadata.remove("deletionTimestamp");
-        metadata.remove("deletionGracePeriodSeconds");
-        if kind.has_status() {
-            object
-                .as_object_mut()
-                .map(|o| o.insert("status".into(), json!({})));
-        }
         // A name in use is the answer before anything the object asks for
         // (which its namesake may well hold).
         if kind == Kind::Service && self.store.get(at.key().as_bytes(), 0).await?.is_some() {
@@ -361,27 +434,133 @@ impl Objects {
                 name,
             });
         }
+        let (stored, revision) = self.insert(&at, object, 0).await?;
+        self.present(&at, stored, revision, reveal)
+    }
+
+    /// Creates an object the control plane built and checked (a
+    /// controller's pod, an event), with no admission: the server-managed
+    /// fields are set as for every create, and it goes on `lease` (0:
+    /// none). Answers it as stored (Secret values sealed, no
+    /// `resourceVersion`) and its revision.
+    pub async fn create_checked(
+        &self,
+        kind: Kind,
+        object: Value,
+        lease: i64,
+    ) -> ObjectResult<(Value, Revision)> {
+        let at = ObjectRef {
+            kind,
+            tenant: object["metadata"]["tenant"]
+                .as_str()
+                .filter(|_| kind.namespaced())
+                .map(str::to_owned),
+            name: object_name(&object),
+        };
+        self.insert(&at, object, lease).await
+    }
+
+    /// Creates the object at `at` if nothing is there: the one place that
+    /// sets the server-managed fields of a new object ([`stamp_new`]).
+    async fn insert(
+        &self,
+        at: &ObjectRef,
+        mut object: Value,
+        lease: i64,
+    ) -> ObjectResult<(Value, Revision)> {
+        stamp_new(at.kind, &mut object, &format_time(self.clock.now()));
         for _ in 0..ALLOCATION_ATTEMPTS {
-            let mut object = object.clone();
-            let plan = self.plan_allocations(&at, None, &mut object).await?;
-            let stored = self.seal(&at, object)?;
+            // Only a Service plans again (from the object as given) when its
+            // allocations changed hands; other kinds try once.
+            let mut object = match at.kind {
+                Kind::Service => object.clone(),
+                _ => std::mem::take(&mut object),
+            };
+            let plan = self.plan_allocations(at, None, &mut object).await?;
+            let stored = self.seal(at, object)?;
             let value = to_bytes(&stored)?;
-            let write = Write::Put { value, lease: 0 };
+            let write = Write::Put {
+                value,
+                lease: Some(lease),
+            };
             match self
-                .commit(&at, CompareTarget::CreateRevision(0), write, plan)
+                .commit(at, CompareTarget::CreateRevision(0), write, plan)
                 .await?
             {
-                Committed::Done(revision) => return self.present(&at, stored, revision, reveal),
+                Committed::Done(revision) => return Ok((stored, revision)),
                 Committed::ObjectChanged { .. } => {
                     return Err(ObjectError::AlreadyExists {
-                        kind: kind.name(),
-                        name,
+                        kind: at.kind.name(),
+                        name: at.name.clone(),
                     });
                 }
                 Committed::AllocationsChanged => continue,
             }
         }
-        Err(allocations_kept_changing(&at))
+        Err(allocations_kept_changing(at))
+    }
+
+    /// Writes each replacement over its stored version in one transaction
+    /// (the first is the object the write is about; the others go with it,
+    /// as a binding's claims do), only if every one is still at the
+    /// revision its writer read and the fence holds. The writer decides
+    /// every field; `resourceVersion` is never stored. Answers the
+    /// revision; [`ObjectError::Conflict`] when any of them changed.
+    pub async fn replace_all(&self, writes: Vec<Replacement>) -> ObjectResult<Revision> {
+        let mut writes = writes.into_iter();
+        let Some(first) = writes.next() else {
+            return Err(ObjectError::Conflict("nothing to write".into()));
+        };
+        let mut alongside = AllocationPlan::default();
+        for other in writes {
+            let key = other.at.key();
+            alongside.compares.push(Compare {
+                range: KeyRange::single(key.clone()),
+                op: CompareOp::Equal,
+                target: CompareTarget::ModRevision(other.expected),
+            });
+            alongside
+                .ops
+                .push(put_op(key, stored_bytes(other.object)?, other.lease));
+        }
+        let write = Write::Put {
+            value: stored_bytes(first.object)?,
+            lease: first.lease,
+        };
+        let guard = CompareTarget::ModRevision(first.expected);
+        match self.commit(&first.at, guard, write, alongside).await? {
+            Committed::Done(revision) => Ok(revision),
+            Committed::ObjectChanged { .. } | Committed::AllocationsChanged => {
+                Err(ObjectError::Conflict(format!(
+                    "{} {:?} changed since it was read",
+                    first.at.kind.name(),
+                    first.at.name
+                )))
+            }
+        }
+    }
+
+    /// Deletes the object at `at` if `guard` (its create or mod revision)
+    /// still holds, as the control plane does once it has decided.
+    /// Answers the revision of the delete.
+    pub async fn delete_checked(
+        &self,
+        at: &ObjectRef,
+        guard: CompareTarget,
+    ) -> ObjectResult<Revision> {
+        match self
+            .commit(at, guard, Write::Delete, AllocationPlan::default())
+            .await?
+        {
+            Committed::Done(revision) => Ok(revision),
+            Committed::ObjectChanged { .. } | Committed::AllocationsChanged => {
+                Err(ObjectError::Conflict(format!(
+                    "{} {:?} changed since it was read",
+                    at.kind.name(),
+                    at.name
+                )))
+            }
+        }
     }
 
     /// Reads one object.
@@ -570,15 +749,14 @@ impl Objects {
         }
         let marked = stored.clone();
         let metadata = metadata_mut(&mut stored);
-        let now = chrono::Utc::now();
-        let due = now + chrono::Duration::seconds(grace);
+        let due = self.clock.now() + chrono::Duration::seconds(grace);
         let sooner = metadata
             .get("deletionTimestamp")
             .and_then(Value::as_str)
             .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
             .is_none_or(|marked_due| due < marked_due);
         if sooner {
-            metadata.insert("deletionTimestamp".into(), json!(rfc3339(due)));
+            metadata.insert("deletionTimestamp".into(), json!(format_time(due)));
             metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
         }
         metadata.insert("finalizers".into(), json!(finalizers));
@@ -684,48 +862,63 @@ impl Objects {
         plan: AllocationPlan,
     ) -> ObjectResult<Committed> {
         let key = at.key();
-        let mut compares = vec![Compare {
+        let mut compares: Vec<Compare> = self.fence.iter().map(Fence::compare).collect();
+        compares.push(Compare {
             range: KeyRange::single(key.clone()),
             op: CompareOp::Equal,
             target: guard.clone(),
-        }];
+        });
         compares.extend(plan.compares);
         let mut success = vec![match write {
-            Write::Put { value, lease } => Op::Put(PutRequest {
-                key: key.clone().into_bytes(),
-                value,
-                lease,
-                ..PutRequest::default()
-            }),
+            Write::Put { value, lease } => put_op(key.clone(), value, lease),
             Write::Delete => Op::Delete(DeleteRequest {
                 range: KeyRange::single(key.clone()),
                 prev_kv: false,
             }),
         }];
         success.extend(plan.ops);
+        // Tells which guard failed: the object's own, or the fence's.
+        let mut failure = vec![Op::Range(RangeRequest {
+            range: KeyRange::single(key),
+            keys_only: true,
+            ..RangeRequest::default()
+        })];
+        failure.extend(self.fence.iter().map(|fence| {
+            Op::Range(RangeRequest {
+                range: KeyRange::single(fence.key.clone()),
+                keys_only: true,
+                ..RangeRequest::default()
+            })
+        }));
         let response = self
             .store
             .txn(TxnRequest {
                 compares,
                 success,
-                // Tells whether the object's own guard is the one that failed.
-                failure: vec![Op::Range(RangeRequest {
-                    range: KeyRange::single(key),
-                    keys_only: true,
-                    ..RangeRequest::default()
-                })],
+                failure,
             })
             .await?;
         if response.succeeded {
             return Ok(Committed::Done(response.revision));
         }
-        let current = match response.responses.first() {
+        let found = |at: usize| match response.responses.get(at) {
             Some(OpResponse::Range(range)) => range.kvs.first().cloned(),
             _ => None,
         };
+        if let Some(fence) = &self.fence
+            && found(1).map(|kv| kv.create_revision) != Some(fence.create_revision)
+        {
+            return Err(ObjectError::LostLeadership {
+                token: fence.create_revision,
+            });
+        }
+        let current = found(0);
         let own_guard_holds = match (&guard, &current) {
             (CompareTarget::CreateRevision(0), None) => true,
             (CompareTarget::ModRevision(expected), Some(kv)) => kv.mod_revision == *expected,
+            (CompareTarget::CreateRevision(expected), Some(kv)) if *expected != 0 => {
+                kv.create_revision == *expected
+            }
             _ => false,
         };
         Ok(if own_guard_holds {
@@ -1030,7 +1223,7 @@ impl Objects {
     ) -> ObjectResult<Option<(Value, Outcome)>> {
         let write = Write::Put {
             value: to_bytes(&stored)?,
-            lease: kv.lease,
+            lease: Some(kv.lease),
         };
         let guard = CompareTarget::ModRevision(kv.mod_revision);
         match self.commit(at, guard, write, plan).await? {
@@ -1484,17 +1677,280 @@ fn awaits_its_node(object: &Value) -> bool {
         > 0
 }
 
-fn now_rfc3339() -> String {
-    rfc3339(chrono::Utc::now())
+/// The fields the server sets on every new object, whoever creates it (a
+/// user, a controller, the event recorder): a fresh `uid`, `generation` 1,
+/// `creationTimestamp` `now`, no `resourceVersion` (that is the key's mod
+/// revision) and no deletion marks, and an empty `status` for the kinds
+/// that have one (only the status path writes it).
+fn stamp_new(kind: Kind, object: &mut Value, now: &str) {
+    let metadata = metadata_mut(object);
+    metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    metadata.insert("generation".into(), json!(1));
+    metadata.insert("creationTimestamp".into(), json!(now));
+    metadata.remove("resourceVersion");
+    metadata.remove("deletionTimestamp");
+    metadata.remove("deletionGracePeriodSeconds");
+    if kind.has_status()
+        && let Some(object) = object.as_object_mut()
+    {
+        object.insert("status".into(), json!({}));
+    }
 }
 
-fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// An object as it is stored over an older version: without
+/// `resourceVersion`.
+fn stored_bytes(mut object: Value) -> ObjectResult<Vec<u8>> {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("resourceVersion");
+    }
+    to_bytes(&object)
+}
+
+/// The put of `value` at `key`, on `lease` (`None`: the key keeps its own).
+fn put_op(key: String, value: Vec<u8>, lease: Option<i64>) -> Op {
+    Op::Put(PutRequest {
+        key: key.into_bytes(),
+        value,
+        lease: lease.unwrap_or_default(),
+        ignore_lease: lease.is_none(),
+        ..PutRequest::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::controllers::fenced::{FencedWriter, WriteError};
+    use crate::controllers::runtime::FakeClock;
+    use crate::events::{EventRecorder, EventType, Involved};
+
+    const LEADER: &str = "/registry/leases/test-leader";
+
+    fn objects_at(store: &Store, now: &str) -> Objects {
+        let clock = FakeClock::new(
+            chrono::DateTime::parse_from_rfc3339(now)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        );
+        Objects::new(store.clone(), EncryptionKey::from_bytes([7; 32])).with_clock(Arc::new(clock))
+    }
+
+    /// Takes the leader key; answers the fence of this incarnation.
+    async fn lead(store: &Store) -> Fence {
+        let put = store
+            .put(PutRequest {
+                key: LEADER.into(),
+                value: b"me".to_vec(),
+                ..PutRequest::default()
+            })
+            .await
+            .unwrap();
+        Fence {
+            key: LEADER.into(),
+            create_revision: put.revision,
+        }
+    }
+
+    async fn stored(store: &Store, key: &str) -> Option<Value> {
+        let kv = store.get(key.as_bytes(), 0).await.unwrap()?;
+        Some(serde_json::from_slice(&kv.value).unwrap())
+    }
+
+    fn pod(name: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": name, "tenant": "acme", "uid": "chosen-by-the-writer",
+                "generation": 7, "resourceVersion": "3",
+                "creationTimestamp": "2001-01-01T00:00:00Z",
+                "deletionTimestamp": "2001-01-01T00:00:00Z",
+            },
+            "spec": {"containers": [{"name": "main", "image": "busybox:1"}]},
+            "status": {"phase": "Running"}
+        })
+    }
+
+    #[tokio::test]
+    async fn every_writer_sets_the_server_managed_fields_the_same_way() {
+        let (_dir, store) = crate::store::temporary().await;
+        let now = "2026-12-06T10:00:00Z";
+        let objects = objects_at(&store, now);
+        let fence = lead(&store).await;
+        let clock = Arc::new(FakeClock::new(objects.now()));
+
+        let (_, user_pod) = objects.decode(Some(Kind::Pod), pod("by-a-user")).unwrap();
+        objects
+            .create(Kind::Pod, Some("acme"), user_pod, SecretValues::Reveal)
+            .await
+            .unwrap();
+        let writer = FencedWriter::new(objects.clone(), fence, clock);
+        let controller_pod: Pod = serde_json::from_value(pod("by-a-controller")).unwrap();
+        let created = writer.create(&controller_pod).await.unwrap();
+        assert!(created.metadata.resource_version.is_some());
+        EventRecorder::new(
+            writer.objects().clone(),
+            "scheduler",
+            Duration::from_secs(60),
+        )
+        .record(
+            &Involved {
+                kind: "Pod".into(),
+                tenant: "acme".into(),
+                name: "by-a-user".into(),
+                uid: None,
+            },
+            EventType::Normal,
+            "Scheduled",
+            "Successfully assigned acme/by-a-user to n1",
+        )
+        .await
+        .unwrap();
+        let (events, _) = objects
+            .list_decoded(Kind::Event, Some("acme"), |bytes| {
+                serde_json::from_slice::<Value>(bytes).ok()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+
+        let mut uids = std::collections::BTreeSet::new();
+        for object in [
+            stored(&store, "/registry/pods/acme/by-a-user")
+                .await
+                .unwrap(),
+            stored(&store, "/registry/pods/acme/by-a-controller")
+                .await
+                .unwrap(),
+            events[0].clone(),
+        ] {
+            let metadata = &object["metadata"];
+            assert_eq!(metadata["generation"], 1, "{object}");
+            assert_eq!(metadata["creationTimestamp"], now, "{object}");
+            assert!(metadata.get("resourceVersion").is_none(), "{object}");
+            assert!(metadata.get("deletionTimestamp").is_none(), "{object}");
+            let uid = metadata["uid"].as_str().unwrap();
+            assert_ne!(uid, "chosen-by-the-writer");
+            uids.insert(uid.to_owned());
+            if object["kind"] == "Pod" {
+                assert_eq!(
+                    object["status"],
+                    json!({}),
+                    "only the status path writes it"
+                );
+            } else {
+                assert!(object.get("status").is_none(), "{object}");
+            }
+        }
+        assert_eq!(uids.len(), 3, "each object its own uid");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_fenced_write_after_leadership_is_lost_is_refused_on_every_path() {
+        let (_dir, store) = crate::store::temporary().await;
+        let objects = objects_at(&store, "2026-12-06T10:00:00Z");
+        let fence = lead(&store).await;
+        let fenced = objects.clone().fenced(fence.clone());
+        let (kept, revision) = fenced
+            .create_checked(Kind::Pod, pod("kept"), 0)
+            .await
+            .unwrap();
+
+        // Another process takes leadership: a new incarnation of the key.
+        store
+            .delete(DeleteRequest {
+                range: KeyRange::single(LEADER),
+                prev_kv: false,
+            })
+            .await
+            .unwrap();
+        lead(&store).await;
+
+        let lost = |result: ObjectResult<Revision>| {
+            assert!(
+                matches!(result, Err(ObjectError::LostLeadership { token }) if token == fence.create_revision),
+                "{result:?}"
+            );
+        };
+        lost(
+            fenced
+                .create_checked(Kind::Pod, pod("new"), 0)
+                .await
+                .map(|(_, revision)| revision),
+        );
+        let mut changed = kept.clone();
+        changed["spec"]["nodeName"] = json!("n1");
+        let at = ObjectRef {
+            kind: Kind::Pod,
+            tenant: Some("acme".into()),
+            name: "kept".into(),
+        };
+        lost(
+            fenced
+                .replace_all(vec![Replacement {
+                    at: at.clone(),
+                    object: changed,
+                    expected: revision,
+                    lease: None,
+                }])
+                .await,
+        );
+        lost(
+            fenced
+                .delete_checked(&at, CompareTarget::ModRevision(revision))
+                .await,
+        );
+        let writer = FencedWriter::new(
+            objects.clone(),
+            fence,
+            Arc::new(FakeClock::new(objects.now())),
+        );
+        let refused = writer
+            .create(&serde_json::from_value::<Pod>(pod("by-a-controller")).unwrap())
+            .await;
+        assert!(
+            matches!(refused, Err(WriteError::LostLeadership { .. })),
+            "{refused:?}"
+        );
+        let event = EventRecorder::new(fenced.clone(), "scheduler", Duration::from_secs(60))
+            .record(
+                &Involved {
+                    kind: "Pod".into(),
+                    tenant: "acme".into(),
+                    name: "kept".into(),
+                    uid: None,
+                },
+                EventType::Normal,
+                "Scheduled",
+                "Successfully assigned acme/kept to n1",
+            )
+            .await;
+        assert!(event.is_err());
+
+        // Nothing was written; an unfenced writer is not affected.
+        assert_eq!(
+            stored(&store, "/registry/pods/acme/kept").await.unwrap(),
+            kept
+        );
+        assert!(stored(&store, "/registry/pods/acme/new").await.is_none());
+        assert!(
+            stored(&store, "/registry/pods/acme/by-a-controller")
+                .await
+                .is_none()
+        );
+        let (events, _) = objects
+            .list_decoded(Kind::Event, Some("acme"), |_| Some(()))
+            .await
+            .unwrap();
+        assert!(events.is_empty());
+        objects
+            .delete_checked(&at, CompareTarget::ModRevision(revision))
+            .await
+            .unwrap();
+        store.close().await;
+    }
 
     #[test]
     fn a_merge_patch_merges_objects_and_removes_nulls() {

@@ -105,9 +105,15 @@ pub async fn run(
     )
     .context("starting HTTP")?;
     let grpc_shutdown = CancellationToken::new();
+    let objects = crate::objects::Objects::new(store.clone(), encryption_key)
+        .with_service_ranges(settings.service_ranges);
+    // One reflector decodes each pod once for the node API, the
+    // controllers and the scheduler.
+    let pods_shutdown = CancellationToken::new();
+    let pods = crate::controllers::start_pod_informer(store.clone(), pods_shutdown.clone());
     let node_api = crate::node_api::NodeApi::start(
-        crate::objects::Objects::new(store.clone(), encryption_key)
-            .with_service_ranges(settings.service_ranges),
+        objects.clone(),
+        &pods,
         tunnels,
         pod_metrics,
         grpc_shutdown.clone(),
@@ -124,7 +130,8 @@ pub async fn run(
     ));
     let controllers_shutdown = CancellationToken::new();
     let controllers = crate::controllers::ControllerManager::new(
-        store.clone(),
+        objects,
+        pods,
         &registry,
         crate::controllers::ControllerSettings {
             lease_ttl: settings.leader_lease_ttl,
@@ -163,6 +170,7 @@ pub async fn run(
         let _ = task.await;
     }
     grpc_shutdown.cancel();
+    pods_shutdown.cancel();
     http_handle.stop(true).await;
     // The audit log writes what is queued before the store closes.
     audit_shutdown.cancel();

@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use berth_server::controllers::start_pod_informer;
 use berth_server::events::EventRecorder;
+use berth_server::objects::Objects;
 use berth_server::scheduler::driver::{Scheduler, SchedulerMetrics};
+use berth_server::secrets::EncryptionKey;
 use berth_server::store::Store;
 use berth_server::store::types::{KeyRange, PutRequest, RangeRequest};
 use berth_tests::db::{TestBackend, TestDb};
@@ -96,10 +99,11 @@ async fn pods_are_bound_spread_and_told_why_when_nothing_fits() {
     .await;
 
     let shutdown = CancellationToken::new();
+    let objects = Objects::new(store.clone(), EncryptionKey::from_bytes([7; 32]));
     let scheduler = Scheduler {
-        store: store.clone(),
-        fence: vec![],
-        events: EventRecorder::new(store.clone(), "scheduler", Duration::from_secs(3600)),
+        objects: objects.clone(),
+        pods: start_pod_informer(store.clone(), shutdown.clone()),
+        events: EventRecorder::new(objects, "scheduler", Duration::from_secs(3600)),
         metrics: SchedulerMetrics::new(&prometheus::Registry::new()).unwrap(),
     };
     let task = tokio::spawn(scheduler.run(shutdown.clone()));

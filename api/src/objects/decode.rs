@@ -95,6 +95,27 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError
     }
 }
 
+/// Like [`from_value`], straight from JSON text: one pass over the bytes
+/// and no intermediate [`Value`], for reading what the server stored
+/// itself (the reflectors and the node API read every object this way).
+/// Text that is not a well-formed `T` is read again through
+/// [`from_value`], so the errors are the same, with their paths.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Vec<FieldError>> {
+    let mut unknown = false;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let fast: Result<T, _> =
+        serde_ignored::deserialize(&mut deserializer, |_: serde_ignored::Path| unknown = true);
+    if let Ok(object) = fast
+        && !unknown
+        && deserializer.end().is_ok()
+    {
+        return Ok(object);
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|error| vec![FieldError::new("", format!("not JSON: {error}"))])?;
+    from_value(value)
+}
+
 /// Drops object members that are `null`: Kubernetes reads them as absent,
 /// and generated manifests are full of them (`creationTimestamp: null`).
 fn strip_nulls(value: &mut Value) {

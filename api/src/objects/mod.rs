@@ -38,7 +38,7 @@ pub mod workloads;
 
 pub use autoscaling::HorizontalPodAutoscaler;
 pub use config::{ConfigMap, Secret};
-pub use decode::{Decoded, decode, decode_as, from_value};
+pub use decode::{Decoded, decode, decode_as, from_slice, from_value};
 pub use discovery::EndpointSlice;
 pub use event::Event;
 pub use field::FieldError;

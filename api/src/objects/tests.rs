@@ -921,3 +921,28 @@ fn a_pod_a_node_runs_is_deleted_with_its_grace_and_others_at_once() {
     });
     assert_eq!(pod.deletion_grace(None), 0, "nothing is left to stop");
 }
+
+#[test]
+fn stored_text_reads_back_as_from_value_reads_it_with_the_same_errors() {
+    let stored = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "tenant": "acme", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1"}], "nodeName": "n1"},
+        "status": {"phase": "Running"}
+    });
+    let text = stored.to_string();
+    let fast: Pod = from_slice(text.as_bytes()).expect("a stored pod reads back");
+    let slow: Pod = from_value(stored).expect("a stored pod reads back");
+    assert_eq!(fast, slow);
+
+    let unknown = br#"{"metadata": {"name": "web"}, "spec": {"replicaz": 3}}"#;
+    let errors = from_slice::<Pod>(unknown).unwrap_err();
+    assert_eq!(errors[0].field, "spec.replicaz");
+    assert_eq!(errors[0].reason, "unknown field");
+    let wrong_type = br#"{"metadata": {"name": 7}}"#;
+    assert_eq!(
+        from_slice::<Pod>(wrong_type).unwrap_err()[0].field,
+        "metadata.name"
+    );
+    assert!(from_slice::<Pod>(b"{not json").is_err());
+}

@@ -4,33 +4,21 @@
 //! expired while it was paused, say) has every later write refused, even
 //! one already on its way, so two leaders never act at once.
 //!
-//! The writer keeps the rules of [`crate::objects`] for the fields the
-//! server manages: a create gets a uid, generation 1, a creation time and
-//! an empty status; a stored object never carries its `resourceVersion`
-//! (it is the key's mod revision).
+//! The writer is a fenced [`Objects`]: it writes through the one path every
+//! writer shares, so a create gets a uid, generation 1, a creation time and
+//! an empty status as a user's does, and a stored object never carries its
+//! `resourceVersion` (it is the key's mod revision).
 
 use std::sync::Arc;
 
 use berth_api::objects::{Resource, decode_as};
-use serde_json::{Value, json};
 
 use super::runtime::clock::{Clock, format_time};
-use super::runtime::reflector::{ObjectKey, decode_stored};
-use crate::store::types::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, Op, OpResponse,
-    PutRequest, RangeRequest, Revision, TxnRequest,
-};
-use crate::store::{Store, StoreError};
-
-/// Proof of leadership: the leader key and the revision at which this
-/// process created it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fence {
-    /// The leader key.
-    pub key: String,
-    /// Its create revision when this process took it: the fencing token.
-    pub create_revision: Revision,
-}
+use super::runtime::reflector::{ObjectKey, decode_stored, read_revision};
+pub use crate::objects::Fence;
+use crate::objects::{ObjectError, ObjectRef, Objects, Replacement};
+use crate::store::StoreError;
+use crate::store::types::{CompareTarget, Revision};
 
 /// Why a controller write failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,18 +67,17 @@ pub enum WriteError {
 /// Writes objects for controllers, each write fenced by leadership.
 #[derive(Clone)]
 pub struct FencedWriter {
-    store: Store,
+    objects: Objects,
     fence: Fence,
-    clock: Arc<dyn Clock>,
 }
 
 impl FencedWriter {
-    /// A writer that holds `fence`; creation times come from `clock`.
-    pub fn new(store: Store, fence: Fence, clock: Arc<dyn Clock>) -> FencedWriter {
+    /// A writer through `objects` that holds `fence`; creation and
+    /// deletion times come from `clock`.
+    pub fn new(objects: Objects, fence: Fence, clock: Arc<dyn Clock>) -> FencedWriter {
         FencedWriter {
-            store,
+            objects: objects.fenced(fence.clone()).with_clock(clock),
             fence,
-            clock,
         }
     }
 
@@ -99,12 +86,18 @@ impl FencedWriter {
         &self.fence
     }
 
+    /// The fenced objects this writer writes through (for writers with
+    /// their own shape of write: the scheduler's bindings, events).
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
     /// Creates `object` (defaults applied and validated as a user's would
     /// be). Answers it as stored, with its uid and resourceVersion.
     pub async fn create<K: Resource>(&self, object: &K) -> Result<K, WriteError> {
         let key = ObjectKey::of(object).store_key(K::KIND);
         let value = serde_json::to_value(object).map_err(|e| encoding(&key, e))?;
-        let mut checked: K = decode_as(value).map_err(|errors| WriteError::Invalid {
+        let checked: K = decode_as(value).map_err(|errors| WriteError::Invalid {
             kind: K::KIND.name(),
             key: key.clone(),
             errors: errors
@@ -113,38 +106,16 @@ impl FencedWriter {
                 .collect::<Vec<_>>()
                 .join("; "),
         })?;
-        let meta = checked.metadata_mut();
-        meta.uid = Some(uuid::Uuid::new_v4().to_string());
-        meta.generation = Some(1);
-        meta.creation_timestamp = Some(format_time(self.clock.now()));
-        meta.resource_version = None;
-        meta.deletion_timestamp = None;
-        let mut stored = serde_json::to_value(&checked).map_err(|e| encoding(&key, e))?;
-        if K::KIND.has_status()
-            && let Some(fields) = stored.as_object_mut()
-        {
-            fields.insert("status".into(), json!({}));
-        }
-        let bytes = serde_json::to_vec(&stored).map_err(|e| encoding(&key, e))?;
-        let put = Op::Put(PutRequest {
-            key: key.clone().into_bytes(),
-            value: bytes.clone(),
-            ..PutRequest::default()
-        });
-        let guard = CompareTarget::CreateRevision(0);
-        let revision = self.fenced(&key, guard, put).await.map_err(|e| match e {
-            WriteError::Conflict { key } => WriteError::AlreadyExists { key },
-            other => other,
-        })?;
-        let kv = KeyValue {
-            key: key.clone().into_bytes(),
-            create_revision: revision,
-            mod_revision: revision,
-            version: 1,
-            value: bytes,
-            lease: 0,
-        };
-        decode_stored(&kv).map_err(|reason| WriteError::Encoding { key, reason })
+        let value = serde_json::to_value(&checked).map_err(|e| encoding(&key, e))?;
+        let (stored, revision) = self
+            .objects
+            .create_checked(K::KIND, value, 0)
+            .await
+            .map_err(|e| write_error(&key, e))?;
+        // What was stored is the checked object with the server's fields.
+        let mut created: K = serde_json::from_value(stored).map_err(|e| encoding(&key, e))?;
+        created.metadata_mut().resource_version = Some(revision.to_string());
+        Ok(created)
     }
 
     /// Writes `object` over the stored one, which must still be at the
@@ -152,21 +123,20 @@ impl FencedWriter {
     /// including `generation` (bumped when the spec changes) and status.
     /// Answers the new revision.
     pub async fn replace<K: Resource>(&self, object: &K) -> Result<Revision, WriteError> {
-        let key = ObjectKey::of(object).store_key(K::KIND);
+        let at = object_ref(object);
+        let key = at.key();
         let expected = read_at(object, &key)?;
-        let mut stored = serde_json::to_value(object).map_err(|e| encoding(&key, e))?;
-        if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-        }
-        let put = Op::Put(PutRequest {
-            key: key.clone().into_bytes(),
-            value: serde_json::to_vec(&stored).map_err(|e| encoding(&key, e))?,
-            // Whatever lease the object has stays.
-            ignore_lease: true,
-            ..PutRequest::default()
-        });
-        self.fenced(&key, CompareTarget::ModRevision(expected), put)
+        let value = serde_json::to_value(object).map_err(|e| encoding(&key, e))?;
+        self.objects
+            .replace_all(vec![Replacement {
+                at,
+                object: value,
+                expected,
+                // Whatever lease the object has stays.
+                lease: None,
+            }])
             .await
+            .map_err(|e| write_error(&key, e))
     }
 
     /// Deletes `object` (the incarnation created at `create_revision`) as
@@ -193,7 +163,7 @@ impl FencedWriter {
                 done => return done,
             }
             let key = ObjectKey::of(object).store_key(K::KIND);
-            let Some(kv) = self.store.get(key.as_bytes(), 0).await? else {
+            let Some(kv) = self.objects.store().get(key.as_bytes(), 0).await? else {
                 return Ok(0);
             };
             if kv.create_revision != create_revision {
@@ -215,7 +185,7 @@ impl FencedWriter {
         let meta = marked.metadata_mut();
         let grace = object.deletion_grace();
         meta.deletion_timestamp = Some(format_time(
-            self.clock.now() + chrono::Duration::seconds(grace),
+            self.objects.now() + chrono::Duration::seconds(grace),
         ));
         meta.deletion_grace_period_seconds = Some(grace);
         meta.finalizers.extend(hold.map(str::to_owned));
@@ -226,14 +196,13 @@ impl FencedWriter {
     /// `resourceVersion` (a finalizer removed from what the cache showed).
     /// Answers the revision of the delete.
     pub async fn delete_unchanged<K: Resource>(&self, object: &K) -> Result<Revision, WriteError> {
-        let key = ObjectKey::of(object).store_key(K::KIND);
+        let at = object_ref(object);
+        let key = at.key();
         let expected = read_at(object, &key)?;
-        let delete = Op::Delete(DeleteRequest {
-            range: KeyRange::single(key.clone()),
-            prev_kv: false,
-        });
-        self.fenced(&key, CompareTarget::ModRevision(expected), delete)
+        self.objects
+            .delete_checked(&at, CompareTarget::ModRevision(expected))
             .await
+            .map_err(|e| write_error(&key, e))
     }
 
     /// Deletes the object of kind `K` at `key` if it is still the
@@ -245,86 +214,51 @@ impl FencedWriter {
         key: &ObjectKey,
         create_revision: Revision,
     ) -> Result<Revision, WriteError> {
-        let key = key.store_key(K::KIND);
-        let delete = Op::Delete(DeleteRequest {
-            range: KeyRange::single(key.clone()),
-            prev_kv: false,
-        });
+        let at = key.object_ref(K::KIND);
+        let key = at.key();
         match self
-            .fenced(&key, CompareTarget::CreateRevision(create_revision), delete)
+            .objects
+            .delete_checked(&at, CompareTarget::CreateRevision(create_revision))
             .await
+            .map_err(|e| write_error(&key, e))
         {
             Ok(revision) => Ok(revision),
             Err(WriteError::Conflict { .. })
-                if self.store.get(key.as_bytes(), 0).await?.is_none() =>
+                if self.objects.store().get(key.as_bytes(), 0).await?.is_none() =>
             {
                 Ok(0)
             }
             Err(error) => Err(error),
         }
     }
+}
 
-    /// Runs `op` if the leader key still carries this process's fence and
-    /// `guard` holds for `key`. Answers the revision of the write.
-    async fn fenced(
-        &self,
-        key: &str,
-        guard: CompareTarget,
-        op: Op,
-    ) -> Result<Revision, WriteError> {
-        let response = self
-            .store
-            .txn(TxnRequest {
-                compares: vec![
-                    Compare {
-                        range: KeyRange::single(self.fence.key.clone()),
-                        op: CompareOp::Equal,
-                        target: CompareTarget::CreateRevision(self.fence.create_revision),
-                    },
-                    Compare {
-                        range: KeyRange::single(key),
-                        op: CompareOp::Equal,
-                        target: guard,
-                    },
-                ],
-                success: vec![op],
-                // Tells which guard failed.
-                failure: vec![Op::Range(RangeRequest {
-                    range: KeyRange::single(self.fence.key.clone()),
-                    keys_only: true,
-                    ..RangeRequest::default()
-                })],
-            })
-            .await?;
-        if response.succeeded {
-            return Ok(response.revision);
-        }
-        let leader = match response.responses.first() {
-            Some(OpResponse::Range(range)) => range.kvs.first().map(|kv| kv.create_revision),
-            _ => None,
-        };
-        if leader != Some(self.fence.create_revision) {
-            return Err(WriteError::LostLeadership {
-                token: self.fence.create_revision,
-            });
-        }
-        Err(WriteError::Conflict {
-            key: key.to_owned(),
-        })
+/// Where `object` of kind `K` lives.
+fn object_ref<K: Resource>(object: &K) -> ObjectRef {
+    ObjectKey::of(object).object_ref(K::KIND)
+}
+
+/// A failed write through [`Objects`] as controllers see it.
+fn write_error(key: &str, error: ObjectError) -> WriteError {
+    let key = key.to_owned();
+    match error {
+        ObjectError::LostLeadership { token } => WriteError::LostLeadership { token },
+        ObjectError::AlreadyExists { .. } => WriteError::AlreadyExists { key },
+        ObjectError::Conflict(_) | ObjectError::NotFound { .. } => WriteError::Conflict { key },
+        ObjectError::Store(error) => WriteError::Store(error),
+        other => WriteError::Encoding {
+            key,
+            reason: other.to_string(),
+        },
     }
 }
 
 /// The revision `object` was read at (its `resourceVersion`).
 fn read_at<K: Resource>(object: &K, key: &str) -> Result<Revision, WriteError> {
-    object
-        .metadata()
-        .resource_version
-        .as_deref()
-        .and_then(|rv| rv.parse::<Revision>().ok())
-        .ok_or_else(|| WriteError::Encoding {
-            key: key.to_owned(),
-            reason: "a write over a stored object needs the resourceVersion it was read at".into(),
-        })
+    read_revision(object).ok_or_else(|| WriteError::Encoding {
+        key: key.to_owned(),
+        reason: "a write over a stored object needs the resourceVersion it was read at".into(),
+    })
 }
 
 fn encoding(key: &str, error: serde_json::Error) -> WriteError {

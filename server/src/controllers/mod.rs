@@ -43,9 +43,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{DEFAULT_EVENT_TTL, EventRecorder};
+use crate::objects::Objects;
 use crate::scheduler::driver::{Scheduler, SchedulerMetrics};
 use crate::store::Store;
-use crate::store::types::{Compare, CompareOp, CompareTarget, KeyRange};
 use deployment::DeploymentController;
 use endpoints::EndpointsController;
 use fenced::{Fence, FencedWriter};
@@ -54,8 +54,8 @@ use leader::{ElectionSettings, LeaderElection, TermEnd};
 use nodelifecycle::{NodeLifecycleController, NodeLifecycleSettings, node_index_value};
 use replicaset::{ReplicaSetController, controller_uid};
 use runtime::{
-    Cache, Clock, Controller, ControllerMetrics, Reflector, SystemClock, controller_owner_key,
-    own_key,
+    Cache, Clock, Controller, ControllerMetrics, Informer, Reflector, SystemClock,
+    controller_owner_key, own_key,
 };
 use servicelb::ServiceLbController;
 
@@ -95,7 +95,8 @@ pub enum ManagerError {
 
 /// Runs the controllers while this process is the leader.
 pub struct ControllerManager {
-    store: Store,
+    objects: Objects,
+    pods: Informer<Pod>,
     election: LeaderElection,
     metrics: ControllerMetrics,
     scheduler_metrics: SchedulerMetrics,
@@ -104,9 +105,13 @@ pub struct ControllerManager {
 }
 
 impl ControllerManager {
-    /// A manager over `store`, its metrics registered in `registry`.
+    /// A manager writing through `objects` (fenced by each term), its
+    /// metrics registered in `registry`; its controllers and scheduler read
+    /// pods from `pods` (see [`start_pod_informer`]), which the process
+    /// shares.
     pub fn new(
-        store: Store,
+        objects: Objects,
+        pods: Informer<Pod>,
         registry: &prometheus::Registry,
         settings: ControllerSettings,
     ) -> Result<ControllerManager, ManagerError> {
@@ -119,12 +124,13 @@ impl ControllerManager {
         );
         Ok(ControllerManager {
             election: LeaderElection::new(
-                store.clone(),
+                objects.store().clone(),
                 identity,
                 ElectionSettings::with_ttl(settings.lease_ttl),
                 clock.clone(),
             ),
-            store,
+            objects,
+            pods,
             metrics: ControllerMetrics::new(registry)?,
             scheduler_metrics: SchedulerMetrics::new(registry)?,
             clock,
@@ -149,7 +155,8 @@ impl ControllerManager {
             );
             let stop = shutdown.child_token();
             let controllers = tokio::spawn(run_controllers(
-                self.store.clone(),
+                self.objects.clone(),
+                self.pods.clone(),
                 term.fence.clone(),
                 self.clock.clone(),
                 self.metrics.clone(),
@@ -175,9 +182,24 @@ impl ControllerManager {
     }
 }
 
+/// The process's one reflector of pods, running until `shutdown`: every
+/// pod is decoded once, and the node API's fan-out, the controllers and
+/// the scheduler share it. Its cache is indexed by [`pod_index`].
+pub fn start_pod_informer(store: Store, shutdown: CancellationToken) -> Informer<Pod> {
+    let reflector = Reflector::new(store, Cache::new(Some(pod_index)));
+    let informer = reflector.informer();
+    tokio::spawn(reflector.run(shutdown));
+    informer
+}
+
 /// One term's reflectors and controllers, until `stop` fires.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one term's parts, each handed on to the controllers it serves"
+)]
 async fn run_controllers(
-    store: Store,
+    objects: Objects,
+    pod_informer: Informer<Pod>,
     fence: Fence,
     clock: Arc<dyn Clock>,
     metrics: ControllerMetrics,
@@ -185,28 +207,21 @@ async fn run_controllers(
     settings: ControllerSettings,
     stop: CancellationToken,
 ) {
-    let scheduler_fence = vec![Compare {
-        range: KeyRange::single(fence.key.clone()),
-        op: CompareOp::Equal,
-        target: CompareTarget::CreateRevision(fence.create_revision),
-    }];
-    let writer = FencedWriter::new(store.clone(), fence, clock.clone());
-    let scheduler_store = store.clone();
+    let store = objects.store().clone();
+    let writer = FencedWriter::new(objects, fence, clock.clone());
     let deployments: Cache<Deployment> = Cache::new(None);
     let replica_sets: Cache<ReplicaSet> = Cache::new(Some(replica_set_index));
-    let pods: Cache<Pod> = Cache::new(Some(pod_index));
+    let pods: Cache<Pod> = pod_informer.cache().clone();
     let nodes: Cache<Node> = Cache::new(None);
     let services: Cache<Service> = Cache::new(Some(endpoints::service_index));
     let endpoint_slices: Cache<EndpointSlice> = Cache::new(Some(endpoint_slice_index));
     let mut deployment_reflector = Reflector::new(store.clone(), deployments.clone());
     let mut replica_set_reflector = Reflector::new(store.clone(), replica_sets.clone());
-    let mut pod_reflector = Reflector::new(store.clone(), pods.clone());
     let mut node_reflector = Reflector::new(store.clone(), nodes.clone());
     let mut service_reflector = Reflector::new(store.clone(), services.clone());
     let mut endpoint_slice_reflector = Reflector::new(store.clone(), endpoint_slices.clone());
     let events = |component: &str| {
-        EventRecorder::new(store.clone(), component, DEFAULT_EVENT_TTL)
-            .fenced(scheduler_fence.clone())
+        EventRecorder::new(writer.objects().clone(), component, DEFAULT_EVENT_TTL)
     };
 
     let mut node_lifecycle_controller = Controller::new(
@@ -250,10 +265,7 @@ async fn run_controllers(
         &mut replica_set_reflector,
         gc::released_owners::<ReplicaSet>(Kind::Deployment),
     );
-    gc_deployments.watches(
-        &mut pod_reflector,
-        gc::released_owners::<Pod>(Kind::Deployment),
-    );
+    gc_deployments.watches_informer(&pod_informer, gc::released_owners::<Pod>(Kind::Deployment));
     let mut gc_replica_sets = Controller::new(
         gc::name(Kind::ReplicaSet),
         Arc::new(Collector::<ReplicaSet>::new(collector.clone())),
@@ -268,10 +280,7 @@ async fn run_controllers(
         &mut deployment_reflector,
         gc::dependents_of_deleted::<Deployment, ReplicaSet>(replica_sets.clone()),
     );
-    gc_replica_sets.watches(
-        &mut pod_reflector,
-        gc::released_owners::<Pod>(Kind::ReplicaSet),
-    );
+    gc_replica_sets.watches_informer(&pod_informer, gc::released_owners::<Pod>(Kind::ReplicaSet));
     let mut gc_endpoint_slices = Controller::new(
         gc::name(Kind::EndpointSlice),
         Arc::new(Collector::<EndpointSlice>::new(collector.clone())),
@@ -292,7 +301,7 @@ async fn run_controllers(
         WORKERS,
         &metrics,
     );
-    gc_pods.watches(&mut pod_reflector, gc::needs_collection(graph));
+    gc_pods.watches_informer(&pod_informer, gc::needs_collection(graph));
     gc_pods.watches(
         &mut replica_set_reflector,
         gc::dependents_of_deleted::<ReplicaSet, Pod>(pods.clone()),
@@ -314,8 +323,8 @@ async fn run_controllers(
         &metrics,
     );
     endpoints_controller.watches(&mut service_reflector, own_key);
-    endpoints_controller.watches(
-        &mut pod_reflector,
+    endpoints_controller.watches_informer(
+        &pod_informer,
         endpoints::selecting_services(services.clone()),
     );
     endpoints_controller.watches(
@@ -349,7 +358,7 @@ async fn run_controllers(
         &metrics,
     );
     replica_set_controller.watches(&mut replica_set_reflector, own_key);
-    replica_set_controller.watches(&mut pod_reflector, controller_owner_key(Kind::ReplicaSet));
+    replica_set_controller.watches_informer(&pod_informer, controller_owner_key(Kind::ReplicaSet));
 
     let mut deployment_controller = Controller::new(
         deployment::NAME,
@@ -357,7 +366,7 @@ async fn run_controllers(
             deployments,
             replica_sets,
             pods,
-            writer,
+            writer.clone(),
             clock,
             events("deployment-controller"),
         )),
@@ -372,14 +381,13 @@ async fn run_controllers(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(run_scheduler(
-        scheduler_store,
-        scheduler_fence,
+        writer.objects().clone(),
+        pod_informer.clone(),
         scheduler_metrics,
         stop.clone(),
     ));
     tasks.spawn(deployment_reflector.run(stop.clone()));
     tasks.spawn(replica_set_reflector.run(stop.clone()));
-    tasks.spawn(pod_reflector.run(stop.clone()));
     tasks.spawn(node_reflector.run(stop.clone()));
     tasks.spawn(service_reflector.run(stop.clone()));
     tasks.spawn(endpoint_slice_reflector.run(stop.clone()));
@@ -469,17 +477,16 @@ async fn report_nodes(nodes: Cache<Node>, metrics: ControllerMetrics, stop: Canc
 /// The scheduler for one term: started again after a failure (a watch that
 /// ended, a store error), with a pause, until `stop`.
 async fn run_scheduler(
-    store: Store,
-    fence: Vec<Compare>,
+    objects: Objects,
+    pods: Informer<Pod>,
     metrics: SchedulerMetrics,
     stop: CancellationToken,
 ) {
     loop {
         let scheduler = Scheduler {
-            store: store.clone(),
-            fence: fence.clone(),
-            events: EventRecorder::new(store.clone(), "scheduler", DEFAULT_EVENT_TTL)
-                .fenced(fence.clone()),
+            objects: objects.clone(),
+            pods: pods.clone(),
+            events: EventRecorder::new(objects.clone(), "scheduler", DEFAULT_EVENT_TTL),
             metrics: metrics.clone(),
         };
         match scheduler.run(stop.clone()).await {

@@ -281,6 +281,7 @@ mod tests {
             key: &key,
             old,
             new,
+            revision: 0,
         };
         assert_eq!(moved(&change(Some(&ready), Some(&beat))), vec![]);
         let expected = vec![

@@ -95,13 +95,14 @@ async fn a_deployment_gets_pods_becomes_available_and_scales_down() {
         .await
         .unwrap();
     let registry = prometheus::Registry::new();
+    let shutdown = CancellationToken::new();
     let manager = ControllerManager::new(
-        store.clone(),
+        objects.clone(),
+        start_pod_informer(store.clone(), shutdown.clone()),
         &registry,
         super::ControllerSettings::with_lease_ttl(Duration::from_secs(10)),
     )
     .unwrap();
-    let shutdown = CancellationToken::new();
     let running = tokio::spawn(manager.run(shutdown.clone()));
 
     eventually(&store, "the deployment has 3 pods", || async {
@@ -186,7 +187,8 @@ async fn leading(store: &Store) -> (LeaderElection, leader::Leadership, FencedWr
         Arc::new(SystemClock),
     );
     let term = election.try_acquire().await.unwrap().unwrap();
-    let writer = FencedWriter::new(store.clone(), term.fence.clone(), Arc::new(SystemClock));
+    let objects = Objects::new(store.clone(), EncryptionKey::from_bytes([7; 32]));
+    let writer = FencedWriter::new(objects, term.fence.clone(), Arc::new(SystemClock));
     (election, term, writer)
 }
 
@@ -294,6 +296,7 @@ async fn the_collector_deletes_orphans_strips_owners_on_request_and_waits_in_the
         key: &pod_key("web-a"),
         old: None,
         new: Some(&web_a),
+        revision: 0,
     };
     assert!(gc::needs_collection::<Pod>(graph.clone())(&added).is_empty());
     pods.reconcile(&pod_key("web-a")).await.unwrap();

@@ -11,8 +11,6 @@ use berth_api::objects::Pod;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::pods_by_node::node_name_of;
-
 /// Something a node asks to do.
 #[derive(Clone, Copy, Debug)]
 pub enum NodeAction<'a> {
@@ -43,7 +41,7 @@ pub enum NodeAction<'a> {
     /// Read the ConfigMap or Secret `name` in `pod`'s tenant, to run `pod`.
     ReadReference {
         /// The pod, as it is stored now.
-        pod: &'a Value,
+        pod: &'a Pod,
         /// ConfigMap or Secret.
         kind: ReferenceKind,
         /// Its name.
@@ -69,9 +67,15 @@ pub fn node_may(node: &str, action: NodeAction<'_>) -> bool {
         NodeAction::WatchServices => true,
         NodeAction::WritePodStatus { pod } => node_name_of(pod) == Some(node),
         NodeAction::ReadReference { pod, kind, name } => {
-            node_name_of(pod) == Some(node) && PodReferences::of(pod).names(kind).any(|n| n == name)
+            pod.spec.node_name.as_deref() == Some(node)
+                && PodReferences::of_pod(pod).names(kind).any(|n| n == name)
         }
     }
+}
+
+/// `spec.nodeName` of a pod as stored, when set.
+pub(crate) fn node_name_of(pod: &Value) -> Option<&str> {
+    pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
 }
 
 /// The ConfigMaps and Secrets a pod references by name: env
@@ -89,9 +93,14 @@ pub struct PodReferences {
 impl PodReferences {
     /// What `pod` references; nothing when it is not a pod.
     pub fn of(pod: &Value) -> PodReferences {
-        let Ok(pod) = Pod::deserialize(pod) else {
-            return PodReferences::default();
-        };
+        match Pod::deserialize(pod) {
+            Ok(pod) => PodReferences::of_pod(&pod),
+            Err(_) => PodReferences::default(),
+        }
+    }
+
+    /// What the decoded `pod` references.
+    pub fn of_pod(pod: &Pod) -> PodReferences {
         let mut refs = PodReferences::default();
         for container in pod.spec.containers.iter().chain(&pod.spec.init_containers) {
             for env in &container.env {
@@ -180,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_node_reads_only_what_its_own_pods_reference() {
-        let pod = pod_on("a");
+        let pod: Pod = serde_json::from_value(pod_on("a")).unwrap();
         let read = |node, kind, name| {
             node_may(
                 node,

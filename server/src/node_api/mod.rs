@@ -28,7 +28,7 @@ pub mod tunnels;
 use berth_api::labels;
 use berth_api::node::v1 as pb;
 use berth_api::node::v1::node_service_server::{NodeService, NodeServiceServer};
-use berth_api::objects::Kind;
+use berth_api::objects::{Kind, Pod};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,7 @@ use pods_by_node::{ChangeKind, NodePodEvent, PodsByNode};
 use services_watch::ServicesWatch;
 use tunnels::Tunnels;
 
+use crate::controllers::runtime::Informer;
 use crate::events::{DEFAULT_EVENT_TTL, EventRecorder, EventType, Involved};
 use crate::objects::{ObjectError, ObjectRef, Objects, SecretValues};
 use crate::pod_metrics::{ContainerUsage, PodMetricsStore, Sample};
@@ -118,6 +119,7 @@ fn object_status(error: ObjectError) -> Status {
         ObjectError::Unprocessable { .. } => Status::invalid_argument(error.to_string()),
         ObjectError::Gone(m) => Status::out_of_range(m),
         ObjectError::Sealing(m) => Status::internal(m),
+        ObjectError::LostLeadership { .. } => Status::unavailable(error.to_string()),
         ObjectError::Store(error) => store_status(error),
     }
 }
@@ -186,13 +188,14 @@ pub struct NodeApi {
 }
 
 impl NodeApi {
-    /// Starts the node API's shared pod index over `objects`; it and every
-    /// open `WatchPods`, `WatchServices` and `Streams` stream stop at
-    /// `shutdown`. Agents'
-    /// tunnels are kept in `tunnels` and the pods' reported resource use
-    /// in `metrics`, which the REST API reads.
+    /// Starts the node API's shared pod index over the process's pod
+    /// informer `pods`; it and every open `WatchPods`, `WatchServices` and
+    /// `Streams` stream stop at `shutdown`. Agents' tunnels are kept in
+    /// `tunnels` and the pods' reported resource use in `metrics`, which
+    /// the REST API reads.
     pub fn start(
         objects: Objects,
+        pods: &Informer<Pod>,
         tunnels: Tunnels,
         metrics: PodMetricsStore,
         shutdown: CancellationToken,
@@ -200,11 +203,11 @@ impl NodeApi {
         NodeApi {
             metrics,
             credentials: Credentials::new(objects.store().clone()),
-            pods: PodsByNode::start(objects.clone(), shutdown.clone()),
+            pods: PodsByNode::start(pods, shutdown.clone()),
             config: ConfigChanges::start(objects.clone(), shutdown.clone()),
             tunnels,
             levels: TenantLevels::default(),
-            events: EventRecorder::new(objects.store().clone(), "berth-agent", DEFAULT_EVENT_TTL),
+            events: EventRecorder::new(objects.clone(), "berth-agent", DEFAULT_EVENT_TTL),
             objects,
             shutdown,
         }
@@ -657,22 +660,22 @@ impl NodeApi {
         };
         let mut event = pb::PodEvent {
             r#type: r#type.into(),
-            pod_json: pod.json.to_string(),
+            pod_json: pod.json().to_string(),
             resource_version: revision,
             ..pb::PodEvent::default()
         };
         if kind == ChangeKind::Deleted {
             return Ok(event);
         }
-        let pod = pod.value();
-        let tenant = pod["metadata"]["tenant"].as_str().unwrap_or_default();
+        let pod = &pod.pod;
+        let tenant = pod.metadata.tenant.as_deref().unwrap_or_default();
         event.pod_security_level = self
             .levels
             .of(self.objects.store(), tenant)
             .await?
             .name()
             .to_owned();
-        let references = PodReferences::of(&pod);
+        let references = PodReferences::of_pod(pod);
         for (reference, kind, into) in [
             (
                 ReferenceKind::ConfigMap,
@@ -683,7 +686,7 @@ impl NodeApi {
         ] {
             for name in references.names(reference) {
                 let action = NodeAction::ReadReference {
-                    pod: &pod,
+                    pod,
                     kind: reference,
                     name,
                 };
@@ -715,10 +718,9 @@ impl NodeApi {
         self.pods
             .pods_of(node)
             .into_iter()
-            .filter(|pod| {
-                let pod = pod.value();
-                pod["metadata"]["tenant"].as_str() == Some(change.tenant.as_str())
-                    && PodReferences::of(&pod)
+            .filter(|doc| {
+                doc.pod.metadata.tenant.as_deref() == Some(change.tenant.as_str())
+                    && PodReferences::of_pod(&doc.pod)
                         .names(change.kind)
                         .any(|name| name == change.name)
             })

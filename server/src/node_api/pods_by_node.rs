@@ -1,30 +1,31 @@
-//! The pods of every node from one store watch: an in-memory index of bound
-//! pods by node, kept from a single watch on `/registry/pods/` (after an
-//! initial list), fanned out to per-node subscribers.
+//! The pods of every node from the process's pod informer: an in-memory
+//! index of bound pods by node, fanned out to per-node subscribers.
 //!
 //! A thousand agents each hold a `WatchPods` stream; one store watch per
 //! agent over all pods would decode every pod event a thousand times. Here
-//! each event is decoded once and handed only to the node it concerns.
+//! each event is decoded once, by the informer (the controllers and the
+//! scheduler share the same decoded pod), and handed only to the node it
+//! concerns. The index holds the informer's `Arc<Pod>`s, so a bound pod
+//! costs a pointer beside the informer's cache, not a copy.
 //!
 //! A subscriber resumes from a revision when the recent-event window still
 //! holds every event after it; otherwise it gets a snapshot (every pod bound
 //! to the node, then a bookmark marking the end of the initial events), as a
-//! fresh watch does. When the store watch fails (compaction, database
-//! outage), the index lists again and turns the difference into events, so
-//! subscribers see a consistent sequence without a reconnect.
+//! fresh watch does. When the informer lists again (compaction, database
+//! outage), the difference reaches the index as changes, so subscribers see
+//! a consistent sequence without a reconnect.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use berth_api::labels::Selector;
-use berth_api::objects::Kind;
-use serde_json::{Value, json};
+use berth_api::objects::Pod;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::objects::{Objects, SecretValues};
-use crate::store::types::{EventKind, Revision};
+use crate::controllers::runtime::reflector::read_revision;
+use crate::controllers::runtime::{Informer, Notice};
+use crate::store::types::Revision;
 
 /// How many recent events the index keeps for subscribers that resume.
 const WINDOW: usize = 16_384;
@@ -32,9 +33,6 @@ const WINDOW: usize = 16_384;
 /// How many undelivered events a subscriber may have before it is dropped
 /// (it then resumes from its last revision).
 const SUBSCRIBER_BUFFER: usize = 1024;
-
-/// How long the index waits before listing again after a failure.
-const RELIST_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What happened to a pod, as its node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +110,38 @@ struct Subscriber {
     sender: mpsc::Sender<NodePodEvent>,
 }
 
+/// A recent event as the window keeps it for subscribers that resume: the
+/// pod as the JSON its node got, not the decoded pod, so that the window
+/// does not keep every old version of a pod alive (text takes a fraction
+/// of the memory).
+struct Recent {
+    node: String,
+    kind: ChangeKind,
+    json: Arc<str>,
+    revision: Revision,
+}
+
+impl Recent {
+    /// The event again, decoded; `None` (logged) if its text is not a pod.
+    fn event(&self) -> Option<NodePodEvent> {
+        match berth_api::objects::from_slice::<Pod>(self.json.as_bytes()) {
+            Ok(pod) => Some(NodePodEvent::Change {
+                kind: self.kind,
+                pod: PodDoc {
+                    pod: Arc::new(pod),
+                    revision: self.revision,
+                    json: Some(self.json.clone()),
+                },
+                revision: self.revision,
+            }),
+            Err(errors) => {
+                tracing::warn!(?errors, "a recent pod event cannot be read again");
+                None
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Index {
     /// Every event up to this revision is applied.
@@ -121,7 +151,7 @@ struct Index {
     /// Node → its pods by key.
     by_node: HashMap<String, HashMap<String, PodDoc>>,
     /// Recent events, oldest first, with the node each went to.
-    window: VecDeque<(String, NodePodEvent)>,
+    window: VecDeque<Recent>,
     /// The window holds every event after this revision.
     window_floor: Revision,
     subscribers: HashMap<String, Vec<Subscriber>>,
@@ -129,15 +159,27 @@ struct Index {
 }
 
 impl PodsByNode {
-    /// Starts the index: lists every pod, then follows the store until
-    /// `shutdown`. Subscriptions wait for the first list.
-    pub fn start(objects: Objects, shutdown: CancellationToken) -> PodsByNode {
+    /// Starts the index over the process's pod informer; it follows it
+    /// until `shutdown`. Subscriptions wait for the informer's first list.
+    pub fn start(pods: &Informer<Pod>, shutdown: CancellationToken) -> PodsByNode {
         let (ready_tx, ready) = watch::channel(false);
-        let pods = PodsByNode {
-            index: Arc::new(Mutex::new(Index::default())),
-            ready,
-        };
-        tokio::spawn(pods.clone().run(objects, ready_tx, shutdown));
+        let index = Arc::new(Mutex::new(Index::default()));
+        let fed = index.clone();
+        let subscription = pods.subscribe(move |notice| {
+            let mut index = fed.lock().unwrap_or_else(|e| e.into_inner());
+            match notice {
+                Notice::Changed(change) => {
+                    let now = change.new.and_then(bound_pod);
+                    index.apply(change.key.to_string(), now, change.revision);
+                }
+                Notice::Listed { revision } => {
+                    index.listed(*revision);
+                    ready_tx.send_replace(true);
+                }
+            }
+        });
+        let pods = PodsByNode { index, ready };
+        tokio::spawn(pods.clone().run(subscription, shutdown));
         pods
     }
 
@@ -164,8 +206,8 @@ impl PodsByNode {
             let replay = index
                 .window
                 .iter()
-                .filter(|(n, event)| n == node && event.revision() > resource_version)
-                .map(|(_, event)| event.clone())
+                .filter(|recent| recent.node == node && recent.revision > resource_version)
+                .filter_map(Recent::event)
                 .collect();
             (replay, resource_version.max(index.revision))
         } else {
@@ -213,66 +255,21 @@ impl PodsByNode {
         self.lock().by_node.get(node).map_or(0, HashMap::len)
     }
 
-    /// Lists, then follows the watch; lists again whenever the watch fails.
-    async fn run(self, objects: Objects, ready: watch::Sender<bool>, shutdown: CancellationToken) {
+    /// Sends bookmarks until `shutdown`, then stops following the informer
+    /// and ends every subscriber's stream.
+    async fn run(
+        self,
+        subscription: crate::controllers::runtime::Subscription,
+        shutdown: CancellationToken,
+    ) {
         let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
         loop {
-            let listed = tokio::select! {
+            tokio::select! {
                 () = shutdown.cancelled() => break,
-                listed = list_bound_pods(&objects) => listed,
-            };
-            let revision = match listed {
-                Ok((revision, pods)) => {
-                    self.lock().reset(revision, pods);
-                    ready.send_replace(true);
-                    revision
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "listing pods for the node API failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(RELIST_BACKOFF) => continue,
-                    }
-                }
-            };
-            let mut watch = match objects.watch(Kind::Pod, None, revision).await {
-                Ok(watch) => watch,
-                Err(error) => {
-                    tracing::warn!(%error, "watching pods for the node API failed; listing again");
-                    continue;
-                }
-            };
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => {
-                        self.lock().subscribers.clear();
-                        return;
-                    }
-                    _ = bookmarks.tick() => self.lock().bookmark_all(),
-                    next = watch.next() => match next {
-                        Some(Ok(events)) => {
-                            let mut index = self.lock();
-                            for event in events {
-                                let key = String::from_utf8_lossy(&event.kv.key).into_owned();
-                                let now = match event.kind {
-                                    EventKind::Delete => None,
-                                    EventKind::Put => bound_pod(&event.kv.value, event.kv.mod_revision),
-                                };
-                                index.apply(key, now, event.kv.mod_revision);
-                            }
-                        }
-                        Some(Err(error)) => {
-                            tracing::warn!(%error, "the node API's pod watch failed; listing again");
-                            break;
-                        }
-                        None => {
-                            tracing::warn!("the node API's pod watch ended; listing again");
-                            break;
-                        }
-                    }
-                }
+                _ = bookmarks.tick() => self.lock().bookmark_all(),
             }
         }
+        drop(subscription);
         self.lock().subscribers.clear();
     }
 }
@@ -280,115 +277,74 @@ impl PodsByNode {
 /// How often every subscriber gets a bookmark with the index's revision.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Every pod bound to a node, with the revision of the list.
-async fn list_bound_pods(
-    objects: &Objects,
-) -> Result<(Revision, Vec<(String, String, PodDoc)>), crate::objects::ObjectError> {
-    let page = objects
-        .list(
-            Kind::Pod,
-            None,
-            &Selector::default(),
-            0,
-            None,
-            SecretValues::Redact,
-        )
-        .await?;
-    let pods = page
-        .items
-        .into_iter()
-        .filter_map(|pod| {
-            let node = node_name_of(&pod)?.to_owned();
-            let key = format!(
-                "/registry/pods/{}/{}",
-                pod["metadata"]["tenant"].as_str().unwrap_or_default(),
-                pod["metadata"]["name"].as_str().unwrap_or_default()
-            );
-            let revision = revision_of(&pod);
-            Some((key, node, PodDoc::new(&pod, revision)))
-        })
-        .collect();
-    Ok((page.revision, pods))
+/// The node `pod` is bound to, and the pod as the index keeps it; `None`
+/// when it is bound to none.
+fn bound_pod(pod: &Arc<Pod>) -> Option<(String, PodDoc)> {
+    let node = pod.spec.node_name.as_deref().filter(|n| !n.is_empty())?;
+    Some((node.to_owned(), PodDoc::of(pod.clone())))
 }
 
-/// The node a stored pod is bound to, and the pod as callers see it.
-fn bound_pod(stored: &[u8], revision: Revision) -> Option<(String, PodDoc)> {
-    let pod: Value = serde_json::from_slice(stored).ok()?;
-    let node = node_name_of(&pod)?.to_owned();
-    Some((node, PodDoc::new(&pod, revision)))
-}
-
-/// A bound pod as the index keeps it: the JSON callers see, as compact
-/// text, with its revision. Text, because a parsed value takes about ten
-/// times the memory, and the index holds every bound pod plus a window of
-/// recent versions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A bound pod as the index keeps it: the informer's decoded pod (shared,
+/// not copied), with the revision of this version of it.
+#[derive(Clone, Debug)]
 pub struct PodDoc {
-    /// The pod, with `metadata.resourceVersion` set to `revision`.
-    pub json: Arc<str>,
-    /// The revision of this version of the pod.
+    /// The pod.
+    pub pod: Arc<Pod>,
+    /// The revision of this version of the pod (of its deletion, for a
+    /// pod that is gone).
     pub revision: Revision,
+    /// Its JSON, once printed for an event (kept with the event, not in
+    /// the index).
+    json: Option<Arc<str>>,
+}
+
+impl PartialEq for PodDoc {
+    fn eq(&self, other: &PodDoc) -> bool {
+        self.revision == other.revision
+            && (Arc::ptr_eq(&self.pod, &other.pod) || self.pod == other.pod)
+    }
 }
 
 impl PodDoc {
-    /// `pod` as of `revision`.
-    pub fn new(pod: &Value, revision: Revision) -> PodDoc {
-        let mut pod = pod.clone();
-        if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.insert("resourceVersion".into(), json!(revision.to_string()));
-        }
+    /// `pod` at the revision its `resourceVersion` names.
+    pub fn of(pod: Arc<Pod>) -> PodDoc {
+        let revision = read_revision(&*pod).unwrap_or_default();
         PodDoc {
-            json: pod.to_string().into(),
+            pod,
             revision,
+            json: None,
         }
     }
 
-    /// The pod, parsed.
-    pub fn value(&self) -> Value {
-        serde_json::from_str(&self.json).unwrap_or_default()
+    /// The pod as its node gets it: JSON, with `metadata.resourceVersion`
+    /// set to `revision`.
+    pub fn json(&self) -> Arc<str> {
+        match &self.json {
+            Some(json) => json.clone(),
+            None => self.print().into(),
+        }
     }
-}
 
-/// `spec.nodeName`, when set.
-pub(crate) fn node_name_of(pod: &Value) -> Option<&str> {
-    pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
-}
-
-fn revision_of(pod: &Value) -> Revision {
-    pod["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|rv| rv.parse().ok())
-        .unwrap_or_default()
+    fn print(&self) -> String {
+        let revision = self.revision.to_string();
+        let text = if self.pod.metadata.resource_version.as_deref() == Some(revision.as_str()) {
+            serde_json::to_string(&*self.pod)
+        } else {
+            let mut pod = (*self.pod).clone();
+            pod.metadata.resource_version = Some(revision);
+            serde_json::to_string(&pod)
+        };
+        // A typed pod always serialises.
+        text.unwrap_or_default()
+    }
 }
 
 impl Index {
-    /// Replaces the index with a fresh list, turning the difference into
-    /// events at the list's revision.
-    fn reset(&mut self, revision: Revision, pods: Vec<(String, String, PodDoc)>) {
-        let first = self.revision == 0;
-        let mut listed: HashMap<String, (String, PodDoc)> = pods
-            .into_iter()
-            .map(|(key, node, pod)| (key, (node, pod)))
-            .collect();
-        let known: Vec<String> = self.node_of.keys().cloned().collect();
-        for key in known {
-            let now = listed.remove(&key);
-            let unchanged = now.as_ref().is_some_and(|(node, pod)| {
-                self.node_of.get(&key) == Some(node)
-                    && self
-                        .by_node
-                        .get(node)
-                        .and_then(|pods| pods.get(&key))
-                        .is_some_and(|p| p == pod)
-            });
-            if !unchanged {
-                self.apply(key, now, revision);
-            }
-        }
-        for (key, now) in listed {
-            self.apply(key, Some(now), revision);
-        }
-        self.revision = revision;
+    /// The informer has delivered everything up to `revision` (its first
+    /// list, or a relist).
+    fn listed(&mut self, revision: Revision) {
+        let first = self.revision == 0 && self.window_floor == 0;
+        self.revision = self.revision.max(revision);
         if first {
             self.window.clear();
             self.window_floor = revision;
@@ -403,7 +359,11 @@ impl Index {
             (None, None) => {}
             (Some(old), None) => {
                 if let Some(last) = self.remove(&old, &key) {
-                    let last = PodDoc::new(&last.value(), revision);
+                    let last = PodDoc {
+                        pod: last.pod,
+                        revision,
+                        json: None,
+                    };
                     self.emit(&old, ChangeKind::Deleted, last, revision);
                 }
             }
@@ -412,6 +372,16 @@ impl Index {
                 self.emit(&node, ChangeKind::Added, pod, revision);
             }
             (Some(old), Some((node, pod))) if old == node => {
+                let known = self
+                    .by_node
+                    .get(&node)
+                    .and_then(|pods| pods.get(&key))
+                    .map(|known| known.revision);
+                if known == Some(pod.revision) {
+                    // Told twice (a relist, or a change delivered as the
+                    // index subscribed): nothing new for the node.
+                    return;
+                }
                 self.insert(&node, key, pod.clone());
                 self.emit(&node, ChangeKind::Modified, pod, revision);
             }
@@ -445,9 +415,14 @@ impl Index {
     /// Records an event in the window and hands it to the node's
     /// subscribers; a subscriber that cannot take it is dropped.
     fn emit(&mut self, node: &str, kind: ChangeKind, pod: PodDoc, revision: Revision) {
+        // Printed once, for the node and for the window.
+        let json = pod.json();
         let event = NodePodEvent::Change {
             kind,
-            pod,
+            pod: PodDoc {
+                json: Some(json.clone()),
+                ..pod
+            },
             revision,
         };
         if let Some(subscribers) = self.subscribers.get_mut(node) {
@@ -456,10 +431,15 @@ impl Index {
                 self.subscribers.remove(node);
             }
         }
-        self.window.push_back((node.to_owned(), event));
+        self.window.push_back(Recent {
+            node: node.to_owned(),
+            kind,
+            json,
+            revision,
+        });
         while self.window.len() > WINDOW {
-            if let Some((_, dropped)) = self.window.pop_front() {
-                self.window_floor = self.window_floor.max(dropped.revision());
+            if let Some(dropped) = self.window.pop_front() {
+                self.window_floor = self.window_floor.max(dropped.revision);
             }
         }
     }
@@ -502,16 +482,34 @@ mod tests {
     use super::*;
 
     fn pod(name: &str, node: &str, revision: Revision) -> (String, PodDoc) {
-        (
-            node.to_owned(),
-            PodDoc::new(
-                &json!({
-                    "metadata": {"name": name, "tenant": "acme"},
-                    "spec": {"nodeName": node},
-                }),
-                revision,
-            ),
-        )
+        let mut pod = Pod::default();
+        pod.metadata.name = name.to_owned();
+        pod.metadata.tenant = Some("acme".to_owned());
+        pod.metadata.resource_version = Some(revision.to_string());
+        pod.spec.node_name = Some(node.to_owned());
+        (node.to_owned(), PodDoc::of(Arc::new(pod)))
+    }
+
+    /// What the informer tells the index of a list at `revision`: every
+    /// object listed, each one gone since, then the end of the list.
+    fn relist(index: &mut Index, revision: Revision, listed: Vec<(&str, (String, PodDoc))>) {
+        let listed: HashMap<String, (String, PodDoc)> = listed
+            .into_iter()
+            .map(|(key, pod)| (key.to_owned(), pod))
+            .collect();
+        let gone: Vec<String> = index
+            .node_of
+            .keys()
+            .filter(|key| !listed.contains_key(*key))
+            .cloned()
+            .collect();
+        for (key, pod) in listed {
+            index.apply(key, Some(pod), revision);
+        }
+        for key in gone {
+            index.apply(key, None, revision);
+        }
+        index.listed(revision);
     }
 
     fn subscribe(index: &mut Index, node: &str, after: Revision) -> mpsc::Receiver<NodePodEvent> {
@@ -532,10 +530,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Ok(event) = receiver.try_recv() {
             if let NodePodEvent::Change { kind, pod, .. } = event {
-                seen.push((
-                    kind,
-                    pod.value()["metadata"]["name"].as_str().unwrap().to_owned(),
-                ));
+                seen.push((kind, pod.pod.metadata.name.clone()));
             }
         }
         seen
@@ -544,7 +539,7 @@ mod tests {
     #[test]
     fn a_pod_that_moves_is_deleted_from_its_old_node_and_added_to_the_new_one() {
         let mut index = Index::default();
-        index.reset(10, vec![]);
+        index.listed(10);
         let mut a = subscribe(&mut index, "a", 10);
         let mut b = subscribe(&mut index, "b", 10);
         index.apply(
@@ -584,22 +579,21 @@ mod tests {
     #[test]
     fn a_relist_turns_what_changed_meanwhile_into_events() {
         let mut index = Index::default();
-        let (node, web) = pod("web", "a", 5);
-        let (_, db) = pod("db", "a", 6);
-        index.reset(
+        relist(
+            &mut index,
             6,
             vec![
-                ("/registry/pods/acme/web".into(), node.clone(), web.clone()),
-                ("/registry/pods/acme/db".into(), node.clone(), db),
+                ("/registry/pods/acme/web", pod("web", "a", 5)),
+                ("/registry/pods/acme/db", pod("db", "a", 6)),
             ],
         );
         let mut a = subscribe(&mut index, "a", 6);
-        let (_, cache) = pod("cache", "a", 9);
-        index.reset(
+        relist(
+            &mut index,
             9,
             vec![
-                ("/registry/pods/acme/web".into(), node.clone(), web),
-                ("/registry/pods/acme/cache".into(), node, cache),
+                ("/registry/pods/acme/web", pod("web", "a", 5)),
+                ("/registry/pods/acme/cache", pod("cache", "a", 9)),
             ],
         );
         let mut seen = kinds(&mut a);
@@ -620,7 +614,7 @@ mod tests {
             index: Arc::new(Mutex::new(Index::default())),
             ready,
         };
-        pods.lock().reset(10, vec![]);
+        pods.lock().listed(10);
         for (i, name) in ["one", "two", "three"].iter().enumerate() {
             let revision = 11 + i as Revision;
             pods.lock().apply(
@@ -634,11 +628,11 @@ mod tests {
             .initial
             .iter()
             .map(|e| match e {
-                NodePodEvent::Change { pod, .. } => pod.value()["metadata"]["name"].clone(),
-                NodePodEvent::Bookmark { .. } => json!("bookmark"),
+                NodePodEvent::Change { pod, .. } => pod.pod.metadata.name.clone(),
+                NodePodEvent::Bookmark { .. } => "bookmark".to_owned(),
             })
             .collect();
-        assert_eq!(names, vec![json!("two"), json!("three")]);
+        assert_eq!(names, ["two", "three"]);
         let fresh = pods.subscribe("a", 0).await.unwrap();
         assert_eq!(fresh.initial.len(), 4);
         assert!(matches!(
@@ -649,5 +643,23 @@ mod tests {
             })
         ));
         assert_eq!(pods.pod_count("a"), 3);
+    }
+
+    #[test]
+    fn a_deleted_pod_reaches_its_node_at_the_revision_of_its_deletion() {
+        let mut index = Index::default();
+        index.listed(10);
+        let mut a = subscribe(&mut index, "a", 10);
+        index.apply("acme/web".into(), Some(pod("web", "a", 11)), 11);
+        index.apply("acme/web".into(), None, 12);
+        let mut sent = Vec::new();
+        while let Ok(NodePodEvent::Change { pod, revision, .. }) = a.try_recv() {
+            let json: serde_json::Value = serde_json::from_str(&pod.json()).unwrap();
+            sent.push((revision, json["metadata"]["resourceVersion"].clone()));
+        }
+        assert_eq!(
+            sent,
+            [(11, serde_json::json!("11")), (12, serde_json::json!("12"))]
+        );
     }
 }

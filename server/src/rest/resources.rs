@@ -103,6 +103,8 @@ pub fn object_error(error: ObjectError) -> ApiError {
         ObjectError::Conflict(message) => ApiError::Conflict(message),
         ObjectError::Gone(message) => ApiError::Gone(message),
         ObjectError::Sealing(message) => ApiError::Internal(message),
+        // Only fenced (control-plane) writers meet it; the REST API's are not.
+        ObjectError::LostLeadership { .. } => ApiError::Unavailable(error.to_string()),
         ObjectError::Store(error) => error.into(),
     }
 }

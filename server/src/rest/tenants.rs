@@ -506,7 +506,7 @@ pub async fn set_pod_security(
     ))?;
     existing_tenant(&state, &tenant).await?;
     let events = EventRecorder::new(
-        state.store.clone(),
+        state.objects.clone(),
         "pod-security-admission",
         DEFAULT_EVENT_TTL,
     );

@@ -1,8 +1,11 @@
-//! The scheduler's loop: one watch over pods and one over nodes keep an
-//! in-memory view of every node and what is bound to it; unbound pods queue
-//! up and are placed one at a time against that view (never a re-list per
-//! pod), and their bindings are written concurrently, so the store's group
-//! commit carries many at once.
+//! The scheduler's loop: the process's pod informer (each pod decoded once,
+//! shared with the controllers and the node API) and a watch over nodes
+//! keep an in-memory view of every node and what is bound to it; unbound
+//! pods queue up and are placed one at a time against that view (never a
+//! re-list per pod), and their bindings are written concurrently through
+//! [`Objects`] (fenced by the leader's term), so the store's group commit
+//! carries many at once. A binding is built from the pod the informer
+//! holds, compared on its revision: no read before the write.
 //!
 //! A placed pod is *assumed* on its node at once, so the next decision sees
 //! the room it took; if its binding fails (the pod changed, or the fence
@@ -20,23 +23,21 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_api::objects::{Node, Pod, Volume};
+use berth_api::objects::meta::ConditionStatus;
+use berth_api::objects::pod::{PodCondition, PodStatus};
+use berth_api::objects::{Kind, Node, Pod, Volume};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::fit::{self, BoundPod, NodeState, PodDemand};
+use crate::controllers::runtime::clock::format_time;
+use crate::controllers::runtime::reflector::read_revision;
+use crate::controllers::runtime::{Informer, ObjectKey};
 use crate::events::{EventRecorder, EventType, Involved};
-use crate::store::types::{
-    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, Op, PutRequest, Revision,
-    TxnRequest, WatchRequest,
-};
-use crate::store::{Store, StoreError, StoreResult};
-
-/// Every pod's key starts with this ([`crate::keys`]).
-fn pods_prefix() -> String {
-    crate::keys::collection(berth_api::objects::Kind::Pod, None)
-}
+use crate::objects::{ObjectError, ObjectRef, Objects, Replacement};
+use crate::store::types::{Event, EventKind, KeyRange, Revision, WatchRequest};
+use crate::store::{StoreError, StoreResult};
 
 /// Every node's key starts with this.
 fn nodes_prefix() -> String {
@@ -94,10 +95,11 @@ impl SchedulerMetrics {
 
 /// What the scheduler needs.
 pub struct Scheduler {
-    /// The store.
-    pub store: Store,
-    /// Writes only while these hold (the leader's fence); empty: always.
-    pub fence: Vec<Compare>,
+    /// Where it reads nodes and claims and writes bindings; fenced by the
+    /// leader's term when the control plane runs it.
+    pub objects: Objects,
+    /// The process's pods ([`crate::controllers::start_pod_informer`]).
+    pub pods: Informer<Pod>,
     /// Where `Scheduled` and `FailedScheduling` go.
     pub events: EventRecorder,
     /// Its figures.
@@ -203,7 +205,7 @@ impl State {
         }
     }
 
-    fn pod_changed(&mut self, key: String, pod: Option<(Pod, Revision)>) {
+    fn pod_changed(&mut self, key: String, pod: Option<(Arc<Pod>, Revision)>) {
         match pod {
             Some((pod, revision)) if !is_terminal(&pod) => match pod.spec.node_name.clone() {
                 Some(node) if !node.is_empty() => {
@@ -214,7 +216,7 @@ impl State {
                 _ if self.binding.contains(&key) => {
                     // Our own binding is in flight; its answer decides.
                     if let Some(waiting) = self.waiting.get_mut(&key) {
-                        waiting.pod = Arc::new(pod);
+                        waiting.pod = pod;
                         waiting.revision = revision;
                     }
                 }
@@ -228,7 +230,7 @@ impl State {
                     self.waiting.insert(
                         key.clone(),
                         Waiting {
-                            pod: Arc::new(pod),
+                            pod,
                             revision,
                             since,
                         },
@@ -331,32 +333,36 @@ impl State {
 impl Scheduler {
     /// Runs until `shutdown`; answers why it stopped when it fails.
     pub async fn run(self, shutdown: CancellationToken) -> StoreResult<()> {
+        let store = self.objects.store().clone();
         let mut state = State::default();
         let revision = self.load(&mut state).await?;
-        let mut pods = self
-            .store
-            .watch(WatchRequest {
-                range: KeyRange::prefix(pods_prefix()),
-                start_revision: revision + 1,
-                prev_kv: false,
-            })
-            .await?;
-        let mut nodes = self
-            .store
+        let mut nodes = store
             .watch(WatchRequest {
                 range: KeyRange::prefix(nodes_prefix()),
                 start_revision: revision + 1,
                 prev_kv: false,
             })
             .await?;
-        let mut volumes = self
-            .store
+        let mut volumes = store
             .watch(WatchRequest {
                 range: KeyRange::prefix(volumes_prefix()),
                 start_revision: revision + 1,
                 prev_kv: false,
             })
             .await?;
+        // Nothing is placed before every bound pod is known.
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            () = self.pods.cache().ready() => {}
+        }
+        let (changed, mut pods) = mpsc::unbounded_channel();
+        // The informer hands over every pod it holds first, then changes.
+        let _subscription = self.pods.subscribe_changes(Box::new(move |change| {
+            let _ = changed.send((change.key.clone(), change.new.cloned()));
+        }));
+        while let Ok((key, pod)) = pods.try_recv() {
+            apply_pod_change(&mut state, &key, pod);
+        }
         let this = Arc::new(self);
         let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT));
@@ -365,10 +371,14 @@ impl Scheduler {
             this.metrics.pending.set(state.waiting.len() as i64);
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                batch = pods.next() => match batch {
-                    Some(Ok(events)) => for event in events { apply_pod_event(&mut state, &event) },
-                    Some(Err(error)) => return Err(error),
-                    None => return Err(StoreError::Unavailable("the pod watch ended".into())),
+                change = pods.recv() => match change {
+                    Some((key, pod)) => {
+                        apply_pod_change(&mut state, &key, pod);
+                        while let Ok((key, pod)) = pods.try_recv() {
+                            apply_pod_change(&mut state, &key, pod);
+                        }
+                    }
+                    None => return Err(StoreError::Unavailable("the pod informer stopped".into())),
                 },
                 batch = nodes.next() => match batch {
                     Some(Ok(events)) => for event in events { apply_node_event(&mut state, &event) },
@@ -416,11 +426,11 @@ impl Scheduler {
         }
     }
 
-    /// Lists nodes and pods at one revision.
+    /// Lists nodes and claims at one revision.
     async fn load(&self, state: &mut State) -> StoreResult<Revision> {
+        let store = self.objects.store();
         let mut nodes = Vec::new();
-        let revision = self
-            .store
+        let revision = store
             .range_prefix(nodes_prefix().as_bytes(), 0, LIST_PAGE, |kv| nodes.push(kv))
             .await?;
         for kv in nodes {
@@ -431,23 +441,13 @@ impl Scheduler {
                 state.node_changed(name, Some(node));
             }
         }
-        self.store
+        store
             .range_prefix(volumes_prefix().as_bytes(), revision, LIST_PAGE, |kv| {
                 if let (Some(key), Ok(volume)) = (
                     split_key(&kv.key, &volumes_prefix()),
                     serde_json::from_slice::<Volume>(&kv.value),
                 ) {
                     state.claim_changed(key, Some((volume, kv.mod_revision)));
-                }
-            })
-            .await?;
-        self.store
-            .range_prefix(pods_prefix().as_bytes(), revision, LIST_PAGE, |kv| {
-                if let (Some(key), Ok(pod)) = (
-                    split_key(&kv.key, &pods_prefix()),
-                    serde_json::from_slice::<Pod>(&kv.value),
-                ) {
-                    state.pod_changed(key, Some((pod, kv.mod_revision)));
                 }
             })
             .await?;
@@ -549,23 +549,26 @@ impl Scheduler {
         revision: Revision,
         node: &str,
         claims: &[(String, Revision)],
-    ) -> StoreResult<bool> {
-        let store_key = format!("{}{key}", pods_prefix());
-        let Some(current) = self.store.get(store_key.as_bytes(), 0).await? else {
-            return Ok(false);
-        };
-        if current.mod_revision != revision {
-            return Ok(false);
-        }
-        let mut value: Value = serde_json::from_slice(&current.value)
-            .map_err(|e| StoreError::Database(format!("pod {key} is not JSON: {e}")))?;
-        value["spec"]["nodeName"] = json!(node);
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        set_condition(&mut value, "PodScheduled", "True", None, None, &now);
-        let mut writes = vec![(store_key, revision, value)];
+    ) -> Result<bool, ObjectError> {
+        let mut bound = pod.clone();
+        bound.spec.node_name = Some(node.to_owned());
+        let now = format_time(self.objects.now());
+        set_condition(
+            bound.status.get_or_insert_with(PodStatus::default),
+            "PodScheduled",
+            ConditionStatus::True,
+            None,
+            &now,
+        );
+        let mut writes = vec![Replacement {
+            at: object_ref(Kind::Pod, key),
+            object: to_value(&bound)?,
+            expected: revision,
+            lease: None,
+        }];
         for (claim, claim_revision) in claims {
-            let claim_key = format!("{}{claim}", volumes_prefix());
-            let Some(current) = self.store.get(claim_key.as_bytes(), 0).await? else {
+            let at = object_ref(Kind::Volume, claim);
+            let Some(current) = self.objects.store().get(at.key().as_bytes(), 0).await? else {
                 return Ok(false);
             };
             if current.mod_revision != *claim_revision {
@@ -578,10 +581,17 @@ impl Scheduler {
             }
             volume["status"]["nodeName"] = json!(node);
             volume["status"]["phase"] = json!("Bound");
-            writes.push((claim_key, *claim_revision, volume));
+            writes.push(Replacement {
+                at,
+                object: volume,
+                expected: *claim_revision,
+                lease: None,
+            });
         }
-        if !self.write_all_if(writes).await? {
-            return Ok(false);
+        match self.objects.replace_all(writes).await {
+            Ok(_) => {}
+            Err(ObjectError::Conflict(_)) => return Ok(false),
+            Err(error) => return Err(error),
         }
         let involved = Involved {
             kind: "Pod".into(),
@@ -602,27 +612,31 @@ impl Scheduler {
         pod: &Pod,
         revision: Revision,
         message: &str,
-    ) -> StoreResult<()> {
-        let store_key = format!("{}{key}", pods_prefix());
-        if let Some(current) = self.store.get(store_key.as_bytes(), 0).await?
-            && current.mod_revision == revision
-        {
-            let mut value: Value = serde_json::from_slice(&current.value)
-                .map_err(|e| StoreError::Database(format!("pod {key} is not JSON: {e}")))?;
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            set_condition(
-                &mut value,
-                "PodScheduled",
-                "False",
-                Some("Unschedulable"),
-                Some(message),
-                &now,
-            );
-            if value["status"]["phase"].is_null() {
-                value["status"]["phase"] = json!("Pending");
-            }
+    ) -> Result<(), ObjectError> {
+        let mut told = pod.clone();
+        let now = format_time(self.objects.now());
+        let status = told.status.get_or_insert_with(PodStatus::default);
+        set_condition(
+            status,
+            "PodScheduled",
+            ConditionStatus::False,
+            Some(("Unschedulable", message)),
+            &now,
+        );
+        status.phase.get_or_insert_default();
+        let written = self
+            .objects
+            .replace_all(vec![Replacement {
+                at: object_ref(Kind::Pod, key),
+                object: to_value(&told)?,
+                expected: revision,
+                lease: None,
+            }])
+            .await;
+        match written {
             // Losing this race only means the pod changed: it is queued again.
-            let _ = self.write_if(&store_key, revision, &value).await?;
+            Ok(_) | Err(ObjectError::Conflict(_)) => {}
+            Err(error) => return Err(error),
         }
         let involved = Involved {
             kind: "Pod".into(),
@@ -630,95 +644,66 @@ impl Scheduler {
             name: pod.metadata.name.clone(),
             uid: pod.metadata.uid.clone(),
         };
-        self.events
+        Ok(self
+            .events
             .record(&involved, EventType::Warning, "FailedScheduling", message)
-            .await
-    }
-
-    async fn write_if(&self, key: &str, revision: Revision, value: &Value) -> StoreResult<bool> {
-        self.write_all_if(vec![(key.to_owned(), revision, value.clone())])
-            .await
-    }
-
-    /// Writes every `(key, revision, value)` in one transaction, if each
-    /// key is still at its revision (and the fence holds).
-    async fn write_all_if(&self, writes: Vec<(String, Revision, Value)>) -> StoreResult<bool> {
-        let mut compares = self.fence.clone();
-        let mut success = Vec::with_capacity(writes.len());
-        for (key, revision, value) in writes {
-            compares.push(Compare {
-                range: KeyRange::single(key.as_str()),
-                op: CompareOp::Equal,
-                target: CompareTarget::ModRevision(revision),
-            });
-            success.push(Op::Put(PutRequest {
-                key: key.into_bytes(),
-                value: value.to_string().into_bytes(),
-                ignore_lease: false,
-                ..PutRequest::default()
-            }));
-        }
-        let response = self
-            .store
-            .txn(TxnRequest {
-                compares,
-                success,
-                failure: vec![],
-            })
-            .await?;
-        Ok(response.succeeded)
+            .await?)
     }
 }
 
-/// Sets one condition of `status.conditions`, keeping its transition time
-/// when its status does not change.
+/// Where the object of `kind` at `tenant/name` lives.
+fn object_ref(kind: Kind, key: &str) -> ObjectRef {
+    let (tenant, name) = key.split_once('/').unwrap_or(("", key));
+    ObjectKey::namespaced(tenant, name).object_ref(kind)
+}
+
+fn to_value(pod: &Pod) -> Result<Value, ObjectError> {
+    serde_json::to_value(pod).map_err(|e| {
+        ObjectError::Store(StoreError::Database(format!(
+            "pod {:?} cannot be written: {e}",
+            pod.metadata.name
+        )))
+    })
+}
+
+/// Sets one condition of `status.conditions` (with its reason and
+/// message, if any), keeping its transition time when its status does not
+/// change.
 fn set_condition(
-    pod: &mut Value,
+    status: &mut PodStatus,
     kind: &str,
-    status: &str,
-    reason: Option<&str>,
-    message: Option<&str>,
+    value: ConditionStatus,
+    why: Option<(&str, &str)>,
     now: &str,
 ) {
-    if !pod["status"].is_object() {
-        pod["status"] = json!({});
-    }
-    if !pod["status"]["conditions"].is_array() {
-        pod["status"]["conditions"] = json!([]);
-    }
-    let Some(conditions) = pod["status"]["conditions"].as_array_mut() else {
-        return;
+    let previous = status.conditions.iter().position(|c| c.type_ == kind);
+    let last_transition_time = match previous {
+        Some(i) if status.conditions[i].status == value => {
+            status.conditions[i].last_transition_time.clone()
+        }
+        _ => Some(now.to_owned()),
     };
-    let previous = conditions.iter().position(|c| c["type"] == kind);
-    let transition = previous
-        .and_then(|i| {
-            (conditions[i]["status"] == status).then(|| conditions[i]["lastTransitionTime"].clone())
-        })
-        .unwrap_or_else(|| json!(now));
-    let mut condition = json!({"type": kind, "status": status, "lastTransitionTime": transition});
-    if let Some(reason) = reason {
-        condition["reason"] = json!(reason);
-    }
-    if let Some(message) = message {
-        condition["message"] = json!(message);
-    }
+    let condition = PodCondition {
+        type_: kind.to_owned(),
+        status: value,
+        last_transition_time,
+        reason: why.map(|(reason, _)| reason.to_owned()),
+        message: why.map(|(_, message)| message.to_owned()),
+        ..PodCondition::default()
+    };
     match previous {
-        Some(i) => conditions[i] = condition,
-        None => conditions.push(condition),
+        Some(i) => status.conditions[i] = condition,
+        None => status.conditions.push(condition),
     }
 }
 
-fn apply_pod_event(state: &mut State, event: &Event) {
-    let Some(key) = split_key(&event.kv.key, &pods_prefix()) else {
-        return;
-    };
-    let pod = match event.kind {
-        EventKind::Put => serde_json::from_slice::<Pod>(&event.kv.value)
-            .ok()
-            .map(|pod| (pod, event.kv.mod_revision)),
-        EventKind::Delete => None,
-    };
-    state.pod_changed(key, pod);
+/// A change the pod informer reported.
+fn apply_pod_change(state: &mut State, key: &ObjectKey, pod: Option<Arc<Pod>>) {
+    let pod = pod.map(|pod| {
+        let revision = read_revision(&*pod).unwrap_or_default();
+        (pod, revision)
+    });
+    state.pod_changed(key.to_string(), pod);
 }
 
 fn apply_volume_event(state: &mut State, event: &Event) {

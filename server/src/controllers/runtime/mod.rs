@@ -31,7 +31,7 @@ use crate::store::types::Revision;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use metrics::ControllerMetrics;
 pub use queue::WorkQueue;
-pub use reflector::{Cache, Change, ObjectKey, Reflector};
+pub use reflector::{Cache, Change, Informer, Notice, ObjectKey, Reflector, Subscription};
 
 /// The first back-off after a failed reconcile; it doubles per failure in a
 /// row, up to [`BACKOFF_CAP`].
@@ -83,6 +83,8 @@ pub struct Controller<R> {
     reconciler: Arc<R>,
     queue: Arc<WorkQueue<ObjectKey>>,
     waits_for: Vec<ReadyWait>,
+    /// What the controller hears; they end when it stops.
+    subscriptions: Vec<reflector::Subscription>,
     workers: usize,
     metrics: ControllerMetrics,
     failures: Mutex<HashMap<ObjectKey, u32>>,
@@ -103,6 +105,7 @@ impl<R: Reconciler> Controller<R> {
             reconciler,
             queue: Arc::new(WorkQueue::new(Some(depth))),
             waits_for: Vec::new(),
+            subscriptions: Vec::new(),
             workers: workers.max(1),
             metrics: metrics.clone(),
             failures: Mutex::new(HashMap::new()),
@@ -121,13 +124,25 @@ impl<R: Reconciler> Controller<R> {
         reflector: &mut Reflector<K>,
         map: impl Fn(&Change<'_, K>) -> Vec<ObjectKey> + Send + Sync + 'static,
     ) {
+        self.watches_informer(&reflector.informer(), map);
+    }
+
+    /// Like [`Controller::watches`], over a reflector that is running
+    /// already and outlives the controller (the process's pods): the
+    /// controller first hears of every object in its cache.
+    pub fn watches_informer<K: Resource + Send + Sync + 'static>(
+        &mut self,
+        informer: &Informer<K>,
+        map: impl Fn(&Change<'_, K>) -> Vec<ObjectKey> + Send + Sync + 'static,
+    ) {
         let queue = self.queue.clone();
-        reflector.subscribe(Box::new(move |change| {
-            for key in map(change) {
-                queue.add(key);
-            }
-        }));
-        let cache = reflector.cache().clone();
+        self.subscriptions
+            .push(informer.subscribe_changes(Box::new(move |change| {
+                for key in map(change) {
+                    queue.add(key);
+                }
+            })));
+        let cache = informer.cache().clone();
         self.waits_for
             .push(Box::pin(async move { cache.ready().await }));
     }
@@ -143,6 +158,7 @@ impl<R: Reconciler> Controller<R> {
             _ = waits => {}
         }
         tracing::info!(controller = name, "caches loaded; reconciling");
+        let _subscriptions = self.subscriptions;
         let shared = Arc::new(Worker {
             name,
             reconciler: self.reconciler,

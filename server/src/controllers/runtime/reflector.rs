@@ -3,10 +3,17 @@
 //! then watch from the next revision; when the watch falls behind a
 //! compaction, list again. Controllers read the cache instead of the store,
 //! and subscribe to its changes to learn which keys to reconcile.
+//!
+//! Each stored object is decoded once, by its reflector: the cache and
+//! every subscriber share that one `Arc`. An [`Informer`] hands a running
+//! reflector to consumers that come and go (the pods' one serves the node
+//! API for the process's life, and each leadership term's controllers and
+//! scheduler): a late subscriber first gets the cache's content, as if it
+//! had been listed, then every change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use berth_api::objects::{Kind, Resource};
@@ -85,6 +92,15 @@ impl ObjectKey {
         crate::keys::object(kind, self.tenant.as_deref(), &self.name)
     }
 
+    /// Where the object of `kind` with this key lives, for [`crate::objects`].
+    pub fn object_ref(&self, kind: Kind) -> crate::objects::ObjectRef {
+        crate::objects::ObjectRef {
+            kind,
+            tenant: self.tenant.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// The key of the object of `kind` stored at `key`; `None` for a key
     /// outside the kind's prefix.
     pub fn from_store_key(kind: Kind, key: &[u8]) -> Option<ObjectKey> {
@@ -114,10 +130,129 @@ pub struct Change<'a, K> {
     pub old: Option<&'a Arc<K>>,
     /// The object after, if it exists.
     pub new: Option<&'a Arc<K>>,
+    /// The revision of the change (the list's, for a change a list found).
+    pub revision: Revision,
 }
 
 /// What a subscriber does with each change.
 pub type Subscriber<K> = Box<dyn Fn(&Change<'_, K>) + Send + Sync>;
+
+/// What an [`Informer`]'s subscribers hear.
+#[derive(Debug)]
+pub enum Notice<'a, K> {
+    /// One object changed.
+    Changed(Change<'a, K>),
+    /// The cache holds everything up to `revision`: a full list (or, for a
+    /// late subscriber, the cache's content) has just been delivered.
+    Listed {
+        /// The revision of the list.
+        revision: Revision,
+    },
+}
+
+type Listener<K> = Arc<dyn Fn(&Notice<'_, K>) + Send + Sync>;
+
+/// Who hears a reflector's changes.
+struct Listeners<K> {
+    next_id: u64,
+    listeners: Vec<(u64, Listener<K>)>,
+}
+
+/// A running reflector as its consumers see it: the cache, and its changes
+/// from the moment they subscribe. Cheap to clone.
+pub struct Informer<K> {
+    cache: Cache<K>,
+    listeners: Arc<Mutex<Listeners<K>>>,
+}
+
+impl<K> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Informer {
+            cache: self.cache.clone(),
+            listeners: self.listeners.clone(),
+        }
+    }
+}
+
+/// Keeps a subscription to an [`Informer`] alive; dropping it ends it.
+pub struct Subscription {
+    end: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end();
+        }
+    }
+}
+
+impl<K: Resource + 'static> Informer<K> {
+    /// The cache the reflector fills.
+    pub fn cache(&self) -> &Cache<K> {
+        &self.cache
+    }
+
+    /// Calls `listener` with every change from now on. When the cache has
+    /// loaded already, `listener` first gets each object it holds (as a
+    /// change from nothing) and a [`Notice::Listed`] at the cache's
+    /// revision, so it starts from the same view a list would give it. A
+    /// change being delivered as it subscribes may reach it twice.
+    ///
+    /// `listener` runs on the reflector's task: it must be quick, and must
+    /// not subscribe.
+    pub fn subscribe(
+        &self,
+        listener: impl Fn(&Notice<'_, K>) + Send + Sync + 'static,
+    ) -> Subscription {
+        let listener: Listener<K> = Arc::new(listener);
+        let mut listeners = lock(&self.listeners);
+        if self.cache.is_ready() {
+            let (objects, revision) = self.cache.snapshot();
+            for (key, object) in &objects {
+                listener(&Notice::Changed(Change {
+                    key,
+                    old: None,
+                    new: Some(object),
+                    revision,
+                }));
+            }
+            listener(&Notice::Listed { revision });
+        }
+        let id = listeners.next_id;
+        listeners.next_id += 1;
+        listeners.listeners.push((id, listener));
+        drop(listeners);
+        let weak = Arc::downgrade(&self.listeners);
+        Subscription {
+            end: Some(Box::new(move || {
+                if let Some(listeners) = weak.upgrade() {
+                    lock(&listeners).listeners.retain(|(other, _)| *other != id);
+                }
+            })),
+        }
+    }
+
+    /// Calls `subscriber` with every change from now on, as
+    /// [`Informer::subscribe`] does, leaving out the list notices.
+    pub fn subscribe_changes(&self, subscriber: Subscriber<K>) -> Subscription {
+        self.subscribe(move |notice| {
+            if let Notice::Changed(change) = notice {
+                subscriber(change);
+            }
+        })
+    }
+
+    fn notify(&self, notice: &Notice<'_, K>) {
+        for (_, listener) in &lock(&self.listeners).listeners {
+            listener(notice);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A change as the cache reports it: the key, the object before (if any)
 /// and after (if any).
@@ -201,6 +336,18 @@ impl<K: Resource> Cache<K> {
             .flatten()
             .filter_map(|key| state.objects.get(key).map(|e| e.object.clone()))
             .collect()
+    }
+
+    /// Every object with its key, and the revision the cache reflects,
+    /// read at one moment.
+    pub fn snapshot(&self) -> (Vec<(ObjectKey, Arc<K>)>, Revision) {
+        let state = self.read();
+        let objects = state
+            .objects
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.object.clone()))
+            .collect();
+        (objects, state.revision)
     }
 
     /// How many objects the cache holds.
@@ -335,33 +482,40 @@ impl<K: Resource> Cache<K> {
     }
 }
 
+/// The revision an object was read at: its `resourceVersion`, which
+/// [`decode_stored`] fills in; `None` when it has none.
+pub fn read_revision<K: Resource>(object: &K) -> Option<Revision> {
+    object
+        .metadata()
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+}
+
 /// Reads a stored object of kind `K`, with its `resourceVersion` filled in
 /// from the key's mod revision, as every reader of the store sees it.
 pub fn decode_stored<K: Resource>(kv: &KeyValue) -> Result<K, String> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&kv.value).map_err(|e| format!("not JSON: {e}"))?;
-    let metadata = value
-        .get_mut("metadata")
-        .and_then(serde_json::Value::as_object_mut)
-        .ok_or("no metadata")?;
-    metadata.insert(
-        "resourceVersion".into(),
-        serde_json::Value::String(kv.mod_revision.to_string()),
-    );
-    berth_api::objects::from_value(value).map_err(|errors| {
+    let mut object: K = berth_api::objects::from_slice(&kv.value).map_err(|errors| {
         errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ")
-    })
+    })?;
+    let metadata = object.metadata_mut();
+    if metadata.name.is_empty() {
+        return Err("no metadata.name".into());
+    }
+    metadata.resource_version = Some(kv.mod_revision.to_string());
+    Ok(object)
 }
 
 /// Fills one [`Cache`] from the store and tells subscribers of each change.
 pub struct Reflector<K> {
     store: Store,
-    cache: Cache<K>,
-    subscribers: Vec<Subscriber<K>>,
+    informer: Informer<K>,
+    /// Subscriptions made before the reflector runs, for its whole life.
+    subscriptions: Vec<Subscription>,
 }
 
 /// How a watch ended.
@@ -374,25 +528,39 @@ enum WatchEnd {
     Rewatch(ReflectorError),
 }
 
-impl<K: Resource> Reflector<K> {
+impl<K: Resource + 'static> Reflector<K> {
     /// A reflector that fills `cache` from `store`.
     pub fn new(store: Store, cache: Cache<K>) -> Reflector<K> {
         Reflector {
             store,
-            cache,
-            subscribers: Vec::new(),
+            informer: Informer {
+                cache,
+                listeners: Arc::new(Mutex::new(Listeners {
+                    next_id: 0,
+                    listeners: Vec::new(),
+                })),
+            },
+            subscriptions: Vec::new(),
         }
     }
 
     /// The cache this reflector fills.
     pub fn cache(&self) -> &Cache<K> {
-        &self.cache
+        &self.informer.cache
+    }
+
+    /// The cache and its changes, for consumers that come and go while the
+    /// reflector runs.
+    pub fn informer(&self) -> Informer<K> {
+        self.informer.clone()
     }
 
     /// Calls `subscriber` with every change from now on, including every
-    /// object of each full list (so a relist reconciles everything).
+    /// object of each full list (so a relist reconciles everything), for as
+    /// long as the reflector lives.
     pub fn subscribe(&mut self, subscriber: Subscriber<K>) {
-        self.subscribers.push(subscriber);
+        let subscription = self.informer.subscribe_changes(subscriber);
+        self.subscriptions.push(subscription);
     }
 
     /// Lists and watches until `cancel` fires. Failures are logged and
@@ -457,10 +625,11 @@ impl<K: Resource> Reflector<K> {
                 source,
             })?;
         tracing::debug!(count = objects.len(), revision, "listed");
-        let changes = self.cache.replace(objects, revision);
+        let changes = self.informer.cache.replace(objects, revision);
         for (key, old, new) in &changes {
-            self.notify(key, old.as_ref(), new.as_ref());
+            self.notify(key, old.as_ref(), new.as_ref(), revision);
         }
+        self.informer.notify(&Notice::Listed { revision });
         Ok(revision)
     }
 
@@ -521,15 +690,17 @@ impl<K: Resource> Reflector<K> {
                 match parsed {
                     Some(object) => {
                         let (key, old, new) =
-                            self.cache.upsert(key, object, event.kv.create_revision, at);
-                        self.notify(&key, old.as_ref(), Some(&new));
+                            self.informer
+                                .cache
+                                .upsert(key, object, event.kv.create_revision, at);
+                        self.notify(&key, old.as_ref(), Some(&new), at);
                     }
                     // A delete, or an object that cannot be read: either
                     // way the controllers must not act on the old copy.
                     _ => {
-                        let old = self.cache.remove(&key, at);
+                        let old = self.informer.cache.remove(&key, at);
                         if old.is_some() {
-                            self.notify(&key, old.as_ref(), None);
+                            self.notify(&key, old.as_ref(), None, at);
                         }
                     }
                 }
@@ -537,11 +708,19 @@ impl<K: Resource> Reflector<K> {
         }
     }
 
-    fn notify(&self, key: &ObjectKey, old: Option<&Arc<K>>, new: Option<&Arc<K>>) {
-        let change = Change { key, old, new };
-        for subscriber in &self.subscribers {
-            subscriber(&change);
-        }
+    fn notify(
+        &self,
+        key: &ObjectKey,
+        old: Option<&Arc<K>>,
+        new: Option<&Arc<K>>,
+        revision: Revision,
+    ) {
+        self.informer.notify(&Notice::Changed(Change {
+            key,
+            old,
+            new,
+            revision,
+        }));
     }
 }
 
