@@ -130,8 +130,30 @@ pub async fn run(args: UpArgs, global: GlobalArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The banner names a node that takes pods: wait until it is Ready.
+    let first_node = if args.runtime == RuntimeKind::Sim && args.sim_nodes > 1 {
+        format!("{node}-0")
+    } else {
+        node.clone()
+    };
+    tokio::pin!(agent_task);
     match sign_in(&settings, &base, &global).await {
-        Ok((context, tenant)) => {
+        Ok((context, tenant, token)) => {
+            let ready = tokio::select! {
+                ready = wait_for_node(&base, &token, &first_node) => ready,
+                result = &mut agent_task => Err(match result {
+                    Ok(Ok(())) => "the agent stopped while its node was registering".to_owned(),
+                    Ok(Err(error)) => format!("the agent stopped: {error}"),
+                    Err(error) => format!("the agent stopped: {error}"),
+                }),
+            };
+            if let Err(message) = ready {
+                eprintln!("berth: {message}");
+                shutdown.cancel();
+                stop_server();
+                let _ = server_task.await;
+                return ExitCode::FAILURE;
+            }
             let password = match &settings.admin_password {
                 Some(_) => "as given to --admin-password".to_owned(),
                 None => format!("in {}", settings.data_dir.join("admin-password").display()),
@@ -157,7 +179,6 @@ pub async fn run(args: UpArgs, global: GlobalArgs) -> ExitCode {
             );
         }
     }
-    tokio::pin!(agent_task);
     let result = tokio::select! {
         result = &mut server_task => {
             shutdown.cancel();
@@ -190,6 +211,52 @@ pub async fn run(args: UpArgs, global: GlobalArgs) -> ExitCode {
 /// Asks the server (which listens for signals itself) to shut down.
 fn stop_server() {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+}
+
+/// How long `up` waits for its node to register and turn Ready.
+const NODE_READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits until node `name` reports Ready; after `NODE_READY_WITHIN`, an
+/// error naming the node and what it last reported.
+async fn wait_for_node(base: &str, token: &str, name: &str) -> Result<(), String> {
+    let http = http_client().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut last = "not registered".to_owned();
+    loop {
+        let response = http
+            .get(format!("{base}/api/v1/nodes/{name}"))
+            .bearer_auth(token)
+            .send()
+            .await;
+        if let Ok(response) = response
+            && response.status().is_success()
+            && let Ok(node) = response.json::<serde_json::Value>().await
+        {
+            let ready = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready");
+            match ready {
+                Some(c) if c["status"] == "True" => return Ok(()),
+                Some(c) => {
+                    last = format!(
+                        "Ready is {}: {}",
+                        c["status"].as_str().unwrap_or("Unknown"),
+                        c["message"].as_str().unwrap_or("no message")
+                    )
+                }
+                None => last = "registered, no Ready condition yet".to_owned(),
+            }
+        }
+        if started.elapsed() > NODE_READY_WITHIN {
+            return Err(format!(
+                "node {name} was not Ready within {} s ({last})",
+                NODE_READY_WITHIN.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until `/readyz` answers 200, or the server stops first.
@@ -264,12 +331,12 @@ fn start_agent(
 }
 
 /// Signs the CLI in as the platform admin, in a tenant it creates if it
-/// must; answers the context and the tenant.
+/// must; answers the context, the tenant and the session's token.
 async fn sign_in(
     settings: &ServerSettings,
     base: &str,
     global: &GlobalArgs,
-) -> Result<(String, String), String> {
+) -> Result<(String, String, String), String> {
     let password = match &settings.admin_password {
         Some(password) => password.0.clone(),
         None => {
@@ -307,6 +374,7 @@ async fn sign_in(
         .context
         .clone()
         .unwrap_or_else(|| LOCAL_CONTEXT.to_owned());
+    let token = session.token.clone();
     keep_session(
         &context,
         base,
@@ -315,5 +383,5 @@ async fn sign_in(
         session,
     )
     .map_err(|e| e.to_string())?;
-    Ok((context, tenant))
+    Ok((context, tenant, token))
 }
