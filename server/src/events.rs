@@ -44,13 +44,57 @@ const BACKGROUND_WRITES: usize = 256;
 const SIMILAR_BEFORE_COMBINING: usize = 10;
 /// How long similar events are remembered for combining.
 const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
-/// Past this many remembered groups, those older than the window go.
+/// How many groups of similar events are remembered; past this, the group
+/// whose window opened first is forgotten (Kubernetes' aggregator keeps an
+/// LRU cache of the same size).
 const SIMILAR_GROUPS_KEPT: usize = 4096;
 
-/// The distinct messages of similar events seen since a time.
+/// The distinct messages of similar events seen in a group's window.
+#[derive(Default)]
 struct Similar {
     messages: std::collections::HashSet<u64>,
-    since: Instant,
+}
+
+/// The groups of similar events within their windows, at most
+/// [`SIMILAR_GROUPS_KEPT`] of them; a call costs the same however many
+/// groups are kept.
+#[derive(Default)]
+struct SimilarGroups {
+    groups: std::collections::HashMap<String, Similar>,
+    /// Each group and when its window opened, oldest first: one entry per
+    /// group, since a group whose window passed is forgotten, not reopened.
+    opened: std::collections::VecDeque<(String, Instant)>,
+}
+
+impl SimilarGroups {
+    /// Notes `message` in `group` at `now`: whether it is one too many and
+    /// goes into the combined event. Groups whose window has passed are
+    /// forgotten first, and the oldest when a new group would pass
+    /// [`SIMILAR_GROUPS_KEPT`].
+    fn note(&mut self, group: String, message: u64, now: Instant) -> bool {
+        while let Some((oldest, opened)) = self.opened.front() {
+            let expired = now.saturating_duration_since(*opened) >= SIMILAR_WINDOW;
+            let full =
+                self.groups.len() >= SIMILAR_GROUPS_KEPT && !self.groups.contains_key(&group);
+            if !expired && !full {
+                break;
+            }
+            self.groups.remove(oldest);
+            self.opened.pop_front();
+        }
+        let similar = self.groups.entry(group).or_insert_with_key(|group| {
+            self.opened.push_back((group.clone(), now));
+            Similar::default()
+        });
+        if similar.messages.contains(&message) {
+            return false;
+        }
+        if similar.messages.len() >= SIMILAR_BEFORE_COMBINING {
+            return true;
+        }
+        similar.messages.insert(message);
+        false
+    }
 }
 
 /// `Normal` or `Warning`, as Kubernetes has them.
@@ -100,7 +144,7 @@ pub struct EventRecorder {
     ttl: Duration,
     lease: Arc<Mutex<Option<(i64, Instant)>>>,
     background: Arc<tokio::sync::Semaphore>,
-    similar: Arc<std::sync::Mutex<std::collections::HashMap<String, Similar>>>,
+    similar: Arc<std::sync::Mutex<SimilarGroups>>,
 }
 
 impl EventRecorder {
@@ -132,26 +176,10 @@ impl EventRecorder {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         message.hash(&mut hasher);
         let message = hasher.finish();
-        let mut groups = self.similar.lock().unwrap_or_else(|e| e.into_inner());
-        if groups.len() > SIMILAR_GROUPS_KEPT {
-            groups.retain(|_, similar| similar.since.elapsed() < SIMILAR_WINDOW);
-        }
-        let similar = groups.entry(group).or_insert_with(|| Similar {
-            messages: Default::default(),
-            since: Instant::now(),
-        });
-        if similar.since.elapsed() >= SIMILAR_WINDOW {
-            similar.messages.clear();
-            similar.since = Instant::now();
-        }
-        if similar.messages.contains(&message) {
-            return false;
-        }
-        if similar.messages.len() >= SIMILAR_BEFORE_COMBINING {
-            return true;
-        }
-        similar.messages.insert(message);
-        false
+        self.similar
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(group, message, Instant::now())
     }
 
     /// Records an event in the background: the caller does not wait for the
@@ -308,6 +336,38 @@ mod tests {
             store.clone(),
             crate::secrets::EncryptionKey::from_bytes([7; 32]),
         )
+    }
+
+    #[test]
+    fn similar_groups_are_forgotten_when_their_window_passes_or_past_the_cap() {
+        let start = Instant::now();
+        let mut groups = SimilarGroups::default();
+        for message in 0..10 {
+            assert!(!groups.note("web".into(), message, start));
+        }
+        assert!(
+            groups.note("web".into(), 10, start),
+            "the eleventh combines"
+        );
+        assert!(
+            !groups.note("web".into(), 3, start),
+            "a repeat counts alone"
+        );
+        // The window passes: the group starts again.
+        let later = start + SIMILAR_WINDOW;
+        assert!(!groups.note("web".into(), 10, later));
+        // Past the cap, the group opened first goes; the others stay.
+        for group in 0..SIMILAR_GROUPS_KEPT + 100 {
+            for message in 0..10 {
+                groups.note(format!("pod-{group}"), message, later);
+            }
+        }
+        assert_eq!(groups.groups.len(), SIMILAR_GROUPS_KEPT);
+        assert_eq!(groups.opened.len(), SIMILAR_GROUPS_KEPT);
+        assert!(!groups.groups.contains_key("web"));
+        assert!(!groups.groups.contains_key("pod-99"));
+        let newest = format!("pod-{}", SIMILAR_GROUPS_KEPT + 99);
+        assert!(groups.note(newest, 10, later), "the newest group is kept");
     }
 
     #[tokio::test]
